@@ -1,0 +1,325 @@
+"""Run configuration: frozen dataclasses resolved in layers, strictly.
+
+    dataclass defaults < preset (TOML) < --config file < flags (--T ...) < --set key=value
+
+Keys are dotted paths: `train.steps`, `model.T`, `model.net.hidden`, `data.seed`.
+A bare key (`steps`) is accepted when exactly one section has it. Unknown keys and
+values of the wrong type are errors that list what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from bench.errors import BenchError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PRESETS_DIR = Path(__file__).parent / "suites" / "presets"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    name: str = "gaussians25"
+    root: str = ""  # image datasets: folder holding the files (else BENCH_DATA_DIR)
+    num_train: int = 100_000  # toy data: size of the seeded training set
+    seed: int = 0  # toy data: seed of the training set
+    resolution: int = 0  # images: side length after padding/resizing; 0 keeps the native size
+    download: bool = False  # images: let torchvision download missing files (needs a network)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 5000
+    batch_size: int = 512
+    lr_schedule: str = "constant"  # constant | cosine (to lr_min)
+    warmup_steps: int = 0
+    lr_min: float = 0.0
+    grad_clip: float = 1.0  # max global grad norm per optimizer; 0 disables
+    ema_decay: float = 0.999
+    seed: int = 0
+    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    ckpt_every: int = 1000
+    keep_checkpoints: int = 2
+    log_every: int = 100
+    preview_samples: int = 1000  # samples drawn for preview.png at the end; 0 skips
+    preview_steps: int = 0  # sampler steps for the preview; 0: the method's largest valid count
+
+
+# Fields that do not change what is trained: left out of the run id and of mismatch checks.
+CADENCE_KEYS = frozenset({"data.root", "data.download", "train.ckpt_every", "train.keep_checkpoints",
+                          "train.log_every", "train.preview_samples", "train.preview_steps"})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    method: str
+    preset: str
+    model: Any  # the method's Config dataclass
+    data: DataConfig
+    train: TrainConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "preset": self.preset, "model": dataclasses.asdict(self.model),
+                "data": dataclasses.asdict(self.data), "train": dataclasses.asdict(self.train)}
+
+    def semantic_dict(self) -> dict[str, Any]:
+        """What determines the trained weights: everything but cadence and paths."""
+        flat = {k: v for k, v in flatten(self.to_dict()).items() if k not in CADENCE_KEYS}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
+
+    def run_id(self) -> str:
+        blob = json.dumps(self.semantic_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:8]
+
+    def run_name(self, key_params: tuple[str, ...] = ()) -> str:
+        keys = "".join(f"-{k}{getattr(self.model, k)}" for k in key_params)
+        return f"{self.run_id()}-{self.method}-{self.data.name}{keys}"
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def valid_keys(cls: type, prefix: str = "") -> list[str]:
+    """All dotted keys of a (nested) config dataclass."""
+    keys = []
+    for name, tp in _field_types(cls).items():
+        if dataclasses.is_dataclass(tp):
+            keys += valid_keys(tp, f"{prefix}{name}.")
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a TOML/JSON value or a --set string to the field's type, or raise BenchError."""
+    origin = typing.get_origin(tp)
+    try:
+        if origin is tuple:
+            (item_tp, *_rest) = typing.get_args(tp)
+            if isinstance(value, str):
+                value = [v for v in value.strip("()[] ").split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)):
+                raise ValueError
+            return tuple(coerce(v, item_tp, key) for v in value)
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no"}:
+                return value.lower() in {"true", "1", "yes"}
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if tp is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise BenchError(f"config key {key!r} has unsupported type {tp}")
+    name = getattr(tp, "__name__", str(tp))
+    raise BenchError(f"{key}={value!r} is not a valid {name}; give e.g. {key}={_example(tp)}")
+
+
+def _example(tp: Any) -> str:
+    if typing.get_origin(tp) is tuple:
+        return "64,128,128"
+    return {int: "100", float: "0.5", bool: "true", str: "text"}.get(tp, "...")
+
+
+def build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    """Instantiate a (nested) frozen config dataclass from a nested dict, strictly."""
+    types = _field_types(cls)
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise BenchError(f"unknown config key {prefix + unknown[0]!r}; valid keys: {', '.join(valid_keys(cls, prefix))}")
+    kwargs = {}
+    for name, tp in types.items():
+        if name not in values:
+            continue
+        if dataclasses.is_dataclass(tp):
+            sub = values[name]
+            if dataclasses.is_dataclass(sub):
+                sub = dataclasses.asdict(sub)
+            if not isinstance(sub, dict):
+                raise BenchError(f"{prefix}{name} is a section; set its keys, e.g. {valid_keys(tp, prefix + name + '.')[0]}=...")
+            kwargs[name] = build(tp, sub, f"{prefix}{name}.")
+        else:
+            kwargs[name] = coerce(values[name], tp, prefix + name)
+    return cls(**kwargs)
+
+
+def deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, v in flat.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = v
+    return out
+
+
+def parse_sets(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """['train.steps=100', ...] -> {'train.steps': '100'}; malformed items are errors."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"--set {item!r} is malformed; write --set key=value, e.g. --set train.steps=1000")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def qualify(flat: dict[str, Any], sections: dict[str, type]) -> dict[str, Any]:
+    """Give bare keys their section when exactly one section has them; reject unknown keys."""
+    full = [f"{s}.{k}" for s, cls in sections.items() for k in valid_keys(cls)]
+    out = {}
+    for key, v in flat.items():
+        if key in full:
+            out[key] = v
+            continue
+        matches = [f for f in full if f.endswith("." + key)]
+        if len(matches) == 1:
+            out[matches[0]] = v
+        elif matches:
+            raise BenchError(f"config key {key!r} is ambiguous; write one of: {', '.join(matches)}")
+        else:
+            raise BenchError(f"unknown config key {key!r}; valid keys: {', '.join(full)}")
+    return out
+
+
+def load_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise BenchError(f"{what} {str(path)!r} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise BenchError(f"{what} {str(path)!r} is not valid TOML: {e}") from None
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+
+
+def load_preset(name: str, method: str) -> dict[str, Any]:
+    """A preset's common sections merged with its section for `method` (nested dict).
+    `name` is a preset in bench/suites/presets/ or a path to your own TOML file."""
+    path = Path(name) if name.endswith(".toml") else PRESETS_DIR / f"{name}.toml"
+    if not path.exists():
+        raise BenchError(f"unknown preset {name!r}; choose from: {', '.join(list_presets())}, or a path to a .toml file")
+    raw = load_toml(path, "preset")
+    unknown = sorted(set(raw) - {"description", "data", "train"} - set(_method_names()))
+    if unknown:
+        raise BenchError(f"preset {str(path)!r} has unknown section {unknown[0]!r}; use data, train or a method name")
+    common = {k: raw[k] for k in ("data", "train") if k in raw}
+    specific = raw.get(method, {})
+    return deep_update(common, specific)
+
+
+def _method_names() -> list[str]:
+    import methods
+
+    return methods.list_methods()
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """--config FILE: TOML with [model]/[data]/[train] tables, or a run's config.json."""
+    path = Path(path)
+    if path.suffix == ".json":
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise BenchError(f"config file {str(path)!r} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BenchError(f"config file {str(path)!r} is not valid JSON: {e}") from None
+    else:
+        raw = load_toml(path, "config file")
+    extra = sorted(set(raw) - {"model", "data", "train", "method", "preset"})
+    if extra:
+        raise BenchError(f"config file {str(path)!r} has unknown section {extra[0]!r}; use model, data, train")
+    return {k: raw[k] for k in ("model", "data", "train") if k in raw}
+
+
+def resolve_run_config(method: str, *, model_cls: type, preset: str, dataset: str | None = None,
+                       config_file: str | Path | None = None, flags: dict[str, Any] | None = None,
+                       sets: dict[str, Any] | None = None) -> RunConfig:
+    """Layer defaults < preset < config file < flags < --set and build a RunConfig."""
+    sections = {"model": model_cls, "data": DataConfig, "train": TrainConfig}
+    values = load_preset(preset, method)
+    if config_file is not None:
+        values = deep_update(values, load_config_file(config_file))
+    if dataset is not None:
+        values = deep_update(values, {"data": {"name": dataset}})
+    for layer in (flags or {}, sets or {}):
+        values = deep_update(values, unflatten(qualify(layer, sections)))
+    return RunConfig(method=method, preset=preset, model=build(model_cls, values.get("model", {}), "model."),
+                     data=build(DataConfig, values.get("data", {}), "data."),
+                     train=build(TrainConfig, values.get("train", {}), "train."))
+
+
+def run_config_from_dict(d: dict[str, Any], model_cls: type) -> RunConfig:
+    """Rebuild a RunConfig from a run's config.json."""
+    return RunConfig(method=d["method"], preset=d.get("preset", ""), model=build(model_cls, d["model"], "model."),
+                     data=build(DataConfig, d["data"], "data."), train=build(TrainConfig, d["train"], "train."))
+
+
+def diff_configs(a: RunConfig, b: RunConfig, *, ignore: frozenset[str] = CADENCE_KEYS) -> list[str]:
+    """Human-readable differences between two run configs (semantic keys only)."""
+    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
+    keys = sorted((set(fa) | set(fb)) - ignore)
+    return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in keys if fa.get(k) != fb.get(k)]
+
+
+def validate_train(cfg: TrainConfig) -> None:
+    checks = [
+        (cfg.steps >= 1, "train.steps must be >= 1"),
+        (cfg.batch_size >= 1, "train.batch_size must be >= 1"),
+        (cfg.lr_schedule in {"constant", "cosine"}, "train.lr_schedule must be constant or cosine"),
+        (0.0 <= cfg.ema_decay < 1.0, "train.ema_decay must be in [0, 1)"),
+        (cfg.ckpt_every >= 1, "train.ckpt_every must be >= 1"),
+        (cfg.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1"),
+        (cfg.log_every >= 1, "train.log_every must be >= 1"),
+        (cfg.mixed_precision in {"no", "fp16", "bf16"}, "train.mixed_precision must be no, fp16 or bf16"),
+        (cfg.grad_clip >= 0, "train.grad_clip must be >= 0"),
+        (cfg.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise BenchError(msg)

@@ -1,0 +1,82 @@
+"""Dataset registry: names, their default preset and suite, and loaders.
+
+Every loaded dataset offers `shape` (one sample in model space), `len()`,
+`batch(idx)` (model-space float tensor), and `to_data(x)` (back to data space,
+where metrics are computed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from bench.config import DataConfig
+from bench.errors import BenchError
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    kind: str  # toy2d | image
+    preset: str  # default training preset
+    suite: str  # default benchmark suite
+    description: str
+
+
+DATASETS = {d.name: d for d in [
+    DatasetInfo("gaussians25", "toy2d", "toy", "toy", "25 Gaussians on a 5x5 grid, std 0.05 (25 modes)"),
+    DatasetInfo("gaussians8", "toy2d", "toy", "toy", "8 Gaussians on a circle of radius 2, std 0.02 (8 modes)"),
+    DatasetInfo("swissroll", "toy2d", "toy", "toy", "2-D swiss roll (no modes: distance metrics only)"),
+]}
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    if name.startswith("folder:") and "folder" in DATASETS:
+        return DATASETS["folder"]
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise BenchError(f"unknown dataset {name!r}; choose from: {', '.join(list_datasets())}") from None
+
+
+def list_datasets() -> list[str]:
+    return sorted(DATASETS)
+
+
+def load_dataset(cfg: DataConfig):
+    info = get_dataset_info(cfg.name)
+    if info.kind == "toy2d":
+        from bench.data.toy2d import load_toy
+
+        return load_toy(cfg.name, num_train=cfg.num_train, seed=cfg.seed)
+    raise BenchError(f"dataset kind {info.kind!r} has no loader")  # pragma: no cover
+
+
+class IndexStream:
+    """Shuffled epochs of indices from an explicit generator; its state makes resume exact."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self._new_epoch()
+
+    def _new_epoch(self) -> None:
+        self.epoch_start_state = self.generator.get_state()
+        self.perm = torch.randperm(self.n, generator=self.generator)
+        self.pos = 0
+
+    def next(self) -> torch.Tensor:
+        if self.pos + self.batch_size > self.n:
+            self._new_epoch()
+        idx = self.perm[self.pos:self.pos + self.batch_size]
+        self.pos += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict:
+        return {"epoch_start_state": self.epoch_start_state, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["epoch_start_state"])
+        self._new_epoch()
+        self.pos = int(state["pos"])

@@ -1,0 +1,56 @@
+"""Figures shared by training previews and reports (matplotlib, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+TOY_LIMIT = 5.5  # axis half-width for 2-D scatters (gaussians25 spans +-4)
+
+
+def scatter(ax, x: np.ndarray, title: str, *, limit: float = TOY_LIMIT) -> None:
+    ax.scatter(x[:, 0], x[:, 1], s=1.0, alpha=0.5, linewidths=0)
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
+
+
+def image_grid(images: np.ndarray, ncol: int = 8) -> np.ndarray:
+    """uint8 (N, C, H, W) -> one (rows*H, ncol*W, C) image with 1-px gaps."""
+    n, c, h, w = images.shape
+    ncol = min(ncol, n)
+    rows = -(-n // ncol)
+    grid = np.full((rows * (h + 1) + 1, ncol * (w + 1) + 1, c), 255, dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, k = divmod(i, ncol)
+        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + k * (w + 1):1 + k * (w + 1) + w] = img.transpose(1, 2, 0)
+    return grid
+
+
+def show_grid(ax, images: np.ndarray, title: str, ncol: int = 8) -> None:
+    grid = image_grid(images, ncol)
+    ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray" if grid.shape[2] == 1 else None)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8)
+
+
+def save_preview(x: torch.Tensor, path: Path, *, title: str) -> None:
+    """A scatter (2-D data) or an image grid (uint8 images) of samples."""
+    arr = x.detach().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if arr.ndim == 2:
+        scatter(ax, arr, title)
+    else:
+        show_grid(ax, arr[:64], title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,223 @@
+"""report.md and its figures, rendered from a results folder only (results.csv, spec.json,
+samples/*.npz). `bench report DIR` re-renders without sampling anything."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.checkpoint import atomic_write_text
+from bench.errors import BenchError
+from bench.plots import plt, scatter, show_grid
+from bench.schema import FLOOR_METHOD
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    column: str
+    header: str
+    group: str  # quality | coverage
+    higher_is_better: bool
+    fmt: str
+
+
+METRICS = [
+    Metric("hq_fraction", "high-quality fraction ↑", "quality", True, "{:.3f}"),
+    Metric("swd", "sliced W1 to data ↓", "quality", False, "{:.3f}"),
+    Metric("modes", "modes covered ↑", "coverage", True, "{:.0f}"),
+    Metric("mode_kl", "mode KL ↓", "coverage", False, "{:.3f}"),
+]
+
+
+def _present(df: pd.DataFrame) -> list[Metric]:
+    return [m for m in METRICS if m.column in df and df[m.column].notna().any()]
+
+
+def _family(row: pd.Series) -> str:
+    variant = row.get("variant")
+    return variant if isinstance(variant, str) and variant else row["method"]
+
+
+def _fmt(value, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return fmt.format(value)
+
+
+def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise BenchError(f"{results_dir} is not a folder; give a results folder written by `bench compare`")
+    csv, spec_path = results_dir / "results.csv", results_dir / "spec.json"
+    if not csv.exists() or not spec_path.exists():
+        raise BenchError(f"{results_dir} has no results.csv and spec.json; give a folder written by `bench compare`")
+    try:
+        return pd.read_csv(csv), json.loads(spec_path.read_text())
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BenchError(f"{results_dir} holds a corrupt results.csv or spec.json ({e})") from None
+
+
+def trilemma_table(df: pd.DataFrame) -> str:
+    metrics = _present(df)
+    models = df[df["method"] != FLOOR_METHOD]
+    slowest = models["sample_ms_per_100"].max() if len(models) else math.nan
+    slow_label = models.loc[models["sample_ms_per_100"].idxmax(), "label"] if len(models) else ""
+    head = ["sampler", "NFE"] + [f"{m.group}: {m.header}" for m in metrics] + [
+        "speed: ms / 100 samples", f"speed-up vs {slow_label}", "sampler efficiency"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in df.iterrows():
+        floor = r["method"] == FLOOR_METHOD
+        ms = r.get("sample_ms_per_100")
+        cells = [f"**{r['label']}**" if floor else r["label"], "–" if floor else _fmt(r.get("nfe_measured"), "{:.0f}")]
+        cells += [_fmt(r.get(m.column), m.fmt) for m in metrics]
+        cells += ["–" if floor else f"{ms:.1f} ± {r['sample_ms_per_100_std']:.1f}",
+                  "–" if floor else f"{slowest / ms:.1f}×", _fmt(r.get("sampler_efficiency"), "{:.2f}")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path) -> None:
+    metrics = _present(df)
+    models = df[df["method"] != FLOOR_METHOD]
+    floor = df[df["method"] == FLOOR_METHOD]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        for fam, g in models.groupby(models.apply(_family, axis=1), sort=True):
+            g = g.sort_values(x)
+            ax.plot(g[x], g[m.column], marker="o", label=fam)
+        if len(floor) and not np.isnan(floor[m.column].iloc[0]):
+            ax.axhline(floor[m.column].iloc[0], color="k", ls="--", lw=1, label="data (floor)")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_title(m.header, fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_samples(df: pd.DataFrame, samples_dir: Path, path: Path) -> bool:
+    found = [(r["label"], samples_dir / f"{_safe(r['label'])}.npz") for _, r in df.iterrows()]
+    found = [(label, p) for label, p in found if p.exists()]
+    if not found:
+        return False
+    ncol = min(6, len(found))
+    nrow = math.ceil(len(found) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(2.4 * ncol, 2.5 * nrow), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, (label, p) in zip(axes.flat, found):
+        x = np.load(p)["samples"]
+        ax.set_axis_on()
+        if x.ndim == 2:
+            scatter(ax, x, label)
+        else:
+            show_grid(ax, x[:36], label, ncol=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
+def reading(df: pd.DataFrame) -> list[str]:
+    """Plain-language observations computed from the table (no numbers typed by hand)."""
+    out = []
+    models = df[df["method"] != FLOOR_METHOD].copy()
+    floor = df[df["method"] == FLOOR_METHOD]
+    if models.empty:
+        return out
+    models["family"] = models.apply(_family, axis=1)
+    for fam, g in models.groupby("family", sort=True):
+        g = g.sort_values("steps")
+        if len(g) < 2:
+            continue
+        lo, hi = g.iloc[0], g.iloc[-1]
+        parts = [f"{m.column} {_fmt(lo[m.column], m.fmt)} → {_fmt(hi[m.column], m.fmt)}" for m in _present(df)]
+        out.append(f"**{fam}** from {int(lo['steps'])} to {int(hi['steps'])} steps: {', '.join(parts)}.")
+    if "modes" in models and models["modes"].notna().any() and len(floor):
+        full = floor["modes"].iloc[0]
+        good = models[(models["modes"] >= full) & (models["hq_fraction"] >= 0.9)]
+        if len(good):
+            best = good.loc[good["sample_ms_per_100"].idxmin()]
+            slow = models.loc[models["sample_ms_per_100"].idxmax()]
+            line = (f"The fastest sampler that covers all {full:.0f} modes with a high-quality fraction ≥ 0.9 is"
+                    f" **{best['label']}**: {best['sample_ms_per_100']:.1f} ms per 100 samples at"
+                    f" {best['nfe_measured']:.0f} network calls")
+            if best["label"] != slow["label"]:
+                line += (f", {slow['sample_ms_per_100'] / best['sample_ms_per_100']:.1f}× faster than the slowest"
+                         f" sampler ({slow['label']})")
+            out.append(line + ".")
+        else:
+            out.append(f"No sampler covers all {full:.0f} modes with a high-quality fraction ≥ 0.9.")
+    eff = models.loc[models["sampler_efficiency"].idxmin()]
+    out.append(f"Lowest sampler efficiency: **{eff['label']}** ({eff['sampler_efficiency']:.2f}): that share of its"
+               " time is spent in the network, the rest is sampler overhead (scheduler arithmetic, noise draws,"
+               " Python).")
+    mismatch = models[models["nfe_measured"] != models["nfe_declared"]]
+    if len(mismatch):
+        out.append("Measured NFE differs from the declared NFE for: " + ", ".join(mismatch["label"]) + ".")
+    return out
+
+
+def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
+    """Write report.md and figures; returns the report path."""
+    results_dir = Path(results_dir)
+    df, spec = load(results_dir)
+    report_dir = Path(report_dir) if report_dir is not None else (results_dir / spec.get("report_dir", ".")).resolve()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    df = df.sort_values(["method", "variant", "steps"], key=lambda c: c.fillna("") if c.dtype == object else c,
+                        na_position="first")
+    df = pd.concat([df[df["method"] == FLOOR_METHOD], df[df["method"] != FLOOR_METHOD]])
+    models = df[df["method"] != FLOOR_METHOD]
+    figures = []
+    if len(models):
+        _plot_vs(df, "nfe_measured", "network function evaluations (measured)", report_dir / "quality_vs_nfe.png")
+        _plot_vs(df, "sample_ms_per_100", "ms per 100 samples", report_dir / "quality_vs_time.png")
+        figures += ["quality_vs_nfe.png", "quality_vs_time.png"]
+    if _plot_samples(df, results_dir / "samples", report_dir / "samples.png"):
+        figures.append("samples.png")
+    grid = spec.get("grid", {})
+    timing = grid.get("timing", {})
+    notes = [f"- {r['label']}: {r['notes']}" for _, r in df.iterrows() if isinstance(r.get("notes"), str) and r["notes"]]
+    md = [
+        f"# {spec['name']}: {spec['dataset']}",
+        "",
+        f"- suite `{spec['suite']}`, training preset `{spec['preset']}`, {grid.get('num_samples')} samples per"
+        f" sampler, seed {grid.get('seed')}; {spec.get('seeding', '')}",
+        f"- device: {spec.get('device')}, torch threads: {spec.get('torch_threads')}, code: {spec.get('git_sha')}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in spec.get("versions", {}).items()),
+        f"- wall-clock protocol: fixed noise, batch {timing.get('batch')}, {timing.get('warmup')} warm-up runs then"
+        f" {timing.get('repeats')} timed runs (capped at {timing.get('max_seconds')} s per sampler; the counts used are"
+        " in results.csv), device-synchronised; mean ± std. NFE is counted by forward hooks on the network.",
+        f"- rerun: `bench compare --suite {spec['suite']}` (training is cached in the runs folder);"
+        f" re-render: `bench report {results_dir}`",
+        "",
+        "## Trilemma: quality | coverage | speed",
+        "",
+        trilemma_table(df),
+        "",
+        "Metric definitions: `bench/metrics/` and the column list in `bench/schema.py`."
+        " Toy metrics are computed on exact 2-D data (no feature extractor).",
+        "",
+        "## Reading",
+        "",
+        *[f"- {line}" for line in reading(df)],
+        "",
+        "## Figures",
+        "",
+        *[f"![{f[:-4]}]({f})\n" for f in figures],
+    ]
+    if notes:
+        md += ["## Notes", "", *notes, ""]
+    path = report_dir / "report.md"
+    atomic_write_text(path, "\n".join(md) + "\n")
+    return path

@@ -1,0 +1,211 @@
+"""compare(spec): train what is missing, then sample and measure every cell into results.csv.
+
+Results are written per cell, atomically (the whole CSV is rewritten to a temporary
+file and renamed), so an interrupted comparison resumes where it stopped: a cell
+whose row exists is skipped. The floor row scores fresh real data the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+import methods
+from bench.checkpoint import atomic_write_text
+from bench.data import load_dataset
+from bench.errors import BenchError
+from bench.metrics import evaluate, floor_samples
+from bench.provenance import device_name, git_sha, versions
+from bench.runs import completed_step, is_complete, load_method, run_dir_for
+from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER
+from bench.spec import Cell, CompareSpec
+from bench.timing import count_calls, time_sampler
+from bench.train import train
+
+SAMPLES_KEPT = 2000  # samples per cell saved for figures
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any work if `path` cannot be created or written."""
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BenchError(f"cannot write to {path}: {probe} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BenchError(f"cannot write to {path}: {probe} is not writable; choose another --out")
+
+
+def _read_spec(results_dir: Path) -> dict | None:
+    path = results_dir / "spec.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BenchError(f"{path} is corrupt; delete {results_dir} or choose another --out") from None
+
+
+def read_results(results_dir: Path) -> pd.DataFrame:
+    path = Path(results_dir) / "results.csv"
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    try:
+        return pd.read_csv(path, keep_default_na=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise BenchError(f"{path} is corrupt ({e}); delete it to measure again") from None
+
+
+def _write_results(results_dir: Path, rows: list[dict]) -> None:
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    for col in INTEGER:
+        df[col] = pd.to_numeric(df[col]).round().astype("Int64")
+    atomic_write_text(results_dir / "results.csv", df.to_csv(index=False))
+
+
+def cell_label(cell: Cell, sampler_label: str) -> str:
+    return sampler_label.replace(cell.method, cell.variant, 1) if cell.variant else sampler_label
+
+
+def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: int,
+                 device: torch.device) -> tuple[torch.Tensor, int]:
+    """n samples in blocks of `batch`, block b seeded (seed, b); returns (samples, NFE per call)."""
+    out, calls = [], []
+    for b in range(math.ceil(n / batch)):
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + b)
+        noise = torch.randn(batch, *method.data_shape, generator=gen).to(device)
+        with count_calls(method.denoisers()) as counter:
+            out.append(sampler(noise, generator=gen).cpu())
+        calls.append(counter["calls"])
+    if len(set(calls)) > 1:
+        raise BenchError(f"{sampler.label}: network calls per batch varied ({sorted(set(calls))})")
+    return torch.cat(out)[:n], calls[0]
+
+
+def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device) -> tuple[dict, np.ndarray]:
+    method, cfg, meta = load_method(run_dir, cell.method, device=device)
+    opts = methods.get_method(cell.method).SamplerConfig
+    sampler = method.make_sampler(cell.steps, opts(**dict(cell.sampler)) if opts else None)
+    x, nfe = draw_samples(sampler, method, n=spec.num_samples, seed=spec.seed, batch=spec.sample_batch, device=device)
+    x = data.to_data(x)
+    sample_t, forward_t = time_sampler(sampler, method.denoisers(), method.data_shape, device, spec.timing)
+    metrics, notes = evaluate(data, x, seed=spec.seed)
+    row = {
+        "method": cell.method, "label": cell_label(cell, sampler.label), "variant": cell.variant,
+        "trained_as": cfg.method, "steps": cell.steps, "seed": spec.seed, "num_samples": spec.num_samples,
+        "nfe_declared": sampler.nfe, "nfe_measured": nfe,
+        "sample_ms_per_100": sample_t.mean_ms, "sample_ms_per_100_std": sample_t.std_ms,
+        "forward_ms_per_100": forward_t.mean_ms,
+        "sampler_efficiency": nfe * forward_t.mean_ms / sample_t.mean_ms,
+        "timing_warmup": sample_t.warmup, "timing_repeats": sample_t.repeats,
+        **metrics,
+        "run_id": cfg.run_id(), "checkpoint_step": meta["step"],
+        "sampler_settings": json.dumps(sampler.settings, sort_keys=True, default=str),
+        "notes": "; ".join(notes),
+    }
+    return row, x[:SAMPLES_KEPT].numpy()
+
+
+def floor_row(spec: CompareSpec, data) -> tuple[dict, np.ndarray]:
+    x = floor_samples(data, spec.num_samples, seed=spec.seed)
+    metrics, notes = evaluate(data, x, seed=spec.seed)
+    row = {"method": FLOOR_METHOD, "label": "data (floor)", "seed": spec.seed, "num_samples": spec.num_samples,
+           **metrics, "notes": "; ".join(["fresh real samples scored like a method"] + notes)}
+    return row, x[:SAMPLES_KEPT].numpy()
+
+
+def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir: Path,
+            device: str = "auto", progress: bool = True, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Run the whole grid; returns the results table (also written to results_dir/results.csv)."""
+    results_dir, report_dir, runs_dir = Path(results_dir), Path(report_dir), Path(runs_dir)
+    for path in (results_dir, report_dir, runs_dir):
+        check_writable(path)
+    old = _read_spec(results_dir)
+    if old is not None and old.get("grid_hash") != spec.grid_hash():
+        raise BenchError(f"{results_dir} holds results of a different grid (suite {old.get('suite')!r});"
+                         " choose another --out or delete it")
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    run_cfgs = {cell: spec.run_config(cell) for cell in spec.cells}
+    data = load_dataset(next(iter(run_cfgs.values())).data) if run_cfgs else None
+
+    # --- 1. train every checkpoint that is missing or unfinished --------------------------------
+    pending = {run_dir_for(cfg, runs_dir): cfg for cfg in run_cfgs.values()}
+    for i, (run_dir, cfg) in enumerate(pending.items(), 1):
+        if not is_complete(run_dir, cfg):
+            resume = completed_step(run_dir) > 0 if run_dir.exists() else False
+            log(f"[train {i}/{len(pending)}] {cfg.method} on {cfg.data.name} -> {run_dir}"
+                + (" (resuming)" if resume else ""))
+            train(cfg, run_dir, resume=resume, progress=progress, log=log)
+
+    # --- 2. measure each cell; rows are saved as soon as they exist ------------------------------
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / "samples").mkdir(exist_ok=True)
+    _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev)
+    rows = read_results(results_dir).to_dict("records")
+    done = {_key(r["method"], r["variant"], r["steps"]) for r in rows}
+    common = {"device": device_name(dev), "torch_threads": torch.get_num_threads(), "git_sha": git_sha()}
+
+    def save(row: dict, samples: np.ndarray) -> None:
+        row = {**row, **common, "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        np.savez_compressed(results_dir / "samples" / f"{_safe(row['label'])}.npz", samples=samples)
+        rows.append(row)
+        _write_results(results_dir, rows)
+
+    if _key(FLOOR_METHOD, "", "") not in done:
+        save(*floor_row(spec, data))
+    for i, cell in enumerate(spec.cells, 1):
+        name = f"{cell.variant or cell.method} steps={cell.steps}"
+        if _key(cell.method, cell.variant, cell.steps) in done:
+            log(f"[cell {i}/{len(spec.cells)}] {name}: already measured, skipped")
+            continue
+        log(f"[cell {i}/{len(spec.cells)}] {name}: sampling {spec.num_samples}, timing")
+        save(*measure_cell(cell, spec, run_dir_for(run_cfgs[cell], runs_dir), data, dev))
+
+    from bench.report import render_report
+
+    render_report(results_dir, report_dir)
+    return read_results(results_dir)
+
+
+def _key(method, variant, steps) -> tuple[str, str, str]:
+    """Identity of a row within one grid; CSV round trips turn '' into NaN and ints into floats."""
+    def norm(v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        return str(int(v)) if isinstance(v, (int, float)) else str(v)
+
+    return norm(method), norm(variant), norm(steps)
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
+def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, runs_dir: Path, pending: dict,
+                device: torch.device) -> None:
+    cells = []
+    for cell in spec.cells:
+        cfg = spec.run_config(cell)
+        cls = methods.get_method(cell.method)
+        cells.append({**dataclasses.asdict(cell), "run_dir": str(run_dir_for(cfg, runs_dir)),
+                      "run_id": cfg.run_id(), "trained_as": cls.checkpoint_name()})
+    doc = {
+        "name": spec.name, "suite": spec.suite, "dataset": spec.dataset, "preset": spec.preset,
+        "grid_hash": spec.grid_hash(), "grid": spec.grid_dict(), "cells": cells,
+        "report_dir": os.path.relpath(Path(report_dir).resolve(), Path(results_dir).resolve()),
+        "device": device_name(device), "torch_threads": torch.get_num_threads(), "git_sha": git_sha(),
+        "versions": versions(),
+        "seeding": f"samples drawn in blocks of {spec.sample_batch}; block b uses torch seed"
+                   f" {spec.seed}*1000003+b for its noise and every random draw inside the sampler",
+    }
+    atomic_write_text(results_dir / "spec.json", json.dumps(doc, indent=2, default=str))

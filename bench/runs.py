@@ -1,0 +1,75 @@
+"""Run folders: naming, config.json, completion, and loading a trained method for sampling.
+
+    <runs_dir>/<run id>-<method>-<dataset>[-<key params>]/
+        config.json  env.json  stats.jsonl  checkpoints/step-XXXXXXXX/  preview.png
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import methods
+from bench.checkpoint import latest_checkpoint, load_weights, read_meta
+from bench.config import RunConfig, run_config_from_dict
+from bench.errors import BenchError
+
+
+def run_dir_for(cfg: RunConfig, runs_dir: Path) -> Path:
+    return Path(runs_dir) / cfg.run_name(methods.get_method(cfg.method).key_params)
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.json"
+    try:
+        raw = json.loads(path.read_text())
+        return run_config_from_dict(raw, methods.get_method(raw["method"]).Config)
+    except FileNotFoundError:
+        raise BenchError(f"{run_dir} is not a training run (no config.json); train one with `bench train`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise BenchError(f"{path} is corrupt ({e}); delete the run folder and train again") from None
+    except ValueError as e:
+        raise BenchError(f"{path}: {e}") from None
+
+
+def completed_step(run_dir: Path) -> int:
+    """Step of the latest checkpoint, 0 if none."""
+    ckpt = latest_checkpoint(run_dir)
+    return int(read_meta(ckpt)["step"]) if ckpt else 0
+
+
+def is_complete(run_dir: Path, cfg: RunConfig) -> bool:
+    return (Path(run_dir) / "config.json").exists() and completed_step(run_dir) >= cfg.train.steps
+
+
+def load_method(run_dir: Path, as_method: str | None = None, *, device: torch.device | str = "cpu",
+                use_ema: bool = True) -> tuple[methods.Method, RunConfig, dict[str, Any]]:
+    """Build `as_method` (default: the trained method) from a run's latest checkpoint.
+
+    A sampler-only method (e.g. ddim) loads the checkpoint of the method it is
+    `trained_as`; any other pairing is an error, never a silent mix.
+    """
+    cfg = read_run_config(run_dir)
+    cls = methods.get_method(as_method or cfg.method)
+    if cls.checkpoint_name() != cfg.method:
+        raise BenchError(f"{as_method} samples {cls.checkpoint_name()} checkpoints, but {run_dir} holds a"
+                         f" {cfg.method} run")
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise BenchError(f"{run_dir} has no checkpoint yet; train it with `bench train ... --resume`")
+    model_state, ema_state, meta = load_weights(ckpt)
+    method = cls(cfg.model, tuple(meta["data_shape"]))
+    try:
+        method.load_state_dict(model_state)
+        if use_ema:
+            for name in cls.ema_modules:
+                sub = {k[len(name) + 1:]: v for k, v in ema_state.items() if k.startswith(name + ".")}
+                getattr(method, name).load_state_dict(sub)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise BenchError(f"checkpoint {ckpt} does not match the {cfg.method} architecture in its config.json"
+                         f" ({first}); the run folder was modified: train again") from None
+    return method.to(device).eval(), cfg, meta

@@ -1,0 +1,32 @@
+"""The columns of results.csv, defined once. One row per (method, steps) cell, long format.
+
+Identity       method, label, variant, trained_as, steps, seed, num_samples
+Speed          nfe_declared (what the sampler says), nfe_measured (network calls counted by
+               forward hooks, per sampler call), sample_ms_per_100 (+ _std; mean over
+               timing_repeats runs after timing_warmup runs, batch 100), forward_ms_per_100 (one
+               network call at batch 100), sampler_efficiency = nfe_measured * forward_ms_per_100
+               / sample_ms_per_100 (1.0 = all time in the network)
+Toy quality    hq_fraction (share within 3 std of a mode), swd (sliced Wasserstein-1 to fresh
+               data, data units)
+Toy coverage   modes (covered modes), mode_kl (KL of the mode histogram to uniform, nats)
+Provenance     run_id, checkpoint_step, sampler_settings (JSON), device, torch_threads, git_sha,
+               timestamp, notes (why a metric is empty)
+Empty cells mean "does not apply / unavailable"; `notes` says which and why.
+"""
+
+IDENTITY = ["method", "label", "variant", "trained_as", "steps", "seed", "num_samples"]
+SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100_std", "forward_ms_per_100",
+         "sampler_efficiency", "timing_warmup", "timing_repeats"]
+TOY = ["modes", "hq_fraction", "mode_kl", "swd"]
+PROVENANCE = ["run_id", "checkpoint_step", "sampler_settings", "device", "torch_threads", "git_sha", "timestamp",
+              "notes"]
+
+COLUMNS = IDENTITY + SPEED + TOY + PROVENANCE
+
+INTEGER = ["steps", "seed", "num_samples", "nfe_declared", "nfe_measured", "timing_warmup", "timing_repeats", "modes",
+           "checkpoint_step", "torch_threads"]
+
+# Direction of each quality/coverage metric, for tables and plots.
+HIGHER_IS_BETTER = {"modes": True, "hq_fraction": True, "mode_kl": False, "swd": False}
+
+FLOOR_METHOD = "data"  # the floor row: fresh real data scored like a method

@@ -1,0 +1,303 @@
+"""The one training loop, on Hugging Face Accelerate: CPU, one GPU, or many via `accelerate launch`.
+
+Each iteration draws a batch, then for each of the method's `phases` (DDPM: "model";
+DDGAN: "disc" then "gen") computes that phase's loss through the (possibly
+distributed) module, back-propagates and steps that phase's optimizer. EMA copies of
+the method's `ema_modules` follow every iteration. Checkpoints (atomic, see
+bench/checkpoint.py) hold weights, EMA, optimizers, LR schedules, RNG and data order,
+so `resume=True` continues exactly where the last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from accelerate import Accelerator
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+import methods
+from bench.checkpoint import atomic_write_text, latest_checkpoint, load_training_state, load_weights, save_checkpoint
+from bench.config import CADENCE_KEYS, RunConfig, TrainConfig, diff_configs, validate_train
+from bench.data import IndexStream, load_dataset
+from bench.errors import BenchError, DivergenceError
+from bench.provenance import environment
+from bench.runs import read_run_config
+
+
+def lr_factor(cfg: TrainConfig, base_lr: float) -> Callable[[int], float]:
+    """Linear warm-up, then constant, or cosine decay from base_lr to cfg.lr_min (a factor of base_lr)."""
+    floor = min(cfg.lr_min / base_lr, 1.0) if base_lr > 0 else 0.0
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.lr_schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class EMA:
+    """Exponential moving averages of named submodules (torch's AveragedModel)."""
+
+    def __init__(self, method: methods.Method, decay: float):
+        self.models = {name: AveragedModel(getattr(method, name), multi_avg_fn=get_ema_multi_avg_fn(decay),
+                                           use_buffers=True) for name in method.ema_modules}
+
+    def update(self, method: methods.Method) -> None:
+        for name, avg in self.models.items():
+            avg.update_parameters(getattr(method, name))
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {f"{name}.{k}": v for name, avg in self.models.items() for k, v in avg.module.state_dict().items()}
+
+    def counts(self) -> dict[str, torch.Tensor]:
+        return {name: avg.n_averaged.cpu() for name, avg in self.models.items()}
+
+    def load(self, weights: dict[str, torch.Tensor], counts: dict[str, torch.Tensor]) -> None:
+        for name, avg in self.models.items():
+            avg.module.load_state_dict({k[len(name) + 1:]: v for k, v in weights.items() if k.startswith(name + ".")})
+            avg.n_averaged.copy_(counts[name])
+
+    def apply_to(self, method: methods.Method) -> None:
+        for name, avg in self.models.items():
+            getattr(method, name).load_state_dict(avg.module.state_dict())
+
+
+@contextlib.contextmanager
+def stop_on_sigint():
+    """First Ctrl-C asks the loop to stop at the next iteration boundary (and save); a second one aborts."""
+    flag = {"stop": False}
+
+    def handler(signum, frame):
+        flag["stop"] = True
+        signal.signal(signal.SIGINT, previous)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: no handler, plain KeyboardInterrupt
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def prepare_run_dir(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Path | None:
+    """Check the folder against the request; returns the checkpoint to resume from, if any."""
+    run_dir = Path(run_dir)
+    ckpt = latest_checkpoint(run_dir) if run_dir.exists() else None
+    if (run_dir / "config.json").exists():
+        diffs = diff_configs(read_run_config(run_dir), cfg, ignore=CADENCE_KEYS | {"train.steps"})
+        if diffs:
+            raise BenchError(f"{run_dir} holds a different run ({'; '.join(diffs[:3])}); use another --out")
+        if ckpt is not None and not resume:
+            raise BenchError(f"{run_dir} already has checkpoints; continue it with --resume or choose another --out")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise BenchError(f"{run_dir} exists and is not a training run; choose another --out")
+    return ckpt if resume else None
+
+
+def _write_run_files(cfg: RunConfig, run_dir: Path, device: torch.device) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+    atomic_write_text(run_dir / "env.json", json.dumps(environment(device), indent=2))
+
+
+def _truncate_stats(path: Path, step: int) -> None:
+    """Drop log lines newer than the resumed checkpoint, so the curve continues from it."""
+    if path.exists():
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool = True,
+          log: Callable[[str], None] = print) -> Path:
+    """Train `cfg` into `run_dir` (created); with `resume`, continue from its latest checkpoint."""
+    validate_train(cfg.train)
+    cls = methods.get_method(cfg.method)
+    if cls.trained_as is not None:
+        raise BenchError(f"{cfg.method} samples the {cls.trained_as} checkpoint; train {cls.trained_as} instead")
+    run_dir = Path(run_dir)
+    resume_from = prepare_run_dir(cfg, run_dir, resume=resume)
+
+    # --- setup: devices, data, method, optimizers, schedules, EMA --------------------------------
+    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision)
+    if cfg.train.batch_size % accelerator.num_processes:
+        raise BenchError(f"train.batch_size={cfg.train.batch_size} is not divisible by"
+                         f" {accelerator.num_processes} processes")
+    torch.manual_seed(cfg.train.seed * 1000 + accelerator.process_index)
+    data = load_dataset(cfg.data)
+    stream = IndexStream(len(data), cfg.train.batch_size // accelerator.num_processes,
+                         seed=cfg.train.seed * 1000 + accelerator.process_index + 1)
+    method = cls(cfg.model, data.shape)
+    groups = method.param_groups()
+    optimizers = {name: torch.optim.AdamW(g.params, lr=g.lr, betas=g.betas, weight_decay=g.weight_decay)
+                  for name, g in groups.items()}
+    schedules = {name: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg.train, groups[name].lr))
+                 for name, opt in optimizers.items()}
+    ema = EMA(method, cfg.train.ema_decay)
+    step, elapsed = 0, 0.0
+    if resume_from is not None:
+        step, elapsed = _load_state(resume_from, method, optimizers, schedules, ema, stream, cfg)
+        log(f"resuming {run_dir} from step {step}")
+    if step >= cfg.train.steps:
+        log(f"{run_dir} is already trained to step {step}")
+        return run_dir
+    if accelerator.is_main_process:
+        _write_run_files(cfg, run_dir, accelerator.device)
+        _truncate_stats(run_dir / "stats.jsonl", step)
+    model, *prepared = accelerator.prepare(method, *optimizers.values())
+    optimizers = dict(zip(optimizers, prepared))
+    for avg in ema.models.values():
+        avg.to(accelerator.device)
+
+    def checkpoint(at: int) -> None:
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            _save_state(run_dir, at, accelerator.unwrap_model(model), optimizers, schedules, ema, stream, cfg,
+                        data.shape, elapsed + time.perf_counter() - t_start)
+
+    # --- the loop -------------------------------------------------------------------------------
+    bar = _Bar(progress and accelerator.is_main_process, cfg.train.steps, step)
+    t_start = t_log = time.perf_counter()
+    step_log = step
+    with stop_on_sigint() as sigint, bar:
+        while step < cfg.train.steps:
+            x0 = data.batch(stream.next()).to(accelerator.device)
+            logs = {}
+            for phase in cls.phases:
+                out = model(x0, phase=phase, step=step)
+                _check_finite(out, phase, step, run_dir)
+                optimizers[phase].zero_grad(set_to_none=True)
+                accelerator.backward(out["loss"])
+                if cfg.train.grad_clip > 0:
+                    accelerator.clip_grad_norm_(groups[phase].params, cfg.train.grad_clip)
+                optimizers[phase].step()
+                schedules[phase].step()
+                logs.update({f"{phase}/{k}": v.detach() for k, v in out.items()})
+            ema.update(accelerator.unwrap_model(model))
+            step += 1
+
+            # --- logging, checkpoints, interruption ---------------------------------------------
+            if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                now = time.perf_counter()
+                rate = (step - step_log) / max(now - t_log, 1e-9)
+                record = {"step": step, "elapsed_s": round(elapsed + now - t_start, 3), "steps_per_s": round(rate, 2),
+                          **{f"lr/{n}": s.get_last_lr()[0] for n, s in schedules.items()},
+                          **{k: float(v) for k, v in logs.items()}}
+                if accelerator.is_main_process:
+                    with open(run_dir / "stats.jsonl", "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                bar.update(step, record)
+                t_log, step_log = now, step
+            if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps or sigint["stop"]:
+                checkpoint(step)
+            if sigint["stop"]:
+                raise BenchError(f"interrupted at step {step}; checkpoint saved in {run_dir}; continue with --resume")
+    if accelerator.is_main_process and cfg.train.preview_samples > 0:
+        _preview(accelerator.unwrap_model(model), ema, data, cfg, run_dir, accelerator.device)
+    return run_dir
+
+
+def _check_finite(out: dict[str, torch.Tensor], phase: str, step: int, run_dir: Path) -> None:
+    loss = out["loss"]
+    if not bool(torch.isfinite(loss.detach()).all()):
+        ckpt = latest_checkpoint(run_dir)
+        kept = f"the last good checkpoint is {ckpt.name}" if ckpt else "no checkpoint was written yet"
+        raise DivergenceError(f"training diverged at step {step}: the {phase} loss is {loss.item()}; {kept};"
+                              f" lower the learning rate or raise train.grad_clip, then --resume")
+
+
+def _save_state(run_dir, step, method, optimizers, schedules, ema, stream, cfg, data_shape, elapsed) -> None:
+    state = {
+        "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+        "schedules": {n: s.state_dict() for n, s in schedules.items()},
+        "ema_counts": ema.counts(),
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        "data_stream": stream.state_dict(),
+        "elapsed_s": elapsed,
+    }
+    meta = {"method": cfg.method, "dataset": cfg.data.name, "data_shape": list(data_shape), "run_id": cfg.run_id()}
+    save_checkpoint(run_dir, step, model=method.state_dict(), ema=ema.weights(), state=state, meta=meta,
+                    keep=cfg.train.keep_checkpoints)
+
+
+def _load_state(ckpt, method, optimizers, schedules, ema, stream, cfg) -> tuple[int, float]:
+    model_state, ema_state, meta = load_weights(ckpt)
+    if meta.get("method") != cfg.method or meta.get("dataset") != cfg.data.name:
+        raise BenchError(f"checkpoint {ckpt} is a {meta.get('method')} run on {meta.get('dataset')}, not"
+                         f" {cfg.method} on {cfg.data.name}")
+    if tuple(meta.get("data_shape", ())) != tuple(method.data_shape):
+        raise BenchError(f"checkpoint {ckpt} was trained on data of shape {meta.get('data_shape')}, not"
+                         f" {list(method.data_shape)}")
+    state = load_training_state(ckpt)
+    try:
+        method.load_state_dict(model_state)
+        for n, o in optimizers.items():
+            o.load_state_dict(state["optimizers"][n])
+        for n, s in schedules.items():
+            s.load_state_dict(state["schedules"][n])
+        ema.load(ema_state, state["ema_counts"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        raise BenchError(f"checkpoint {ckpt} does not fit this configuration ({str(e).splitlines()[0]});"
+                         " the architecture or optimizer differs: train into another --out") from None
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    stream.load_state_dict(state["data_stream"])
+    return int(meta["step"]), float(state["elapsed_s"])
+
+
+def _preview(method, ema, data, cfg, run_dir, device) -> None:
+    """preview.png: samples from the EMA weights with the method's default sampler."""
+    from bench.plots import save_preview
+
+    sampling = copy.deepcopy(method).eval()
+    ema.apply_to(sampling)
+    steps = cfg.train.preview_steps or type(method).default_steps(cfg.model)
+    sampler = sampling.make_sampler(steps)
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    noise = torch.randn(cfg.train.preview_samples, *data.shape, generator=gen).to(device)
+    x = data.to_data(sampler(noise, generator=gen).cpu())
+    save_preview(x, run_dir / "preview.png", title=f"{run_dir.name}: {sampler.label}, {cfg.train.steps} steps")
+
+
+class _Bar:
+    """A rich progress bar with loss and steps/s (silent when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, start: int):
+        self.enabled = enabled
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[info]}"))
+            self.task = self.progress.add_task("train", total=total, completed=start, info="")
+
+    def __enter__(self):
+        if self.enabled:
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.progress.__exit__(*exc)
+
+    def update(self, step: int, record: dict) -> None:
+        if self.enabled:
+            losses = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k.endswith("/loss"))
+            self.progress.update(self.task, completed=step, info=f"{losses} {record['steps_per_s']:.1f} it/s")
+

@@ -1,0 +1,46 @@
+"""Denoiser networks: `mlp` for 2-D toy data, `unet` (diffusers' UNet2DModel) for images.
+
+Every denoiser is called as `net(x, t)` with `t` one scalar condition per sample
+(an integer timestep, or a rescaled noise level) and returns a tensor shaped like
+its target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch import nn
+
+
+@dataclasses.dataclass(frozen=True)
+class NetConfig:
+    kind: str = "auto"  # auto | mlp | unet; auto picks mlp for vectors, unet for images
+    hidden: int = 256  # mlp width
+    depth: int = 3  # mlp residual blocks
+    emb_dim: int = 128  # mlp condition-embedding width
+    channels: tuple[int, ...] = (64, 128, 128)  # unet block widths, one per resolution
+    layers_per_block: int = 2  # unet
+    attn_levels: tuple[int, ...] = (1,)  # unet levels (0 = full resolution) with self-attention
+    dropout: float = 0.0
+
+
+def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0, t_scale: float = 1.0) -> nn.Module:
+    """A denoiser for data of `data_shape`; `in_extra` extra input channels (e.g. Fourier features)."""
+    kind = cfg.kind
+    if kind == "auto":
+        kind = "mlp" if len(data_shape) == 1 else "unet"
+    if kind == "mlp":
+        if len(data_shape) != 1:
+            raise ValueError(f"net.kind=mlp needs vector data, got shape {data_shape}; use net.kind=unet")
+        from methods.nets.mlp import TimeMLP
+
+        return TimeMLP(data_shape[0] + in_extra, out_dim=data_shape[0], hidden=cfg.hidden, depth=cfg.depth,
+                       emb_dim=cfg.emb_dim, t_scale=t_scale)
+    if kind == "unet":
+        if len(data_shape) != 3:
+            raise ValueError(f"net.kind=unet needs image data (C, H, W), got shape {data_shape}; use net.kind=mlp")
+        from methods.nets.unet import UNet
+
+        return UNet(data_shape, channels=cfg.channels, layers_per_block=cfg.layers_per_block,
+                    attn_levels=cfg.attn_levels, dropout=cfg.dropout, in_extra=in_extra, t_scale=t_scale)
+    raise ValueError(f"unknown net.kind {cfg.kind!r}; choose from: auto, mlp, unet")

@@ -1,0 +1,52 @@
+"""A time-conditioned residual MLP for 2-D toy data.
+
+x (B, dim) and a scalar condition per sample (an integer timestep, or VDM's gamma_t)
+-> output (B, out_dim). The condition enters every block through a sinusoidal
+embedding (diffusers' `get_timestep_embedding`) and an MLP, as in the UNets.
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers.models.embeddings import get_timestep_embedding
+from torch import nn
+
+
+class ResBlock(nn.Module):
+    def __init__(self, hidden: int, emb_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden)
+        self.fc1 = nn.Linear(hidden, hidden)
+        self.emb = nn.Linear(emb_dim, hidden)
+        self.fc2 = nn.Linear(hidden, hidden)
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        u = self.fc1(torch.nn.functional.silu(self.norm(h))) + self.emb(e)
+        return h + self.fc2(torch.nn.functional.silu(u))
+
+
+class TimeMLP(nn.Module):
+    """eps/x0 network for vectors: in_proj -> depth x ResBlock(h, emb(t)) -> out_proj.
+
+    `t_scale` multiplies the condition before the sinusoidal embedding, so that a
+    condition in [0, 1] (continuous time) spreads over the embedding's frequencies
+    like integer timesteps do.
+    """
+
+    def __init__(self, dim: int, *, out_dim: int | None = None, hidden: int = 256, depth: int = 3,
+                 emb_dim: int = 128, t_scale: float = 1.0):
+        super().__init__()
+        self.emb_dim = emb_dim
+        self.t_scale = t_scale
+        self.inp = nn.Linear(dim, hidden)
+        self.temb = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.blocks = nn.ModuleList(ResBlock(hidden, emb_dim) for _ in range(depth))
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, out_dim or dim))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
+        e = self.temb(get_timestep_embedding(t * self.t_scale, self.emb_dim, flip_sin_to_cos=True, downscale_freq_shift=0))
+        h = self.inp(x)
+        for block in self.blocks:
+            h = block(h, e)
+        return self.out(h)

@@ -1,0 +1,35 @@
+"""Image denoiser: diffusers' UNet2DModel (sinusoidal time embedding, scale-shift
+GroupNorm residual blocks, self-attention at chosen resolutions), wrapped so it is
+called like every other denoiser: `net(x, t) -> tensor`."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import UNet2DModel
+from torch import nn
+
+
+class UNet(nn.Module):
+    def __init__(self, data_shape: tuple[int, int, int], *, channels: tuple[int, ...], layers_per_block: int,
+                 attn_levels: tuple[int, ...], dropout: float = 0.0, in_extra: int = 0, t_scale: float = 1.0):
+        super().__init__()
+        c, h, w = data_shape
+        if h % 2 ** (len(channels) - 1):
+            raise ValueError(f"image size {h} is not divisible by 2^{len(channels) - 1} for {len(channels)} UNet levels;"
+                             f" pad the data (data.resolution) or use fewer net.channels")
+        bad = [i for i in attn_levels if not 0 <= i < len(channels)]
+        if bad:
+            raise ValueError(f"net.attn_levels {bad} out of range for {len(channels)} levels")
+        down = tuple("AttnDownBlock2D" if i in attn_levels else "DownBlock2D" for i in range(len(channels)))
+        up = tuple("AttnUpBlock2D" if i in attn_levels else "UpBlock2D" for i in reversed(range(len(channels))))
+        self.t_scale = t_scale
+        self.net = UNet2DModel(
+            sample_size=h, in_channels=c + in_extra, out_channels=c, block_out_channels=tuple(channels),
+            layers_per_block=layers_per_block, down_block_types=down, up_block_types=up,
+            norm_num_groups=min(32, channels[0]), dropout=dropout, resnet_time_scale_shift="scale_shift",
+            attention_head_dim=None,
+        )
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
+        return self.net(x, t * self.t_scale).sample

@@ -1,0 +1,79 @@
+"""Shared fixtures: tiny configurations so every test runs in seconds on a CPU."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import methods
+from bench.config import build
+
+# Small model configs per registered method (merged over the method's Config defaults).
+TINY_MODEL: dict[str, dict] = {
+    "ddpm": {"T": 100, "clip_sample": False, "net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
+}
+
+# A preset for fast training in tests: one section per trained method.
+TINY_PRESET = """
+description = "tests: tiny models, a few steps"
+[data]
+name = "gaussians25"
+num_train = 2000
+[train]
+steps = 30
+batch_size = 64
+log_every = 10
+ckpt_every = 10
+keep_checkpoints = 10
+preview_samples = 0
+[ddpm.model]
+T = 100
+clip_sample = false
+[ddpm.model.net]
+hidden = 32
+depth = 1
+emb_dim = 16
+"""
+
+
+def tiny_model_config(name: str):
+    cls = methods.get_method(name)
+    trained = methods.get_method(cls.checkpoint_name())
+    return build(cls.Config, TINY_MODEL.get(trained.name, {}), "model.")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def tiny_preset(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny_preset.toml"
+    path.write_text(textwrap.dedent(TINY_PRESET))
+    return path
+
+
+@pytest.fixture
+def tiny_suite(tmp_path: Path, tiny_preset: Path) -> Path:
+    path = tmp_path / "tiny_suite.toml"
+    path.write_text(textwrap.dedent(f"""
+        description = "tests: tiny grid"
+        dataset = "gaussians25"
+        preset = "{tiny_preset}"
+        methods = ["ddpm", "ddim"]
+        num_samples = 200
+        sample_batch = 100
+        [steps]
+        ddpm = [100]
+        ddim = [1, 5]
+        [timing]
+        batch = 20
+        warmup = 1
+        repeats = 3
+        max_seconds = 2
+    """))
+    return path

@@ -1,0 +1,91 @@
+"""The command line as a user meets it: help, a tiny end-to-end comparison, and bad input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from bench.cli import app
+from bench.schema import COLUMNS
+
+runner = CliRunner()
+
+
+def invoke(args, cwd: Path):
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return runner.invoke(app, args, env={"BENCH_RUNS_DIR": str(cwd / "runs")})
+    finally:
+        os.chdir(old)
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("cmd", [[], ["train"], ["compare"], ["report"], ["list"]])
+def test_every_command_has_help(cmd, tmp_path):
+    result = invoke([*cmd, "--help"], tmp_path)
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_list_names_methods_datasets_and_suites(tmp_path):
+    out = invoke(["list"], tmp_path).output
+    for word in ("ddpm", "ddim", "gaussians25", "toy"):
+        assert word in out
+
+
+def test_tiny_compare_end_to_end_then_report_and_resume(tiny_suite, tmp_path):
+    out = tmp_path / "out"
+    result = invoke(["compare", "--suite", str(tiny_suite), "--out", str(out), "--no-progress"], tmp_path)
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out / "results.csv")
+    assert list(df.columns) == COLUMNS
+    assert set(df["label"]) == {"data (floor)", "ddpm-100", "ddim-1", "ddim-5"}
+    models = df[df["method"] != "data"]
+    assert (models["nfe_measured"] == models["nfe_declared"]).all()
+    assert (models["nfe_measured"] == models["steps"]).all()
+    assert models["sampler_efficiency"].notna().all() and (models["sample_ms_per_100"] > 0).all()
+    assert (out / "report.md").exists() and (out / "samples.png").exists()
+    assert "Trilemma" in (out / "report.md").read_text()
+
+    (out / "report.md").unlink()
+    result = invoke(["report", str(out)], tmp_path)
+    assert result.exit_code == 0 and (out / "report.md").exists()
+
+    again = invoke(["compare", "--suite", str(tiny_suite), "--out", str(out), "--no-progress"], tmp_path)
+    assert again.exit_code == 0 and again.output.count("already measured") == 3
+    assert len(pd.read_csv(out / "results.csv")) == 4
+
+
+@pytest.mark.parametrize("args,message", [
+    (["compare", "--methods", "nope"], "unknown method 'nope'; choose from: ddim, ddpm"),
+    (["compare", "--dataset", "nope"], "unknown dataset 'nope'; choose from: gaussians25"),
+    (["compare", "--steps", "0"], "--steps must be positive"),
+    (["compare", "--steps", "-3"], "--steps must be positive"),
+    (["compare", "--steps", "a,b"], "--steps must be comma-separated integers"),
+    (["compare", "--suite", "nope"], "unknown suite 'nope'; choose from: toy"),
+    (["compare", "--methods", "ddpm", "--steps", "4"], "ddpm: steps=4 is not valid: use 1000"),
+    (["compare", "--methods", "ddim", "--steps", "100000"], "ddim: steps=100000 is not valid: use 1..1000"),
+    (["compare", "--num-samples", "0"], "--num-samples must be in"),
+    (["train", "nope"], "unknown method 'nope'"),
+    (["train", "ddim"], "ddim is a sampler over ddpm checkpoints: run `bench train ddpm`"),
+    (["train", "ddpm", "--set", "nope=1"], "unknown config key 'nope'; valid keys:"),
+    (["train", "ddpm", "--set", "train.steps"], "malformed"),
+    (["train", "ddpm", "--set", "train.steps=-1"], "train.steps must be >= 1"),
+    (["train", "ddpm", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (["report", "/no/such/dir"], "/no/such/dir is not a folder"),
+])
+def test_bad_input_is_one_line_nonzero_and_writes_nothing(args, message, tmp_path):
+    result = invoke(args, tmp_path)
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+    assert files_under(tmp_path) == [], "bad input must not write anything"

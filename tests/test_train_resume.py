@@ -1,0 +1,74 @@
+"""The training harness: outputs, exact resume, divergence handling."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import methods
+from bench.checkpoint import list_checkpoints
+from bench.config import resolve_run_config
+from bench.errors import BenchError, DivergenceError
+from bench.train import train
+
+
+def tiny_cfg(preset, **sets):
+    return resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config, preset=str(preset),
+                              sets={k.replace("__", "."): str(v) for k, v in sets.items()})
+
+
+def weights(ckpt):
+    return load_file(ckpt / "model.safetensors"), load_file(ckpt / "ema.safetensors")
+
+
+def test_training_writes_config_stats_and_checkpoints(tiny_preset, tmp_path):
+    run = train(tiny_cfg(tiny_preset), tmp_path / "run", progress=False, log=lambda s: None)
+    assert json.loads((run / "config.json").read_text())["method"] == "ddpm"
+    assert "git_sha" in json.loads((run / "env.json").read_text())
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in stats] == [10, 20, 30]
+    assert all("model/loss" in s and "lr/model" in s for s in stats)
+    assert [p.name for p in list_checkpoints(run)] == ["step-00000010", "step-00000020", "step-00000030"]
+
+
+def test_resume_reproduces_the_uninterrupted_run(tiny_preset, tmp_path):
+    full = train(tiny_cfg(tiny_preset, train__lr_schedule="cosine"), tmp_path / "full", progress=False,
+                 log=lambda s: None)
+    # a run that stopped after its step-10 checkpoint: copy what it would have on disk
+    part = tmp_path / "part"
+    (part / "checkpoints").mkdir(parents=True)
+    for name in ("config.json", "env.json"):
+        shutil.copy(full / name, part / name)
+    shutil.copytree(full / "checkpoints" / "step-00000010", part / "checkpoints" / "step-00000010")
+    (part / "stats.jsonl").write_text((full / "stats.jsonl").read_text())  # newer lines must be dropped
+    train(tiny_cfg(tiny_preset, train__lr_schedule="cosine"), part, resume=True, progress=False, log=lambda s: None)
+    for a, b in zip(weights(full / "checkpoints" / "step-00000030"), weights(part / "checkpoints" / "step-00000030")):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), f"{k} differs after resume"
+    steps = [json.loads(line)["step"] for line in (part / "stats.jsonl").read_text().splitlines()]
+    assert steps == [10, 20, 30]
+
+
+def test_existing_run_needs_resume_and_a_matching_config(tiny_preset, tmp_path):
+    run = train(tiny_cfg(tiny_preset), tmp_path / "run", progress=False, log=lambda s: None)
+    with pytest.raises(BenchError, match="--resume"):
+        train(tiny_cfg(tiny_preset), run, progress=False, log=lambda s: None)
+    with pytest.raises(BenchError, match="different run"):
+        train(tiny_cfg(tiny_preset, model__lr="0.5"), run, resume=True, progress=False, log=lambda s: None)
+    logs = []
+    train(tiny_cfg(tiny_preset), run, resume=True, progress=False, log=logs.append)
+    assert "already trained" in logs[-1]
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tiny_preset, tmp_path):
+    cfg = tiny_cfg(tiny_preset, model__lr="1e30", train__grad_clip="0")
+    with pytest.raises(DivergenceError, match=r"diverged at step \d+: the model loss is"):
+        train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
+    for ckpt in list_checkpoints(tmp_path / "run"):
+        for t in weights(ckpt)[0].values():
+            assert torch.isfinite(t).all(), "a checkpoint holds non-finite weights"
