@@ -11,10 +11,15 @@ import torch
 import methods
 from bench.config import build
 
-# Small model configs per registered method (merged over the method's Config defaults).
+# Small model configs per trained method and data kind (merged over the method's Config defaults).
 TINY_MODEL: dict[str, dict] = {
     "ddpm": {"T": 100, "clip_sample": False, "net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
 }
+TINY_IMAGE_MODEL: dict[str, dict] = {
+    "ddpm": {"T": 20, "net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
+}
+VECTOR_SHAPE = (2,)
+IMAGE_SHAPE = (1, 16, 16)
 
 # A preset for fast training in tests: one section per trained method.
 TINY_PRESET = """
@@ -39,10 +44,11 @@ emb_dim = 16
 """
 
 
-def tiny_model_config(name: str):
+def tiny_model_config(name: str, shape: tuple[int, ...] = VECTOR_SHAPE):
     cls = methods.get_method(name)
     trained = methods.get_method(cls.checkpoint_name())
-    return build(cls.Config, TINY_MODEL.get(trained.name, {}), "model.")
+    table = TINY_MODEL if len(shape) == 1 else TINY_IMAGE_MODEL
+    return build(cls.Config, table.get(trained.name, {}), "model.")
 
 
 @pytest.fixture(autouse=True)
