@@ -42,9 +42,6 @@ def train_command(method: str, *, dataset: str | None, preset: str | None, confi
     preset = preset or get_dataset_info(dataset or "gaussians25").preset
     cfg = resolve_run_config(method, model_cls=cls.Config, preset=preset, dataset=dataset, config_file=config,
                              flags=flags, sets=parse_sets(sets))
-    check = getattr(cls, "check_config", None)
-    if check is not None:
-        check(cfg.model)
     run_dir = Path(out) if out is not None else run_dir_for(cfg, runs_dir)
     return train(cfg, run_dir, resume=resume, progress=progress, log=log)
 

@@ -129,6 +129,10 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     cls = methods.get_method(cfg.method)
     if cls.trained_as is not None:
         raise BenchError(f"{cfg.method} samples the {cls.trained_as} checkpoint; train {cls.trained_as} instead")
+    try:
+        cls.check_config(cfg.model)
+    except ValueError as e:
+        raise BenchError(f"{cfg.method}: {e}") from None
     run_dir = Path(run_dir)
     resume_from = prepare_run_dir(cfg, run_dir, resume=resume)
 

@@ -105,6 +105,10 @@ class Method(nn.Module):
         return cls.trained_as or cls.name
 
     @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Raise ValueError with a one-line reason if `cfg` cannot be trained (e.g. T out of range)."""
+
+    @classmethod
     def valid_steps(cls, cfg: Any) -> StepRange:
         raise NotImplementedError
 
