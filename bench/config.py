@@ -35,6 +35,7 @@ class DataConfig:
     seed: int = 0  # toy data: seed of the training set
     resolution: int = 0  # images: side length after padding/resizing; 0 keeps the native size
     download: bool = False  # images: let torchvision download missing files (needs a network)
+    hflip: bool = False  # images: random horizontal flips while training
 
 
 @dataclasses.dataclass(frozen=True)

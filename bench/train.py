@@ -11,7 +11,6 @@ so `resume=True` continues exactly where the last checkpoint left off.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import signal
@@ -211,7 +210,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
             if sigint["stop"]:
                 raise BenchError(f"interrupted at step {step}; checkpoint saved in {run_dir}; continue with --resume")
     if accelerator.is_main_process and cfg.train.preview_samples > 0:
-        _preview(accelerator.unwrap_model(model), ema, data, cfg, run_dir, accelerator.device)
+        _preview(accelerator.unwrap_model(model), ema, data, cfg, run_dir, accelerator.device, log)
     return run_dir
 
 
@@ -265,14 +264,24 @@ def _load_state(ckpt, method, optimizers, schedules, ema, stream, cfg) -> tuple[
     return int(meta["step"]), float(state["elapsed_s"])
 
 
-def _preview(method, ema, data, cfg, run_dir, device) -> None:
-    """preview.png: samples from the EMA weights with the method's default sampler."""
+def _preview(method, ema, data, cfg, run_dir, device, log) -> None:
+    """preview.png: samples from the EMA weights. `train.preview_steps` picks the step count; when the
+    trained method cannot sample with it, any registered sampler of this checkpoint that can is used
+    (e.g. ddim-50 for a ddpm run), so previews of slow samplers stay cheap."""
     from bench.plots import save_preview
 
-    sampling = copy.deepcopy(method).eval()
+    cls = type(method)
+    steps = cfg.train.preview_steps or cls.default_steps(cfg.model)
+    candidates = [cls] + [methods.get_method(n) for n in methods.list_methods()
+                          if methods.get_method(n).trained_as == cls.name]
+    usable = [c for c in candidates if c.valid_steps(cfg.model).error(steps) is None]
+    if not usable:
+        log(f"preview skipped: no sampler of {cls.name} takes {steps} steps")
+        return
+    sampling = usable[0](cfg.model, method.data_shape).to(device)
+    sampling.load_state_dict(method.state_dict())
     ema.apply_to(sampling)
-    steps = cfg.train.preview_steps or type(method).default_steps(cfg.model)
-    sampler = sampling.make_sampler(steps)
+    sampler = sampling.eval().make_sampler(steps)
     gen = torch.Generator().manual_seed(cfg.train.seed)
     noise = torch.randn(cfg.train.preview_samples, *data.shape, generator=gen).to(device)
     x = data.to_data(sampler(noise, generator=gen).cpu())

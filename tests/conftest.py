@@ -51,6 +51,24 @@ def tiny_model_config(name: str, shape: tuple[int, ...] = VECTOR_SHAPE):
     return build(cls.Config, table.get(trained.name, {}), "model.")
 
 
+def shared_data_root() -> Path | None:
+    """../shared/data beside the checkout (CI and development), or BENCH_TEST_DATA; None if absent."""
+    import os
+
+    for candidate in (os.environ.get("BENCH_TEST_DATA"), Path(__file__).resolve().parents[2] / "shared" / "data"):
+        if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    root = shared_data_root()
+    if root is None:
+        pytest.skip("../shared/data is not present")
+    return root
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

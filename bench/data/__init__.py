@@ -1,8 +1,9 @@
 """Dataset registry: names, their default preset and suite, and loaders.
 
 Every loaded dataset offers `shape` (one sample in model space), `len()`,
-`batch(idx)` (model-space float tensor), and `to_data(x)` (back to data space,
-where metrics are computed).
+`batch(idx)` (model-space float tensor), `eval_batch(n)` (a fixed held-out batch in
+model space) and `to_data(x)` (back to data space, where metrics are computed: the
+same coordinates for toy data, uint8 images for image data).
 """
 
 from __future__ import annotations
@@ -28,12 +29,21 @@ DATASETS = {d.name: d for d in [
     DatasetInfo("gaussians25", "toy2d", "toy", "toy", "25 Gaussians on a 5x5 grid, std 0.05 (25 modes)"),
     DatasetInfo("gaussians8", "toy2d", "toy", "toy", "8 Gaussians on a circle of radius 2, std 0.02 (8 modes)"),
     DatasetInfo("swissroll", "toy2d", "toy", "toy", "2-D swiss roll (no modes: distance metrics only)"),
+    DatasetInfo("mnist", "image", "mnist", "mnist-cpu", "MNIST digits, 1x28x28 (presets pad to 32)"),
+    DatasetInfo("fashion-mnist", "image", "mnist", "mnist-cpu", "Fashion-MNIST, 1x28x28 (presets pad to 32)"),
+    DatasetInfo("stackedmnist", "image", "stackedmnist", "stackedmnist",
+                "three MNIST digits as RGB channels, 3x28x28 (1000 modes)"),
+    DatasetInfo("cifar10", "image", "cifar10", "cifar10", "CIFAR-10, 3x32x32"),
+    DatasetInfo("folder", "image", "celebahq256", "folder",
+                "folder:PATH, any folder of images (CelebA-HQ, LSUN exports), resized to data.resolution"),
 ]}
 
 
 def get_dataset_info(name: str) -> DatasetInfo:
-    if name.startswith("folder:") and "folder" in DATASETS:
+    if name.startswith("folder:"):
         return DATASETS["folder"]
+    if name == "folder":
+        raise BenchError("the folder dataset needs a path: --dataset folder:/path/to/images")
     try:
         return DATASETS[name]
     except KeyError:
@@ -50,7 +60,9 @@ def load_dataset(cfg: DataConfig):
         from bench.data.toy2d import load_toy
 
         return load_toy(cfg.name, num_train=cfg.num_train, seed=cfg.seed)
-    raise BenchError(f"dataset kind {info.kind!r} has no loader")  # pragma: no cover
+    from bench.data.images import load_images
+
+    return load_images(cfg)
 
 
 class IndexStream:

@@ -65,6 +65,10 @@ class ToyData:
     def batch(self, idx: torch.Tensor) -> torch.Tensor:
         return self.x_train[idx]
 
+    def eval_batch(self, n: int) -> torch.Tensor:
+        """A fixed held-out batch: fresh samples from a seed no training set uses."""
+        return self.sample_data(n, torch.Generator().manual_seed(987_654_321))
+
     def sample_data(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Fresh samples in data space (for metrics and floor rows)."""
         return self.mixture.sample(n, generator) if self.mixture is not None else swissroll(n, generator)
