@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,22 @@ def atomic_write_text(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def check_writable(path: Path) -> None:
+    """Fail before any work if `path` cannot be created and written (probed with a temporary
+    folder in its nearest existing parent, removed again, so nothing is left behind)."""
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BenchError(f"cannot write to {path}: {probe} is not a folder; choose another output folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".bench-write-test-", dir=probe))
+    except OSError as e:
+        raise BenchError(f"cannot write to {path}: {probe} is not writable ({e.strerror}); choose another output"
+                         " folder") from None
 
 
 def _tensors_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -139,4 +157,7 @@ def load_training_state(ckpt: Path) -> dict[str, Any]:
     try:
         return torch.load(Path(ckpt) / "state.pt", map_location="cpu", weights_only=True)
     except Exception as e:  # weights_only refuses anything but tensors and plain containers
-        raise BenchError(f"checkpoint {ckpt}/state.pt cannot be loaded safely: {e}") from None
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        what = f"it references {found.group(1)}" if found else str(e).strip().splitlines()[0]
+        raise BenchError(f"checkpoint {ckpt}/state.pt cannot be loaded safely ({what}: only tensors and plain"
+                         " containers are allowed); delete the checkpoint") from None

@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 
 import methods
-from bench.checkpoint import atomic_write_text
+from bench.checkpoint import atomic_write_text, check_writable
+from bench.config import diff_configs
 from bench.data import load_dataset
 from bench.errors import BenchError
 from bench.metrics import evaluate, floor_samples
@@ -32,18 +33,6 @@ from bench.timing import count_calls, time_sampler
 from bench.train import train
 
 SAMPLES_KEPT = 2000  # samples per cell saved for figures
-
-
-def check_writable(path: Path) -> None:
-    """Fail before any work if `path` cannot be created or written."""
-    path = Path(path)
-    probe = path
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise BenchError(f"cannot write to {path}: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise BenchError(f"cannot write to {path}: {probe} is not writable; choose another --out")
 
 
 def _read_spec(results_dir: Path) -> dict | None:
@@ -94,6 +83,10 @@ def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: i
 
 def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device) -> tuple[dict, np.ndarray]:
     method, cfg, meta = load_method(run_dir, cell.method, device=device)
+    expected = spec.run_config(cell)
+    if cfg.run_id() != expected.run_id() or tuple(meta["data_shape"]) != tuple(data.shape):
+        raise BenchError(f"{run_dir} does not hold the run this cell needs (config or data shape differs:"
+                         f" {'; '.join(diff_configs(cfg, expected)[:2]) or meta['data_shape']}); delete it to retrain")
     opts = methods.get_method(cell.method).SamplerConfig
     sampler = method.make_sampler(cell.steps, opts(**dict(cell.sampler)) if opts else None)
     x, nfe = draw_samples(sampler, method, n=spec.num_samples, seed=spec.seed, batch=spec.sample_batch, device=device)

@@ -23,7 +23,7 @@ from accelerate import Accelerator
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import methods
-from bench.checkpoint import atomic_write_text, latest_checkpoint, load_training_state, load_weights, save_checkpoint
+from bench.checkpoint import atomic_write_text, check_writable, latest_checkpoint, load_training_state, load_weights, save_checkpoint
 from bench.config import CADENCE_KEYS, RunConfig, TrainConfig, diff_configs, validate_train
 from bench.data import IndexStream, load_dataset
 from bench.errors import BenchError, DivergenceError
@@ -74,23 +74,27 @@ class EMA:
 
 
 @contextlib.contextmanager
-def stop_on_sigint():
-    """First Ctrl-C asks the loop to stop at the next iteration boundary (and save); a second one aborts."""
+def stop_requested():
+    """SIGINT (Ctrl-C) and SIGTERM (pre-emption) ask the loop to stop at the next iteration boundary,
+    where it saves a checkpoint; a second signal aborts at once."""
     flag = {"stop": False}
+    previous = {}
 
     def handler(signum, frame):
         flag["stop"] = True
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
     try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: no handler, plain KeyboardInterrupt
-        yield flag
-        return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:  # not the main thread: plain KeyboardInterrupt semantics
+        pass
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def prepare_run_dir(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Path | None:
@@ -115,10 +119,18 @@ def _write_run_files(cfg: RunConfig, run_dir: Path, device: torch.device) -> Non
 
 
 def _truncate_stats(path: Path, step: int) -> None:
-    """Drop log lines newer than the resumed checkpoint, so the curve continues from it."""
-    if path.exists():
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+    """Drop log lines newer than the resumed checkpoint (and a line cut short by a kill),
+    so the curve continues from the checkpoint."""
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                keep.append(line)
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
 def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool = True,
@@ -133,6 +145,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     except ValueError as e:
         raise BenchError(f"{cfg.method}: {e}") from None
     run_dir = Path(run_dir)
+    check_writable(run_dir)
     resume_from = prepare_run_dir(cfg, run_dir, resume=resume)
 
     # --- setup: devices, data, method, optimizers, schedules, EMA --------------------------------
@@ -176,7 +189,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     bar = _Bar(progress and accelerator.is_main_process, cfg.train.steps, step)
     t_start = t_log = time.perf_counter()
     step_log = step
-    with stop_on_sigint() as sigint, bar:
+    with stop_requested() as stop, bar:
         while step < cfg.train.steps:
             x0 = data.batch(stream.next()).to(accelerator.device)
             logs = {}
@@ -205,9 +218,9 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
                         f.write(json.dumps(record) + "\n")
                 bar.update(step, record)
                 t_log, step_log = now, step
-            if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps or sigint["stop"]:
+            if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps or stop["stop"]:
                 checkpoint(step)
-            if sigint["stop"]:
+            if stop["stop"]:
                 raise BenchError(f"interrupted at step {step}; checkpoint saved in {run_dir}; continue with --resume")
     if accelerator.is_main_process and cfg.train.preview_samples > 0:
         _preview(accelerator.unwrap_model(model), ema, data, cfg, run_dir, accelerator.device, log)

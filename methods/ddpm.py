@@ -25,6 +25,7 @@ from methods.nets import NetConfig, build_net
 from methods.registry import register_method
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MAX_T = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,13 @@ class DDPM(Method):
         super().__init__(cfg, data_shape)
         self.net = build_net(cfg.net, self.data_shape)
         self.train_scheduler = DDPMScheduler(**scheduler_kwargs(cfg))
+
+    @classmethod
+    def check_config(cls, cfg: DDPMConfig) -> None:
+        if not 1 <= cfg.T <= MAX_T:
+            raise ValueError(f"T={cfg.T} is out of range: use 1..{MAX_T}")
+        if not 0 < cfg.beta_start <= cfg.beta_end < 1:
+            raise ValueError(f"betas must satisfy 0 < beta_start <= beta_end < 1, got {cfg.beta_start}, {cfg.beta_end}")
 
     @classmethod
     def valid_steps(cls, cfg: DDPMConfig) -> StepRange:
