@@ -284,3 +284,29 @@ def test_output_under_a_file_is_refused(tmp_path):
     (tmp_path / "afile").write_text("x")
     result = CliRunner().invoke(app, ["train", "ddpm", "--out", str(tmp_path / "afile" / "run")])
     assert result.exit_code == 2 and "is not a folder" in result.output
+
+
+def test_mismatched_checkpoints_are_errors(finished_run, tiny_suite, tmp_path):
+    from bench.errors import BenchError
+    from bench.runs import load_method
+
+    load_method(finished_run, "ddim")  # a sampler of the same checkpoint is fine
+    others = [n for n in methods.list_methods() if methods.get_method(n).checkpoint_name() != "ddpm"]
+    for name in others:
+        with pytest.raises(BenchError, match=f"{name} samples .* checkpoints, but .* holds a ddpm run"):
+            load_method(finished_run, name)
+    cfg_path = finished_run / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["model"]["net"]["hidden"] *= 2  # the weights no longer fit the architecture
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(BenchError, match="does not match the ddpm architecture"):
+        load_method(finished_run)
+
+    # a comparison whose run folder was edited after training refuses to sample it
+    args = ["compare", "--suite", str(tiny_suite), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
+    assert run(bench(*args, "--out", str(tmp_path / "a")), tmp_path).returncode == 0
+    run_dir = next((tmp_path / "runs").iterdir())
+    cfg = json.loads((run_dir / "config.json").read_text())
+    cfg["model"]["lr"] = 0.123
+    (run_dir / "config.json").write_text(json.dumps(cfg))
+    one_line_error(run(bench(*args, "--out", str(tmp_path / "b")), tmp_path), "does not hold the run this cell needs")
