@@ -136,3 +136,18 @@ class Method(nn.Module):
     def make_sampler(self, steps: int, opts: Any = None) -> Sampler:
         raise NotImplementedError
 
+    # --- optional hooks: the defaults say "this method has none" ------------------------------------
+    def eval_metrics(self, x0: torch.Tensor, *, generator: torch.Generator) -> dict[str, float]:
+        """Metrics of a held-out batch, logged during training (VDM: bits/dim); {} when none.
+        Every random draw must use `generator`, so that evaluating never moves the training RNG."""
+        return {}
+
+    def bpd(self, x0: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor | None:
+        """Per-sample bits/dim of 8-bit image data (model space, [-1, 1]) under the method's
+        likelihood (bound); None when the method defines no likelihood for this data."""
+        return None
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """Small named arrays saved beside comparison results for the report (VDM: gamma(t)); {} when none."""
+        return {}
+

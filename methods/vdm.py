@@ -1,0 +1,258 @@
+"""VDM (Kingma, Salimans, Poole, Ho 2021): a diffusion model trained on its variational
+bound, with a learned noise schedule, in continuous time; ancestral sampling with any
+number of steps.
+
+code              paper
+gamma(t)          gamma_eta(t) = -logSNR(t), monotone in t (methods/schedules.py: fixed_linear,
+                  learned_linear b + |w| t, learned_nnet the monotone network)
+alpha_t, sigma_t  alpha_t^2 = sigmoid(-gamma_t), sigma_t^2 = sigmoid(gamma_t)
+z_t               alpha_t x + sigma_t eps                                     (q(z_t | x))
+eps_hat           eps_theta(z_t; gamma_t), the network conditioned on (gamma_t - gamma_min) /
+                  (gamma_max - gamma_min) * 1000 (the reference's rescaled time embedding)
+recon             -log p(x | z_0): images: the discretised decoder over 256 levels (a softmax of
+                  Gaussian log-densities around z_0 / alpha_0, as the reference code);
+                  2-D data: the Gaussian decoder N(x; z_0 / alpha_0, sigma_0^2 / alpha_0^2)
+prior             KL(q(z_1 | x) || N(0, I))
+diffusion         continuous: 0.5 gamma'(t) ||eps - eps_hat||^2 (gamma' by autograd);
+                  discrete (loss_T = T > 0): 0.5 T expm1(gamma_t - gamma_s) ||eps - eps_hat||^2,
+                  t = ceil(t T) / T, s = t - 1/T
+loss              (recon + prior + diffusion) / (D ln 2): bits per dimension. For 8-bit images this
+                  bounds -log2 P(x) of the discrete data; for continuous 2-D data it bounds the
+                  negative log-density (a differential quantity, may be negative).
+t                 antithetic: t_i = (u + i / B) mod 1, u ~ U[0, 1)
+sampler           z_s = (alpha_s / alpha_t)(z_t - sigma_t c eps_hat) + sqrt((1 - alpha_s^2) c) eps,
+                  c = -expm1(gamma_s - gamma_t), on t_i = i / steps from z_1 = noise down to z_0;
+                  then x = the decoder's mode (images: the nearest of the 256 levels to z_0 /
+                  alpha_0) or mean (2-D data: z_0 / alpha_0)
+
+As the reference score network, image inputs get Fourier features sin/cos(2^n 2 pi z), n in
+fourier_exponents, appended per channel, and the network's output is added to z_t
+(eps_hat = net(...) + z_t). The 2-D MLP sees z_t alone and predicts eps directly, as the
+reference's 2-D example does (Fourier features resolve 8-bit levels, which 2-D data lack).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+
+from methods.base import LoopSampler, Method, ParamGroup, StepRange
+from methods.nets import NetConfig, build_net
+from methods.registry import register_method
+from methods.schedules import GAMMA_SCHEDULES, build_gamma
+
+EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+GammaFn = Callable[[torch.Tensor], torch.Tensor]
+LEVELS = 256  # 8-bit data: x = 2 k / 255 - 1, k = 0..255
+MAX_STEPS = 100_000
+
+
+@dataclasses.dataclass(frozen=True)
+class VDMConfig:
+    schedule: str = "learned_nnet"  # fixed_linear | learned_linear | learned_nnet
+    gamma_min: float = -13.3  # gamma(0) (initial value for learned schedules)
+    gamma_max: float = 5.0  # gamma(1) (initial value for learned schedules)
+    loss_T: int = 0  # 0: continuous-time diffusion loss; T > 0: the discrete-time loss with T steps
+    antithetic: bool = True  # antithetic time sampling
+    fourier_exponents: tuple[int, ...] = (6, 7)  # images: sin/cos(2^n 2 pi z) features; () disables
+    lr: float = 2e-4
+    weight_decay: float = 0.01
+    net: NetConfig = NetConfig()
+
+
+def vdm_sample(eps_model: EpsModel, gamma_fn: GammaFn, noise: torch.Tensor, *, steps: int,
+               generator: torch.Generator | None) -> torch.Tensor:
+    """Ancestral sampling of p(z_s | z_t) over t_i = i / steps from z_1 = noise to z_0; one
+    eps_model call per step. Every draw uses `generator`, so a call is deterministic given it."""
+    gamma = gamma_fn(torch.linspace(1.0, 0.0, steps + 1, device=noise.device))
+    z_t = noise
+    for i in range(steps):
+        g_t, g_s = gamma[i], gamma[i + 1]
+        eps_hat = eps_model(z_t, g_t.expand(z_t.shape[0]))
+        c = -torch.expm1(g_s - g_t)
+        alpha2_t, alpha2_s = torch.sigmoid(-g_t), torch.sigmoid(-g_s)
+        sigma_t = torch.sigmoid(g_t).sqrt()
+        mean = (alpha2_s / alpha2_t).sqrt() * (z_t - sigma_t * c * eps_hat)
+        noise_s = randn_tensor(z_t.shape, generator=generator, device=z_t.device, dtype=z_t.dtype)
+        z_t = mean + ((1.0 - alpha2_s) * c).sqrt() * noise_s
+    return z_t
+
+
+def sample_times(n: int, *, antithetic: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """n times in [0, 1) (on the CPU): antithetic (u + i/n) mod 1, or i.i.d. uniform."""
+    if antithetic:
+        u = torch.rand((), generator=generator)
+        return torch.remainder(u + torch.arange(n) / n, 1.0)
+    return torch.rand(n, generator=generator)
+
+
+def fourier_features(z: torch.Tensor, exponents: tuple[int, ...]) -> torch.Tensor:
+    """sin and cos of 2^n 2 pi z for each n and channel: (B, C, H, W) -> (B, 2 len(exponents) C, H, W)."""
+    w = 2.0 ** torch.tensor(exponents, dtype=z.dtype, device=z.device) * 2 * math.pi
+    h = (z.unsqueeze(1) * w.view(1, -1, *([1] * (z.dim() - 1)))).flatten(1, 2)
+    return torch.cat([h.sin(), h.cos()], dim=1)
+
+
+def prior_kl(x: torch.Tensor, gamma_1: torch.Tensor) -> torch.Tensor:
+    """KL(q(z_1 | x) || N(0, I)) per sample, nats: 0.5 sum(alpha_1^2 x^2 + sigma_1^2 - log sigma_1^2 - 1)."""
+    kl = 0.5 * (torch.sigmoid(-gamma_1) * x**2 + torch.sigmoid(gamma_1) - torch.nn.functional.logsigmoid(gamma_1) - 1)
+    return kl.flatten(1).sum(1)
+
+
+def discretised_log_prob(x: torch.Tensor, z0_rescaled: torch.Tensor, gamma_0: torch.Tensor) -> torch.Tensor:
+    """log p(x | z_0) per sample for 8-bit x in [-1, 1]: per dimension a softmax over the 256 levels
+    v_k of -0.5 (z_0 / alpha_0 - v_k)^2 / exp(gamma_0) (the reference's decoder)."""
+    levels = torch.linspace(-1.0, 1.0, LEVELS, device=x.device, dtype=z0_rescaled.dtype)
+    k = torch.round((x + 1) * (LEVELS - 1) / 2).long().clamp(0, LEVELS - 1)
+    logits = -0.5 * torch.exp(-gamma_0) * (z0_rescaled.unsqueeze(-1) - levels) ** 2
+    log_p = logits.gather(-1, k.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    return log_p.flatten(1).sum(1)
+
+
+def decoder_mode(z0_rescaled: torch.Tensor) -> torch.Tensor:
+    """The most likely level of the discretised decoder: the level nearest to z_0 / alpha_0."""
+    k = torch.round((z0_rescaled + 1) * (LEVELS - 1) / 2).clamp(0, LEVELS - 1)
+    return k * 2 / (LEVELS - 1) - 1
+
+
+@register_method("vdm")
+class VDM(Method):
+    """Variational diffusion model: learned gamma(t), continuous-time VLB in bits/dim, any-step sampler."""
+
+    Config = VDMConfig
+    ema_modules = ("net", "gamma")
+    summary = "VDM: learned noise schedule, continuous-time VLB (bits/dim), ancestral sampling with any steps"
+
+    def __init__(self, cfg: VDMConfig, data_shape: tuple[int, ...]):
+        super().__init__(cfg, data_shape)
+        self.check_config(cfg)
+        self.images = len(self.data_shape) == 3
+        self.fourier = cfg.fourier_exponents if self.images else ()
+        extra = 2 * len(self.fourier) * self.data_shape[0] if self.fourier else 0
+        self.net = build_net(cfg.net, self.data_shape, in_extra=extra, t_scale=1000.0)
+        self.gamma = build_gamma(cfg.schedule, cfg.gamma_min, cfg.gamma_max)
+
+    @classmethod
+    def check_config(cls, cfg: VDMConfig) -> None:
+        if cfg.schedule not in GAMMA_SCHEDULES:
+            raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from: {', '.join(GAMMA_SCHEDULES)}")
+        if not cfg.gamma_min < cfg.gamma_max:
+            raise ValueError(f"gamma_min={cfg.gamma_min} must be below gamma_max={cfg.gamma_max}")
+        if cfg.loss_T < 0:
+            raise ValueError(f"loss_T={cfg.loss_T} must be >= 0 (0: continuous time)")
+
+    @classmethod
+    def valid_steps(cls, cfg: VDMConfig) -> StepRange:
+        return StepRange(1, MAX_STEPS, "continuous time: any number of ancestral steps")
+
+    @classmethod
+    def default_steps(cls, cfg: VDMConfig) -> int:
+        """As the reference: the T of a discrete-time model, else 1000 steps."""
+        return cfg.loss_T or 1000
+
+    def param_groups(self) -> dict[str, ParamGroup]:
+        return {"model": ParamGroup(list(self.parameters()), lr=self.cfg.lr, betas=(0.9, 0.99),
+                                    weight_decay=self.cfg.weight_decay)}
+
+    def denoisers(self) -> list[torch.nn.Module]:
+        return [self.net]
+
+    # --- the network and the three terms of the bound (per sample, nats) ---------------------------
+    def eps_model(self, z_t: torch.Tensor, gamma_t: torch.Tensor) -> torch.Tensor:
+        cond = (gamma_t - self.cfg.gamma_min) / (self.cfg.gamma_max - self.cfg.gamma_min)
+        h = torch.cat([z_t, fourier_features(z_t, self.fourier)], dim=1) if self.fourier else z_t
+        out = self.net(h, cond)
+        return out + z_t if self.images else out
+
+    def _gamma_at(self, value: float, like: torch.Tensor) -> torch.Tensor:
+        return self.gamma(torch.full((1,), value, device=like.device, dtype=like.dtype))[0]
+
+    def recon_loss(self, x: torch.Tensor, eps_0: torch.Tensor) -> torch.Tensor:
+        """-log p(x | z_0), z_0 ~ q(z_0 | x); the Gaussian decoder's term is taken in expectation."""
+        g_0 = self._gamma_at(0.0, x)
+        if self.images:
+            return -discretised_log_prob(x, x + torch.exp(0.5 * g_0) * eps_0, g_0)
+        dims = x[0].numel()
+        return (0.5 * dims * (math.log(2 * math.pi) + g_0 + 1.0)).expand(x.shape[0])
+
+    def diffusion_loss(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """The diffusion term at times t (B,) with noise eps: continuous (loss_T = 0) or discrete."""
+        T = self.cfg.loss_T
+        keep_graph = torch.is_grad_enabled()
+        if T > 0:
+            t = torch.ceil(t * T).clamp(min=1) / T
+        with torch.enable_grad():
+            t = t.detach().requires_grad_(T == 0)
+            g_t = self.gamma(t)
+            if T == 0:
+                (dg_t,) = torch.autograd.grad(g_t.sum(), t, create_graph=keep_graph)
+        if not keep_graph:
+            g_t = g_t.detach()
+        view = (-1, *([1] * (x.dim() - 1)))
+        z_t = torch.sigmoid(-g_t).sqrt().view(view) * x + torch.sigmoid(g_t).sqrt().view(view) * eps
+        mse = (eps - self.eps_model(z_t, g_t)).flatten(1).pow(2).sum(1)
+        if T == 0:
+            return 0.5 * dg_t * mse
+        return 0.5 * T * torch.expm1(g_t - self.gamma(t - 1.0 / T)) * mse
+
+    def vlb_terms(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, eps_0: torch.Tensor) -> dict:
+        """recon, prior and diffusion terms of the bound, per sample, in nats."""
+        return {"recon": self.recon_loss(x, eps_0), "prior": prior_kl(x, self._gamma_at(1.0, x)),
+                "diffusion": self.diffusion_loss(x, t, eps)}
+
+    def _to_bits(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        scale = 1.0 / (math.prod(self.data_shape) * math.log(2.0))
+        return {k: v * scale for k, v in terms.items()}
+
+    def forward(self, x0: torch.Tensor, *, phase: str, step: int) -> dict[str, torch.Tensor]:
+        t = sample_times(x0.shape[0], antithetic=self.cfg.antithetic).to(x0.device, x0.dtype)
+        terms = self._to_bits(self.vlb_terms(x0, t, torch.randn_like(x0), torch.randn_like(x0)))
+        out = {k: v.mean() for k, v in terms.items()}
+        return {"loss": sum(out.values()), **out, "gamma_0": self._gamma_at(0.0, x0).detach(),
+                "gamma_1": self._gamma_at(1.0, x0).detach()}
+
+    # --- likelihood and diagnostics (used by the harness' optional hooks) ---------------------------
+    def vlb_bits(self, x0: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+        """Per-sample VLB in bits/dim: one antithetic t per sample and fresh noise, all from `generator`."""
+        t = sample_times(x0.shape[0], antithetic=self.cfg.antithetic, generator=generator).to(x0.device, x0.dtype)
+        eps, eps_0 = (randn_tensor(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype) for _ in range(2))
+        with torch.no_grad():
+            return sum(self._to_bits(self.vlb_terms(x0, t, eps, eps_0)).values())
+
+    def bpd(self, x0: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor | None:
+        """Bits/dim of 8-bit images (the VLB, one t per image); None for continuous data (no bits/dim)."""
+        return self.vlb_bits(x0, generator=generator) if self.images else None
+
+    def eval_metrics(self, x0: torch.Tensor, *, generator: torch.Generator) -> dict[str, float]:
+        """Images: bpd; 2-D data: vlb, the bound on the negative log-density in bits/dim."""
+        return {"bpd" if self.images else "vlb": float(self.vlb_bits(x0, generator=generator).mean())}
+
+    @torch.no_grad()
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """gamma(t) on a grid next to the fixed linear schedule it started from."""
+        t = torch.linspace(0.0, 1.0, 201, device=next(self.net.parameters()).device)
+        linear = self.cfg.gamma_min + (self.cfg.gamma_max - self.cfg.gamma_min) * t
+        return {"t": t.cpu(), "gamma": self.gamma(t).cpu(), "gamma_fixed_linear": linear.cpu()}
+
+    # --- sampling -----------------------------------------------------------------------------------
+    def decode(self, z_0: torch.Tensor) -> torch.Tensor:
+        """z_0 -> data: the decoder's mode for images, its mean z_0 / alpha_0 for 2-D data."""
+        z0_rescaled = z_0 / torch.sigmoid(-self._gamma_at(0.0, z_0)).sqrt()
+        return decoder_mode(z0_rescaled) if self.images else z0_rescaled
+
+    def _sample(self, noise: torch.Tensor, *, steps: int, generator: torch.Generator) -> torch.Tensor:
+        return self.decode(vdm_sample(self.eps_model, self.gamma, noise, steps=steps, generator=generator))
+
+    def make_sampler(self, steps: int, opts: None = None) -> LoopSampler:
+        error = self.valid_steps(self.cfg).error(steps)
+        if error:
+            raise ValueError(f"vdm: {error}")
+        settings = {"sampler": "ancestral", "time_grid": "uniform in t", "schedule": self.cfg.schedule,
+                    "decode": "decoder mode (nearest 8-bit level)" if self.images else "decoder mean z_0/alpha_0"}
+        loop = functools.partial(self._sample, steps=steps)
+        return LoopSampler(loop, steps=steps, nfe=steps, label=f"vdm-{steps}", settings=settings)
