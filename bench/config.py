@@ -54,11 +54,14 @@ class TrainConfig:
     log_every: int = 100
     preview_samples: int = 1000  # samples drawn for preview.png at the end; 0 skips
     preview_steps: int = 0  # sampler steps for the preview; 0: the method's largest valid count
+    eval_every: int = 0  # steps between held-out evaluations of the method's eval_metrics (VDM: bits/dim); 0 disables
+    eval_samples: int = 1000  # held-out examples per evaluation (images: the first n of the test split)
 
 
 # Fields that do not change what is trained: left out of the run id and of mismatch checks.
 CADENCE_KEYS = frozenset({"data.root", "data.download", "train.ckpt_every", "train.keep_checkpoints",
-                          "train.log_every", "train.preview_samples", "train.preview_steps"})
+                          "train.log_every", "train.preview_samples", "train.preview_steps", "train.eval_every",
+                          "train.eval_samples"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,6 +323,8 @@ def validate_train(cfg: TrainConfig) -> None:
         (cfg.mixed_precision in {"no", "fp16", "bf16"}, "train.mixed_precision must be no, fp16 or bf16"),
         (cfg.grad_clip >= 0, "train.grad_clip must be >= 0"),
         (cfg.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
+        (cfg.eval_every >= 0, "train.eval_every must be >= 0 (0 disables held-out evaluation)"),
+        (cfg.eval_samples >= 1, "train.eval_samples must be >= 1"),
     ]
     for ok, msg in checks:
         if not ok:

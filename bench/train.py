@@ -11,6 +11,7 @@ so `resume=True` continues exactly where the last checkpoint left off.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import signal
@@ -179,6 +180,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     for avg in ema.models.values():
         avg.to(accelerator.device)
 
+    held_out = HeldOut(method, data, cfg) if accelerator.is_main_process else None
+
     def checkpoint(at: int) -> None:
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
@@ -206,18 +209,25 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
             ema.update(accelerator.unwrap_model(model))
             step += 1
 
-            # --- logging, checkpoints, interruption ---------------------------------------------
+            # --- held-out evaluation, logging, checkpoints, interruption --------------------------
+            evals = held_out(step, accelerator.unwrap_model(model), ema) if held_out is not None else {}
             if step % cfg.train.log_every == 0 or step == cfg.train.steps:
                 now = time.perf_counter()
-                rate = (step - step_log) / max(now - t_log, 1e-9)
+                spent = held_out.seconds if held_out is not None else 0.0  # evaluation is not training time
+                rate = (step - step_log) / max(now - t_log - spent, 1e-9)
                 record = {"step": step, "elapsed_s": round(elapsed + now - t_start, 3), "steps_per_s": round(rate, 2),
                           **{f"lr/{n}": s.get_last_lr()[0] for n, s in schedules.items()},
-                          **{k: float(v) for k, v in logs.items()}}
+                          **{k: float(v) for k, v in logs.items()}, **evals}
                 if accelerator.is_main_process:
                     with open(run_dir / "stats.jsonl", "a") as f:
                         f.write(json.dumps(record) + "\n")
                 bar.update(step, record)
                 t_log, step_log = now, step
+                if held_out is not None:
+                    held_out.seconds = 0.0
+            elif evals:
+                with open(run_dir / "stats.jsonl", "a") as f:
+                    f.write(json.dumps({"step": step, **evals}) + "\n")
             if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps or stop["stop"]:
                 checkpoint(step)
             if stop["stop"]:
@@ -225,6 +235,36 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     if accelerator.is_main_process and cfg.train.preview_samples > 0:
         _preview(accelerator.unwrap_model(model), ema, data, cfg, run_dir, accelerator.device, log)
     return run_dir
+
+
+class HeldOut:
+    """Every `train.eval_every` steps (and at the last step): the method's `eval_metrics` on a fixed
+    held-out batch (`data.eval_batch`), with the EMA weights, in eval mode, from a fixed generator,
+    so it is deterministic and never moves the training RNG (resume stays exact). Results are
+    logged as `eval/<name>`; `seconds` accumulates the time spent, kept out of steps/s."""
+
+    def __init__(self, method: methods.Method, data, cfg: RunConfig):
+        overrides = type(method).eval_metrics is not methods.Method.eval_metrics
+        self.every = cfg.train.eval_every if overrides else 0
+        self.last, self.seed, self.batch = cfg.train.steps, cfg.train.seed, cfg.train.batch_size
+        self.x = data.eval_batch(cfg.train.eval_samples) if self.every else None
+        self.seconds = 0.0
+
+    def __call__(self, step: int, method: methods.Method, ema: EMA) -> dict[str, float]:
+        if not self.every or (step % self.every and step != self.last):
+            return {}
+        t0 = time.perf_counter()
+        scoring = copy.deepcopy(method).eval()
+        ema.apply_to(scoring)
+        device = next(scoring.parameters()).device
+        gen = torch.Generator().manual_seed(self.seed)
+        totals: dict[str, float] = {}
+        for i in range(0, len(self.x), self.batch):
+            x = self.x[i:i + self.batch].to(device)
+            for k, v in scoring.eval_metrics(x, generator=gen).items():
+                totals[k] = totals.get(k, 0.0) + v * len(x)
+        self.seconds += time.perf_counter() - t0
+        return {f"eval/{k}": v / len(self.x) for k, v in totals.items()}
 
 
 def _check_finite(out: dict[str, torch.Tensor], phase: str, step: int, run_dir: Path) -> None:
