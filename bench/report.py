@@ -21,9 +21,10 @@ from bench.schema import FLOOR_METHOD
 class Metric:
     column: str
     header: str
-    group: str  # quality | coverage
+    group: str  # quality | coverage | likelihood
     higher_is_better: bool
     fmt: str
+    per_sampler: bool = True  # False: a property of the checkpoint (same at every step count), not plotted vs NFE
 
 
 METRICS = [
@@ -31,11 +32,13 @@ METRICS = [
     Metric("swd", "sliced W1 to data ↓", "quality", False, "{:.3f}"),
     Metric("modes", "modes covered ↑", "coverage", True, "{:.0f}"),
     Metric("mode_kl", "mode KL ↓", "coverage", False, "{:.3f}"),
+    Metric("bpd", "bits/dim (test) ↓", "likelihood", False, "{:.3f}", per_sampler=False),
 ]
 
 
-def _present(df: pd.DataFrame) -> list[Metric]:
-    return [m for m in METRICS if m.column in df and df[m.column].notna().any()]
+def _present(df: pd.DataFrame, *, per_sampler_only: bool = False) -> list[Metric]:
+    return [m for m in METRICS if m.column in df and df[m.column].notna().any()
+            and (m.per_sampler or not per_sampler_only)]
 
 
 def _family(row: pd.Series) -> str:
@@ -82,7 +85,7 @@ def trilemma_table(df: pd.DataFrame) -> str:
 
 
 def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path) -> None:
-    metrics = _present(df)
+    metrics = _present(df, per_sampler_only=True)
     models = df[df["method"] != FLOOR_METHOD]
     floor = df[df["method"] == FLOOR_METHOD]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
@@ -93,6 +96,9 @@ def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path) -> None:
         if len(floor) and not np.isnan(floor[m.column].iloc[0]):
             ax.axhline(floor[m.column].iloc[0], color="k", ls="--", lw=1, label="data (floor)")
         ax.set_xscale("log")
+        xs = models[x][models[x] > 0]
+        if len(xs):  # explicit limits: a metric with no finite model value (e.g. mode KL) leaves no data
+            ax.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
         ax.set_xlabel(xlabel)
         ax.set_title(m.header, fontsize=9)
     axes[0][0].legend(fontsize=7)
@@ -124,6 +130,31 @@ def _plot_samples(df: pd.DataFrame, samples_dir: Path, path: Path) -> bool:
     return True
 
 
+def _plot_schedules(diagnostics_dir: Path, path: Path) -> list[str]:
+    """Learned noise schedules gamma(t) = -logSNR(t) (saved by the runner) against the fixed linear
+    schedule they started from; returns one line per schedule for the text, [] if none."""
+    found = sorted(diagnostics_dir.glob("*.npz")) if diagnostics_dir.is_dir() else []
+    curves = [(p.stem, np.load(p)) for p in found]
+    curves = [(name, d) for name, d in curves if {"t", "gamma", "gamma_fixed_linear"} <= set(d.files)]
+    if not curves:
+        return []
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    lines = []
+    for name, d in curves:
+        ax.plot(d["t"], d["gamma"], label=f"{name}: learned")
+        ax.plot(d["t"], d["gamma_fixed_linear"], ls="--", lw=1, label=f"{name}: fixed linear (initial)")
+        lines.append(f"**{name}** noise schedule: gamma(0) = {d['gamma'][0]:.2f}, gamma(1) = {d['gamma'][-1]:.2f}"
+                     f" (started at {d['gamma_fixed_linear'][0]:.2f}, {d['gamma_fixed_linear'][-1]:.2f});"
+                     f" largest gap to the linear schedule {np.abs(d['gamma'] - d['gamma_fixed_linear']).max():.2f}.")
+    ax.set_xlabel("t")
+    ax.set_ylabel("gamma(t) = -log SNR(t)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return lines
+
+
 def _safe(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
 
@@ -141,8 +172,13 @@ def reading(df: pd.DataFrame) -> list[str]:
         if len(g) < 2:
             continue
         lo, hi = g.iloc[0], g.iloc[-1]
-        parts = [f"{m.column} {_fmt(lo[m.column], m.fmt)} → {_fmt(hi[m.column], m.fmt)}" for m in _present(df)]
+        parts = [f"{m.column} {_fmt(lo[m.column], m.fmt)} → {_fmt(hi[m.column], m.fmt)}"
+                 for m in _present(df, per_sampler_only=True)]
         out.append(f"**{fam}** from {int(lo['steps'])} to {int(hi['steps'])} steps: {', '.join(parts)}.")
+    if "bpd" in models and models["bpd"].notna().any():
+        for fam, g in models[models["bpd"].notna()].groupby("family", sort=True):
+            out.append(f"**{fam}** bounds the test likelihood at {g['bpd'].iloc[0]:.3f} bits/dim (lower is better;"
+                       " the same checkpoint at every step count).")
     if "modes" in models and models["modes"].notna().any() and len(floor):
         full = floor["modes"].iloc[0]
         good = models[(models["modes"] >= full) & (models["hq_fraction"] >= 0.9)]
@@ -185,6 +221,9 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
         figures += ["quality_vs_nfe.png", "quality_vs_time.png"]
     if _plot_samples(df, results_dir / "samples", report_dir / "samples.png"):
         figures.append("samples.png")
+    schedule_lines = _plot_schedules(results_dir / "diagnostics", report_dir / "noise_schedule.png")
+    if schedule_lines:
+        figures.append("noise_schedule.png")
     grid = spec.get("grid", {})
     timing = grid.get("timing", {})
     notes = [f"- {r['label']}: {r['notes']}" for _, r in df.iterrows() if isinstance(r.get("notes"), str) and r["notes"]]
@@ -210,7 +249,7 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
         "",
         "## Reading",
         "",
-        *[f"- {line}" for line in reading(df)],
+        *[f"- {line}" for line in reading(df) + schedule_lines],
         "",
         "## Figures",
         "",

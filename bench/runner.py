@@ -25,6 +25,7 @@ from bench.config import diff_configs
 from bench.data import load_dataset
 from bench.errors import BenchError
 from bench.metrics import evaluate, floor_samples
+from bench.metrics.likelihood import bits_per_dim
 from bench.provenance import device_name, git_sha, versions
 from bench.runs import completed_step, is_complete, load_method, run_dir_for
 from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER
@@ -81,12 +82,31 @@ def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: i
     return torch.cat(out)[:n], calls[0]
 
 
-def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device) -> tuple[dict, np.ndarray]:
+def save_diagnostics(method: methods.Method, path: Path) -> None:
+    """The method's optional diagnostics (VDM: gamma(t)) as an .npz the report can plot."""
+    arrays = method.diagnostics()
+    if arrays:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, **{k: v.detach().cpu().numpy() for k, v in arrays.items()})
+
+
+def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device,
+                 diagnostics_dir: Path | None = None, per_checkpoint: dict | None = None) -> tuple[dict, np.ndarray]:
+    """One results row and the samples kept for figures. `per_checkpoint` caches what depends on the
+    checkpoint only (bits/dim), across the cells that sample it."""
     method, cfg, meta = load_method(run_dir, cell.method, device=device)
     expected = spec.run_config(cell)
     if cfg.run_id() != expected.run_id() or tuple(meta["data_shape"]) != tuple(data.shape):
         raise BenchError(f"{run_dir} does not hold the run this cell needs (config or data shape differs:"
                          f" {'; '.join(diff_configs(cfg, expected)[:2]) or meta['data_shape']}); delete it to retrain")
+    if diagnostics_dir is not None:
+        save_diagnostics(method, diagnostics_dir / f"{_safe(cell.variant or cell.method)}.npz")
+    key = (str(run_dir), cell.method)
+    cache = per_checkpoint if per_checkpoint is not None else {}
+    if key not in cache:
+        cache[key] = bits_per_dim(method, data, name=cell.method, num_images=spec.bpd_images, seed=spec.seed,
+                                  device=device)
+    likelihood, bpd_notes = cache[key]
     opts = methods.get_method(cell.method).SamplerConfig
     sampler = method.make_sampler(cell.steps, opts(**dict(cell.sampler)) if opts else None)
     x, nfe = draw_samples(sampler, method, n=spec.num_samples, seed=spec.seed, batch=spec.sample_batch, device=device)
@@ -101,10 +121,10 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
         "forward_ms_per_100": forward_t.mean_ms,
         "sampler_efficiency": nfe * forward_t.mean_ms / sample_t.mean_ms,
         "timing_warmup": sample_t.warmup, "timing_repeats": sample_t.repeats,
-        **metrics,
+        **metrics, **likelihood,
         "run_id": cfg.run_id(), "checkpoint_step": meta["step"],
         "sampler_settings": json.dumps(sampler.settings, sort_keys=True, default=str),
-        "notes": "; ".join(notes),
+        "notes": "; ".join(notes + bpd_notes),
     }
     return row, x[:SAMPLES_KEPT].numpy()
 
@@ -154,6 +174,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
         rows.append(row)
         _write_results(results_dir, rows)
 
+    per_checkpoint: dict = {}
     if _key(FLOOR_METHOD, "", "") not in done:
         save(*floor_row(spec, data))
     for i, cell in enumerate(spec.cells, 1):
@@ -162,7 +183,8 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
             log(f"[cell {i}/{len(spec.cells)}] {name}: already measured, skipped")
             continue
         log(f"[cell {i}/{len(spec.cells)}] {name}: sampling {spec.num_samples}, timing")
-        save(*measure_cell(cell, spec, run_dir_for(run_cfgs[cell], runs_dir), data, dev))
+        save(*measure_cell(cell, spec, run_dir_for(run_cfgs[cell], runs_dir), data, dev,
+                           diagnostics_dir=results_dir / "diagnostics", per_checkpoint=per_checkpoint))
 
     from bench.report import render_report
 

@@ -9,6 +9,8 @@ Speed          nfe_declared (what the sampler says), nfe_measured (network calls
 Toy quality    hq_fraction (share within 3 std of a mode), swd (sliced Wasserstein-1 to fresh
                data, data units)
 Toy coverage   modes (covered modes), mode_kl (KL of the mode histogram to uniform, nats)
+Likelihood     bpd (bits/dim of the test split under the method's likelihood bound; image data only,
+               the number of images is in `notes`; empty with a note for methods without one)
 Provenance     run_id, checkpoint_step, sampler_settings (JSON), device, torch_threads, git_sha,
                timestamp, notes (why a metric is empty)
 Empty cells mean "does not apply / unavailable"; `notes` says which and why.
@@ -18,15 +20,16 @@ IDENTITY = ["method", "label", "variant", "trained_as", "steps", "seed", "num_sa
 SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100_std", "forward_ms_per_100",
          "sampler_efficiency", "timing_warmup", "timing_repeats"]
 TOY = ["modes", "hq_fraction", "mode_kl", "swd"]
+LIKELIHOOD = ["bpd"]
 PROVENANCE = ["run_id", "checkpoint_step", "sampler_settings", "device", "torch_threads", "git_sha", "timestamp",
               "notes"]
 
-COLUMNS = IDENTITY + SPEED + TOY + PROVENANCE
+COLUMNS = IDENTITY + SPEED + TOY + LIKELIHOOD + PROVENANCE
 
 INTEGER = ["steps", "seed", "num_samples", "nfe_declared", "nfe_measured", "timing_warmup", "timing_repeats", "modes",
            "checkpoint_step", "torch_threads"]
 
 # Direction of each quality/coverage metric, for tables and plots.
-HIGHER_IS_BETTER = {"modes": True, "hq_fraction": True, "mode_kl": False, "swd": False}
+HIGHER_IS_BETTER = {"modes": True, "hq_fraction": True, "mode_kl": False, "swd": False, "bpd": False}
 
 FLOOR_METHOD = "data"  # the floor row: fresh real data scored like a method

@@ -46,6 +46,7 @@ class CompareSpec:
     sample_batch: int
     timing: TimingSpec
     data_root: str = ""
+    bpd_images: int = 10_000  # test images scored for bits/dim (methods with a likelihood, image data)
 
     def grid_dict(self) -> dict[str, Any]:
         """Everything that determines the numbers (not where they are written)."""
@@ -151,6 +152,8 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
     num_samples = raw.get("num_samples", 5000) if num_samples is None else num_samples
     if not 1 <= num_samples <= MAX_SAMPLES:
         raise BenchError(f"--num-samples must be in 1..{MAX_SAMPLES}, got {num_samples}")
+    if int(raw.get("bpd_images", 10_000)) < 1:
+        raise BenchError(f"bpd_images must be >= 1, got {raw['bpd_images']}")
     if steps is not None and any(s < 1 for s in steps):
         raise BenchError(f"--steps must be positive integers, got {','.join(map(str, steps))}")
     cells: list[Cell] = []
@@ -168,7 +171,8 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
     return CompareSpec(name=suite_path(suite).stem, suite=suite, dataset=dataset, preset=preset, cells=tuple(cells),
                        num_samples=num_samples, seed=raw.get("seed", 0) if seed is None else seed,
                        sample_batch=int(raw.get("sample_batch", 1000)),
-                       timing=build(TimingSpec, raw.get("timing", {}), "timing."), data_root=data_root)
+                       timing=build(TimingSpec, raw.get("timing", {}), "timing."), data_root=data_root,
+                       bpd_images=int(raw.get("bpd_images", 10_000)))
 
 
 def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None = None, dataset: str | None = None,
