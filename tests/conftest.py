@@ -14,9 +14,12 @@ from bench.config import build
 # Small model configs per trained method and data kind (merged over the method's Config defaults).
 TINY_MODEL: dict[str, dict] = {
     "ddpm": {"T": 100, "clip_sample": False, "net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
+    "vdm": {"net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
 }
 TINY_IMAGE_MODEL: dict[str, dict] = {
     "ddpm": {"T": 20, "net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
+    # loss_T > 0: the discrete-time loss, and 10 default sampling steps (as the reference samples a discrete model)
+    "vdm": {"loss_T": 10, "net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
 }
 VECTOR_SHAPE = (2,)
 IMAGE_SHAPE = (1, 16, 16)
@@ -38,6 +41,12 @@ preview_samples = 0
 T = 100
 clip_sample = false
 [ddpm.model.net]
+hidden = 32
+depth = 1
+emb_dim = 16
+[vdm.model]
+lr = 1e-3
+[vdm.model.net]
 hidden = 32
 depth = 1
 emb_dim = 16
