@@ -49,6 +49,7 @@ from methods.schedules import GAMMA_SCHEDULES, build_gamma
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 GammaFn = Callable[[torch.Tensor], torch.Tensor]
 LEVELS = 256  # 8-bit data: x = 2 k / 255 - 1, k = 0..255
+DECODER_WINDOW_STD = 12.0  # levels beyond this many decoder stds of z_0 / alpha_0 are < 1e-31 of the nearest
 MAX_STEPS = 100_000
 
 
@@ -106,12 +107,28 @@ def prior_kl(x: torch.Tensor, gamma_1: torch.Tensor) -> torch.Tensor:
 
 def discretised_log_prob(x: torch.Tensor, z0_rescaled: torch.Tensor, gamma_0: torch.Tensor) -> torch.Tensor:
     """log p(x | z_0) per sample for 8-bit x in [-1, 1]: per dimension a softmax over the 256 levels
-    v_k of -0.5 (z_0 / alpha_0 - v_k)^2 / exp(gamma_0) (the reference's decoder)."""
-    levels = torch.linspace(-1.0, 1.0, LEVELS, device=x.device, dtype=z0_rescaled.dtype)
-    k = torch.round((x + 1) * (LEVELS - 1) / 2).long().clamp(0, LEVELS - 1)
-    logits = -0.5 * torch.exp(-gamma_0) * (z0_rescaled.unsqueeze(-1) - levels) ** 2
-    log_p = logits.gather(-1, k.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    return log_p.flatten(1).sum(1)
+    v_k of -0.5 (z_0 / alpha_0 - v_k)^2 / exp(gamma_0) (the reference's decoder).
+
+    The normaliser sums over the levels within DECODER_WINDOW_STD decoder standard deviations of
+    z_0 / alpha_0 (all 256 once that window spans them): every level left out weighs less than
+    exp(-DECODER_WINDOW_STD^2 / 2) = 1e-31 times the nearest one, so the result is the full
+    softmax to float precision, at a few levels per pixel instead of 256 while gamma_0 is low."""
+    spacing = 2.0 / (LEVELS - 1)
+    inv_var = torch.exp(-gamma_0)
+    k_x = torch.round((x + 1) / spacing).clamp(0, LEVELS - 1)
+    logit_x = -0.5 * inv_var * (z0_rescaled - (k_x * spacing - 1)) ** 2
+    half = math.ceil(DECODER_WINDOW_STD * math.exp(0.5 * float(gamma_0.detach())) / spacing + 0.5)
+    if 2 * half + 1 >= LEVELS:
+        k = torch.arange(LEVELS, device=x.device, dtype=z0_rescaled.dtype)
+        valid = None
+    else:
+        k_z = torch.round((z0_rescaled.detach() + 1) / spacing).clamp(0, LEVELS - 1)
+        k = k_z.unsqueeze(-1) + torch.arange(-half, half + 1, device=x.device, dtype=z0_rescaled.dtype)
+        valid = (k >= 0) & (k <= LEVELS - 1)
+    logits = -0.5 * inv_var * (z0_rescaled.unsqueeze(-1) - (k * spacing - 1)) ** 2
+    if valid is not None:
+        logits = logits.masked_fill(~valid, -math.inf)
+    return (logit_x - torch.logsumexp(logits, dim=-1)).flatten(1).sum(1)
 
 
 def decoder_mode(z0_rescaled: torch.Tensor) -> torch.Tensor:

@@ -261,3 +261,18 @@ def test_cli_rejects_T_for_vdm_in_one_line(tmp_path):
     assert result.exit_code == 2 and len(lines) == 1, result.output
     assert lines[0] == "error: --T does not apply to vdm: it has no discrete T (continuous time; choose steps when sampling)"
     assert not any(tmp_path.rglob("*")), "bad input must not write anything"
+
+
+@pytest.mark.parametrize("gamma_0", [-13.3, -8.0, -2.0])
+def test_windowed_decoder_equals_the_full_256_level_softmax(gamma_0):
+    """-13.3 and -8 take the windowed path, -2 the full one; in float64 both match the plain softmax."""
+    from methods.vdm import discretised_log_prob
+
+    x = uniform_images(8).double()
+    g0 = torch.tensor(gamma_0, dtype=torch.float64)
+    z = x + torch.exp(0.5 * g0) * torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    levels = torch.arange(256, dtype=torch.float64) * 2 / 255 - 1
+    logits = -0.5 * torch.exp(-g0) * (z.unsqueeze(-1) - levels) ** 2
+    k = torch.round((x + 1) * 127.5).long().unsqueeze(-1)
+    full = (logits.gather(-1, k).squeeze(-1) - torch.logsumexp(logits, -1)).flatten(1).sum(1)
+    assert torch.allclose(discretised_log_prob(x, z, g0), full, rtol=1e-12, atol=1e-9)
