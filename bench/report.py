@@ -84,8 +84,11 @@ def trilemma_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path) -> None:
+def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path) -> bool:
+    """Each per-sampler metric against `x`; False (no figure) when there is none to plot."""
     metrics = _present(df, per_sampler_only=True)
+    if not metrics:
+        return False
     models = df[df["method"] != FLOOR_METHOD]
     floor = df[df["method"] == FLOOR_METHOD]
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
@@ -105,6 +108,7 @@ def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def _plot_samples(df: pd.DataFrame, samples_dir: Path, path: Path) -> bool:
@@ -174,7 +178,8 @@ def reading(df: pd.DataFrame) -> list[str]:
         lo, hi = g.iloc[0], g.iloc[-1]
         parts = [f"{m.column} {_fmt(lo[m.column], m.fmt)} → {_fmt(hi[m.column], m.fmt)}"
                  for m in _present(df, per_sampler_only=True)]
-        out.append(f"**{fam}** from {int(lo['steps'])} to {int(hi['steps'])} steps: {', '.join(parts)}.")
+        if parts:
+            out.append(f"**{fam}** from {int(lo['steps'])} to {int(hi['steps'])} steps: {', '.join(parts)}.")
     if "bpd" in models and models["bpd"].notna().any():
         for fam, g in models[models["bpd"].notna()].groupby("family", sort=True):
             out.append(f"**{fam}** bounds the test likelihood at {g['bpd'].iloc[0]:.3f} bits/dim (lower is better;"
@@ -216,9 +221,10 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
     models = df[df["method"] != FLOOR_METHOD]
     figures = []
     if len(models):
-        _plot_vs(df, "nfe_measured", "network function evaluations (measured)", report_dir / "quality_vs_nfe.png")
-        _plot_vs(df, "sample_ms_per_100", "ms per 100 samples", report_dir / "quality_vs_time.png")
-        figures += ["quality_vs_nfe.png", "quality_vs_time.png"]
+        for x, xlabel, name in (("nfe_measured", "network function evaluations (measured)", "quality_vs_nfe.png"),
+                                ("sample_ms_per_100", "ms per 100 samples", "quality_vs_time.png")):
+            if _plot_vs(df, x, xlabel, report_dir / name):
+                figures.append(name)
     if _plot_samples(df, results_dir / "samples", report_dir / "samples.png"):
         figures.append("samples.png")
     schedule_lines = _plot_schedules(results_dir / "diagnostics", report_dir / "noise_schedule.png")

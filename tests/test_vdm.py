@@ -276,3 +276,25 @@ def test_windowed_decoder_equals_the_full_256_level_softmax(gamma_0):
     k = torch.round((x + 1) * 127.5).long().unsqueeze(-1)
     full = (logits.gather(-1, k).squeeze(-1) - torch.logsumexp(logits, -1)).flatten(1).sum(1)
     assert torch.allclose(discretised_log_prob(x, z, g0), full, rtol=1e-12, atol=1e-9)
+
+
+def test_report_shows_bpd_as_a_checkpoint_column_not_a_curve(tmp_path):
+    """bpd is a property of the checkpoint: one table column and one reading line, no quality-vs-NFE panel."""
+    from bench.report import render_report
+    from bench.schema import COLUMNS
+
+    rows = [{"method": "data", "label": "data (floor)", "seed": 0, "num_samples": 10},
+            *({"method": "vdm", "label": f"vdm-{s}", "steps": s, "nfe_measured": s, "nfe_declared": s, "bpd": 1.234,
+               "sample_ms_per_100": 10.0 * s, "sample_ms_per_100_std": 1.0, "sampler_efficiency": 0.9,
+               "notes": "bpd: first 100 test images"} for s in (10, 100)),
+            {"method": "ddpm", "label": "ddpm-1000", "steps": 1000, "nfe_measured": 1000, "nfe_declared": 1000,
+             "sample_ms_per_100": 900.0, "sample_ms_per_100_std": 1.0, "sampler_efficiency": 0.9,
+             "notes": "bpd: ddpm defines no likelihood"}]
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp_path / "results.csv", index=False)
+    (tmp_path / "spec.json").write_text(json.dumps({"name": "t", "suite": "t", "dataset": "mnist", "preset": "p",
+                                                    "grid": {"timing": {}}}))
+    text = render_report(tmp_path, tmp_path).read_text()
+    assert "likelihood: bits/dim (test) ↓" in text and "| 1.234 |" in text
+    assert "**vdm** bounds the test likelihood at 1.234 bits/dim" in text
+    assert "ddpm-1000: bpd: ddpm defines no likelihood" in text
+    assert "steps: ." not in text, "no empty sweep line when no per-sampler metric exists"
