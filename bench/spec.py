@@ -126,7 +126,11 @@ def _steps_for(name: str, cls: type, wanted: list[int], base: Any, *, strict: bo
     keep, errors = [], []
     for s in wanted:
         cfg = dataclasses.replace(base, **cls.steps_overrides(s)) if cls.steps_are_trained else base
-        error = cls.valid_steps(cfg).error(s)
+        try:
+            cls.check_config(cfg)  # a trained step count (DDGAN's T) must be trainable
+            error = cls.valid_steps(cfg).error(s)
+        except ValueError as e:
+            error = str(e)
         (errors.append(error) if error else keep.append(s))
     if errors and (strict or not keep):
         hint = "" if strict else f"; none of --steps {','.join(map(str, wanted))} applies: add a valid value or drop {name}"
