@@ -197,6 +197,12 @@ def reading(df: pd.DataFrame) -> list[str]:
                 line += (f", {slow['sample_ms_per_100'] / best['sample_ms_per_100']:.1f}× faster than the slowest"
                          f" sampler ({slow['label']})")
             out.append(line + ".")
+            if len(good) > 1:
+                ratios = [f"{r['label']} {slow['sample_ms_per_100'] / r['sample_ms_per_100']:.1f}×"
+                          for _, r in good.sort_values("sample_ms_per_100").iterrows()]
+                out.append(f"Every sampler that covers all {full:.0f} modes with a high-quality fraction ≥ 0.9, with its"
+                           f" speed-up over the slowest sampler ({slow['label']}; ratio of ms per 100 samples): "
+                           + ", ".join(ratios) + ".")
         else:
             out.append(f"No sampler covers all {full:.0f} modes with a high-quality fraction ≥ 0.9.")
     eff = models.loc[models["sampler_efficiency"].idxmin()]

@@ -15,11 +15,15 @@ from bench.config import build
 TINY_MODEL: dict[str, dict] = {
     "ddpm": {"T": 100, "clip_sample": False, "net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
     "vdm": {"net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
+    "ddgan": {"T": 2, "out_act": "none", "gen": {"nz": 4, "z_emb_dim": 16, "n_mlp": 1, "hidden": 32, "depth": 1},
+              "disc": {"hidden": 32, "depth": 1, "t_emb_dim": 16}},
 }
 TINY_IMAGE_MODEL: dict[str, dict] = {
     "ddpm": {"T": 20, "net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
     # loss_T > 0: the discrete-time loss, and 10 default sampling steps (as the reference samples a discrete model)
     "vdm": {"loss_T": 10, "net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
+    "ddgan": {"T": 2, "gen": {"nz": 4, "z_emb_dim": 16, "n_mlp": 1, "nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1,
+                              "attn_resolutions": [8]}, "disc": {"ngf": 4, "t_emb_dim": 16}},
 }
 VECTOR_SHAPE = (2,)
 IMAGE_SHAPE = (1, 16, 16)
@@ -50,6 +54,19 @@ lr = 1e-3
 hidden = 32
 depth = 1
 emb_dim = 16
+[ddgan.model]
+T = 2
+out_act = "none"
+[ddgan.model.gen]
+nz = 4
+z_emb_dim = 16
+n_mlp = 1
+hidden = 32
+depth = 1
+[ddgan.model.disc]
+hidden = 32
+depth = 1
+t_emb_dim = 16
 """
 
 

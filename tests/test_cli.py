@@ -64,7 +64,7 @@ def test_tiny_compare_end_to_end_then_report_and_resume(tiny_suite, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["compare", "--methods", "nope"], "unknown method 'nope'; choose from: ddim, ddpm"),
+    (["compare", "--methods", "nope"], "unknown method 'nope'; choose from: ddgan, ddim, ddpm"),
     (["compare", "--dataset", "nope"], "unknown dataset 'nope'; choose from: cifar10, fashion-mnist, folder, gaussians25"),
     (["compare", "--steps", "0"], "--steps must be positive"),
     (["compare", "--steps", "-3"], "--steps must be positive"),

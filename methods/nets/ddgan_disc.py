@@ -11,12 +11,11 @@ then a minibatch-stddev feature, a 3x3 conv, global sum pooling and a linear log
 from __future__ import annotations
 
 import torch
-from diffusers.models.downsampling import downsample_2d
 from torch import nn
 
+from methods.nets.fir import fir_downsample
 from methods.nets.ddgan_nets import SQRT2, dense, sinusoidal, variance_scaling_
 
-FIR = (1, 3, 3, 1)
 # (in, out) channel multiples of ngf and whether the block halves the resolution
 LAYOUTS = {
     "small": [(2, 2, False), (2, 4, True), (4, 8, True), (8, 8, True)],
@@ -41,7 +40,7 @@ class DownConvBlock(nn.Module):
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
         h = self.act(self.conv1(self.act(x)) + self.dense_t(temb)[:, :, None, None])
         if self.downsample:
-            h, x = downsample_2d(h, FIR, factor=2), downsample_2d(x, FIR, factor=2)
+            h, x = fir_downsample(h), fir_downsample(x)
         return (self.conv2(h) + self.skip(x)) / SQRT2
 
 
@@ -56,20 +55,21 @@ def minibatch_stddev(h: torch.Tensor, group: int = 4) -> torch.Tensor:
 
 
 class TimeDiscriminator(nn.Module):
-    """`layout` small (3 halvings: 32 px -> 4 px) or large (6 halvings: 256 px -> 4 px)."""
+    """`layout` small (3 halvings: 32 px -> 4 px) or large (6 halvings: 256 px -> 4 px). A block
+    halves the resolution only while it is even and at least 8, so 28 px (MNIST) ends at 7 px."""
 
     def __init__(self, data_shape: tuple[int, int, int], *, ngf: int, t_emb_dim: int, layout: str):
         super().__init__()
         c, size, _ = data_shape
-        halvings = sum(down for *_, down in LAYOUTS[layout])
-        if size % 2**halvings:
-            raise ValueError(f"image size {size} is not divisible by 2^{halvings} for the {layout} discriminator;"
-                             " pad the data (data.resolution) or set disc.kind")
         self.act = nn.LeakyReLU(0.2)
         self.t_emb_dim = t_emb_dim
         self.t_embed = nn.Sequential(dense(t_emb_dim, t_emb_dim), self.act, dense(t_emb_dim, t_emb_dim))
         self.start = conv(2 * c, 2 * ngf, k=1)
-        self.blocks = nn.ModuleList(DownConvBlock(a * ngf, b * ngf, t_emb_dim, down) for a, b, down in LAYOUTS[layout])
+        self.blocks = nn.ModuleList()
+        for a, b, down in LAYOUTS[layout]:
+            down = down and size % 2 == 0 and size >= 8  # halve while even: 32 -> 4 px, 28 -> 7 px
+            size = size // 2 if down else size
+            self.blocks.append(DownConvBlock(a * ngf, b * ngf, t_emb_dim, down))
         top = LAYOUTS[layout][-1][1] * ngf
         self.final_conv = conv(top + 1, top, scale=0.0 if layout == "small" else 1.0)
         self.end_linear = dense(top, 1)

@@ -9,8 +9,8 @@ and a latent z through the mapping network into **every** block norm (AdaGN).
 Residual block (ResnetBlockBigGANpp_Adagn):
     h = SiLU(AdaGN_0(x, z)); [FIR up/down h and x]; h = Conv_0(h) + Dense(SiLU(temb))
     h = Conv_1(Dropout(SiLU(AdaGN_1(h, z))));  out = (skip(x) + h) / sqrt(2)
-Library parts: diffusers' `AdaGroupNorm` (see ddgan_nets), FIR `upsample_2d` /
-`downsample_2d` (upfirdn2d in PyTorch, no custom CUDA kernels) and `Attention`.
+Library parts: diffusers' `AdaGroupNorm` (see ddgan_nets) and `Attention`; FIR resampling is
+upfirdn2d's maths as depthwise convolutions (`fir.py`): no custom CUDA kernels.
 Differences from the reference, all in resampling details: the pyramid's down-sampling
 is FIR then a 3x3 convolution (the reference fuses them into one strided convolution).
 """
@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import torch
 from diffusers.models.attention_processor import Attention
-from diffusers.models.downsampling import downsample_2d
-from diffusers.models.upsampling import upsample_2d
 from torch import nn
 from torch.nn import functional as F
 
+from methods.nets.fir import fir_downsample, fir_upsample
 from methods.nets.ddgan_nets import SQRT2, GenConfig, LatentEmbedding, ada_group_norm, dense, sinusoidal, \
     variance_scaling_
 
-FIR = (1, 3, 3, 1)
 
 
 def groups(channels: int) -> int:
@@ -53,8 +51,8 @@ class AdaGNResBlock(nn.Module):
 
     def resample(self, x: torch.Tensor) -> torch.Tensor:
         if self.up:
-            return upsample_2d(x, FIR, factor=2)
-        return downsample_2d(x, FIR, factor=2) if self.down else x
+            return fir_upsample(x)
+        return fir_downsample(x) if self.down else x
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor, zemb: torch.Tensor) -> torch.Tensor:
         h = self.resample(F.silu(self.norm0(x, zemb)))
@@ -83,7 +81,7 @@ class PyramidDown(nn.Module):
         self.conv = conv(c_in, c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(downsample_2d(x, FIR, factor=2))
+        return self.conv(fir_downsample(x))
 
 
 class ZUNet(nn.Module):
