@@ -11,6 +11,18 @@ Toy quality    hq_fraction (share within 3 std of a mode), swd (sliced Wasserste
 Toy coverage   modes (covered modes), mode_kl (KL of the mode histogram to uniform, nats)
 Likelihood     bpd (bits/dim of the test split under the method's likelihood bound; image data only,
                the number of images is in `notes`; empty with a note for methods without one)
+Image quality  fid (Frechet Inception distance, pool3, to the reference set of training images),
+               kid, kid_std (kernel Inception distance, cubic kernel, mean/std over 100 subsets),
+               is, is_std (Inception Score, 10 splits; empty when the Inception weights have no
+               real logits), precision (k = 3; the feature space is named in spec.json and the
+               report: VGG16 fc2, or Inception pool3 when VGG16 is unavailable),
+               inception_samples / reference_samples (the set sizes these used)
+Image coverage recall (same features and k as precision); StackedMNIST: modes (distinct digit
+               triples of 1000 among the samples, each channel read by the bench classifier) and
+               mode_kl (KL of the triple histogram to uniform(1000), nats)
+Domain         fd_classifier (Frechet distance in the bench MNIST-family classifier's
+               penultimate features), is_classifier (Inception-style score from that
+               classifier's softmax): MNIST-family only, NOT Inception FID/IS
 Provenance     run_id, checkpoint_step, sampler_settings (JSON), device, torch_threads, git_sha,
                timestamp, notes (why a metric is empty)
 Empty cells mean "does not apply / unavailable"; `notes` says which and why.
@@ -21,15 +33,19 @@ SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100
          "sampler_efficiency", "timing_warmup", "timing_repeats"]
 TOY = ["modes", "hq_fraction", "mode_kl", "swd"]
 LIKELIHOOD = ["bpd"]
+IMAGE = ["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "fd_classifier", "is_classifier",
+         "inception_samples", "reference_samples"]
 PROVENANCE = ["run_id", "checkpoint_step", "sampler_settings", "device", "torch_threads", "git_sha", "timestamp",
               "notes"]
 
-COLUMNS = IDENTITY + SPEED + TOY + LIKELIHOOD + PROVENANCE
+COLUMNS = IDENTITY + SPEED + TOY + IMAGE + LIKELIHOOD + PROVENANCE
 
 INTEGER = ["steps", "seed", "num_samples", "nfe_declared", "nfe_measured", "timing_warmup", "timing_repeats", "modes",
-           "checkpoint_step", "torch_threads"]
+           "inception_samples", "reference_samples", "checkpoint_step", "torch_threads"]
 
 # Direction of each quality/coverage metric, for tables and plots.
-HIGHER_IS_BETTER = {"modes": True, "hq_fraction": True, "mode_kl": False, "swd": False, "bpd": False}
+HIGHER_IS_BETTER = {"modes": True, "hq_fraction": True, "mode_kl": False, "swd": False, "bpd": False, "fid": False,
+                    "kid": False, "is": True, "precision": True, "recall": True, "fd_classifier": False,
+                    "is_classifier": True}
 
 FLOOR_METHOD = "data"  # the floor row: fresh real data scored like a method

@@ -5,7 +5,8 @@
   when `data.download` is true and a network is there.
 - stackedmnist: three independent MNIST digits as the RGB channels (1000 modes, label
   100 d_R + 10 d_G + d_B); a fixed training set of `data.num_train` triples drawn with
-  `data.seed` from MNIST train, and a test set drawn the same way from MNIST test.
+  `data.seed` from MNIST train, and a test set of 26,000 triples (the mode-counting protocol's
+  sample count, so the floor row follows it) drawn the same way from MNIST test digits.
 - cifar10: torchvision's CIFAR10 under <root>/cifar-10-batches-py.
 - folder:PATH: every png/jpg/jpeg/webp below PATH (recursive), resized on the shorter
   side and centre-cropped to `data.resolution`; every 10th file (sorted) is the test split.
@@ -31,6 +32,7 @@ MNIST_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
                False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 MNIST_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+STACKED_TEST_SIZE = 26_000  # StackedMNIST test triples: the paper's mode-counting sample count
 
 
 @dataclasses.dataclass
@@ -201,8 +203,8 @@ def load_images(cfg: DataConfig) -> ImageData:
         source = "mnist" if name == "stackedmnist" else name
         (tx, ty), (vx, vy) = (load_mnist_family(source, root, train=t, download=cfg.download) for t in (True, False))
         if name == "stackedmnist":
-            n_test = min(cfg.num_train, 10_000)
-            (tx, ty), (vx, vy) = stack_digits(tx, ty, cfg.num_train, cfg.seed), stack_digits(vx, vy, n_test, cfg.seed + 1)
+            (tx, ty), (vx, vy) = (stack_digits(tx, ty, cfg.num_train, cfg.seed),
+                                  stack_digits(vx, vy, STACKED_TEST_SIZE, cfg.seed + 1))
         return ImageData(name, resize(tx, cfg.resolution, pad=True), ty, resize(vx, cfg.resolution, pad=True), vy,
                          hflip=cfg.hflip)
     if name == "cifar10":

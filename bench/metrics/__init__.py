@@ -1,21 +1,46 @@
 """Metrics behind one entry point with fixed result keys (columns in bench/schema.py).
 
-`evaluate(data, samples, seed=...)` scores samples in data space and returns
-(metrics, notes): a metric that does not apply is absent, and a note says why.
+`evaluate(data, samples, seed=..., images=...)` scores samples in data space and returns
+(metrics, notes): a metric that does not apply is absent, and a note says why. Toy data
+is scored directly (bench/metrics/toy.py); image data by an `ImageEvaluator`
+(bench/metrics/images.py) built once per comparison with `image_evaluator`.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
+from bench.metrics.options import MetricOptions, MetricResources
 from bench.metrics.toy import mixture_metrics, sliced_wasserstein
 
 EVAL_SEED_OFFSET = 10_000  # fresh reference data never shares a seed with training data or samples
 
+__all__ = ["EVAL_SEED_OFFSET", "MetricOptions", "MetricResources", "evaluate", "floor_samples", "image_evaluator",
+           "is_image_data"]
 
-def evaluate(data, samples: torch.Tensor, *, seed: int) -> tuple[dict[str, float], list[str]]:
-    if getattr(data, "mixture", None) is None and not hasattr(data, "sample_data"):
-        return {}, ["image metrics are not implemented yet"]
+
+def is_image_data(data) -> bool:
+    return hasattr(data, "test_x")
+
+
+def image_evaluator(data, *, options: MetricOptions, resources: MetricResources, num_samples: int, data_cfg,
+                    device: torch.device, log: Callable[[str], None] = print):
+    """The evaluator of an image dataset (None for toy data, which needs none)."""
+    if not is_image_data(data):
+        return None
+    from bench.metrics.images import ImageEvaluator
+
+    return ImageEvaluator(data, options=options, resources=resources, num_samples=num_samples, data_cfg=data_cfg,
+                          device=device, log=log)
+
+
+def evaluate(data, samples: torch.Tensor, *, seed: int, images=None) -> tuple[dict[str, float], list[str]]:
+    if is_image_data(data):
+        if images is None:
+            raise ValueError("image data is scored by an ImageEvaluator: pass images=image_evaluator(...)")
+        return images.evaluate(samples)
     notes: list[str] = []
     reference = data.sample_data(len(samples), torch.Generator().manual_seed(EVAL_SEED_OFFSET + seed))
     metrics = {"swd": sliced_wasserstein(samples, reference)}
@@ -27,7 +52,10 @@ def evaluate(data, samples: torch.Tensor, *, seed: int) -> tuple[dict[str, float
 
 
 def floor_samples(data, n: int, *, seed: int) -> torch.Tensor:
-    """Real data drawn independently of the reference set: the best score a model can expect."""
-    if not hasattr(data, "sample_data"):
-        return data.test_x[:n]
+    """Real data drawn independently of the reference set: the best score a model can expect.
+    Images: n test images (the reference set is training images)."""
+    if is_image_data(data):
+        from bench.metrics.images import floor_images
+
+        return floor_images(data, n, seed=2 * EVAL_SEED_OFFSET + seed)
     return data.sample_data(n, torch.Generator().manual_seed(2 * EVAL_SEED_OFFSET + seed))
