@@ -28,17 +28,40 @@ class Metric:
 
 
 METRICS = [
-    Metric("hq_fraction", "high-quality fraction ↑", "quality", True, "{:.3f}"),
-    Metric("swd", "sliced W1 to data ↓", "quality", False, "{:.3f}"),
-    Metric("modes", "modes covered ↑", "coverage", True, "{:.0f}"),
-    Metric("mode_kl", "mode KL ↓", "coverage", False, "{:.3f}"),
-    Metric("bpd", "bits/dim (test) ↓", "likelihood", False, "{:.3f}", per_sampler=False),
+    Metric("fid", "FID", "quality", False, "{:.2f}"),
+    Metric("kid", "KID", "quality", False, "{:.4f}"),
+    Metric("is", "IS", "quality", True, "{:.2f}"),
+    Metric("precision", "precision", "quality", True, "{:.3f}"),
+    Metric("fd_classifier", "FD (classifier features)", "quality", False, "{:.2f}"),
+    Metric("is_classifier", "IS (classifier labels)", "quality", True, "{:.2f}"),
+    Metric("hq_fraction", "high-quality fraction", "quality", True, "{:.3f}"),
+    Metric("swd", "sliced W1 to data", "quality", False, "{:.3f}"),
+    Metric("recall", "recall", "coverage", True, "{:.3f}"),
+    Metric("modes", "modes covered", "coverage", True, "{:.0f}"),
+    Metric("mode_kl", "mode KL", "coverage", False, "{:.3f}"),
+    Metric("bpd", "bits/dim (test)", "likelihood", False, "{:.3f}", per_sampler=False),
 ]
+UNAVAILABLE = "unavailable"  # shown for a metric that the setup could not compute (reason in the notes)
 
 
-def _present(df: pd.DataFrame, *, per_sampler_only: bool = False) -> list[Metric]:
-    return [m for m in METRICS if m.column in df and df[m.column].notna().any()
-            and (m.per_sampler or not per_sampler_only)]
+def _metrics_info(spec: dict) -> dict:
+    return spec.get("metrics") or {}
+
+
+def _present(df: pd.DataFrame, spec: dict | None = None, *, per_sampler_only: bool = False) -> list[Metric]:
+    """Metrics with values, headed by their feature space (spec.json) and direction; IS stays as a
+    column marked unavailable when the Inception weights had no logits, so it is never missed."""
+    info = _metrics_info(spec or {})
+    labels, unavailable = info.get("labels", {}), info.get("unavailable", {})
+    out = []
+    for m in METRICS:
+        if per_sampler_only and not m.per_sampler:
+            continue
+        shown = m.column in df and df[m.column].notna().any()
+        if shown or (m.column == "is" and "is" in unavailable):
+            header = f"{labels.get(m.column, m.header)} {'↑' if m.higher_is_better else '↓'}"
+            out.append(dataclasses.replace(m, header=header))
+    return out
 
 
 def _family(row: pd.Series) -> str:
@@ -46,10 +69,15 @@ def _family(row: pd.Series) -> str:
     return variant if isinstance(variant, str) and variant else row["method"]
 
 
-def _fmt(value, fmt: str) -> str:
+def _fmt(value, fmt: str, missing: str = "–") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return missing
     return fmt.format(value)
+
+
+def _cell(row: pd.Series, m: Metric, spec: dict) -> str:
+    missing = UNAVAILABLE if m.column in _metrics_info(spec).get("unavailable", {}) else "–"
+    return _fmt(row.get(m.column), m.fmt, missing)
 
 
 def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:
@@ -65,8 +93,9 @@ def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:
         raise BenchError(f"{results_dir} holds a corrupt results.csv or spec.json ({e})") from None
 
 
-def trilemma_table(df: pd.DataFrame) -> str:
-    metrics = _present(df)
+def trilemma_table(df: pd.DataFrame, spec: dict | None = None) -> str:
+    spec = spec or {}
+    metrics = _present(df, spec)
     models = df[df["method"] != FLOOR_METHOD]
     slowest = models["sample_ms_per_100"].max() if len(models) else math.nan
     slow_label = models.loc[models["sample_ms_per_100"].idxmax(), "label"] if len(models) else ""
@@ -77,22 +106,26 @@ def trilemma_table(df: pd.DataFrame) -> str:
         floor = r["method"] == FLOOR_METHOD
         ms = r.get("sample_ms_per_100")
         cells = [f"**{r['label']}**" if floor else r["label"], "–" if floor else _fmt(r.get("nfe_measured"), "{:.0f}")]
-        cells += [_fmt(r.get(m.column), m.fmt) for m in metrics]
+        cells += [_cell(r, m, spec) for m in metrics]
         cells += ["–" if floor else f"{ms:.1f} ± {r['sample_ms_per_100_std']:.1f}",
                   "–" if floor else f"{slowest / ms:.1f}×", _fmt(r.get("sampler_efficiency"), "{:.2f}")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path) -> bool:
-    """Each per-sampler metric against `x`; False (no figure) when there is none to plot."""
-    metrics = _present(df, per_sampler_only=True)
+def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path, spec: dict) -> bool:
+    """Each per-sampler metric with values against `x`; False (no figure) when there is none to plot."""
+    metrics = [m for m in _present(df, spec, per_sampler_only=True) if df[m.column].notna().any()]
     if not metrics:
         return False
     models = df[df["method"] != FLOOR_METHOD]
     floor = df[df["method"] == FLOOR_METHOD]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
+    ncol = min(4, len(metrics))
+    nrow = math.ceil(len(metrics) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.2 * nrow), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_axis_off()
+    for ax, m in zip(axes.flat, metrics):
         for fam, g in models.groupby(models.apply(_family, axis=1), sort=True):
             g = g.sort_values(x)
             ax.plot(g[x], g[m.column], marker="o", label=fam)
@@ -103,7 +136,7 @@ def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path) -> bool:
         if len(xs):  # explicit limits: a metric with no finite model value (e.g. mode KL) leaves no data
             ax.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
         ax.set_xlabel(xlabel)
-        ax.set_title(m.header, fontsize=9)
+        ax.set_title(m.header, fontsize=8)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -116,9 +149,12 @@ def _plot_samples(df: pd.DataFrame, samples_dir: Path, path: Path) -> bool:
     found = [(label, p) for label, p in found if p.exists()]
     if not found:
         return False
-    ncol = min(6, len(found))
+    with np.load(found[0][1]) as first:
+        images = first["samples"].ndim == 4
+    ncol = min(6 if not images else 4, len(found))
     nrow = math.ceil(len(found) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(2.4 * ncol, 2.5 * nrow), squeeze=False)
+    size = 2.4 if not images else 3.0
+    fig, axes = plt.subplots(nrow, ncol, figsize=(size * ncol, (size + 0.1) * nrow), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, (label, p) in zip(axes.flat, found):
@@ -127,7 +163,7 @@ def _plot_samples(df: pd.DataFrame, samples_dir: Path, path: Path) -> bool:
         if x.ndim == 2:
             scatter(ax, x, label)
         else:
-            show_grid(ax, x[:36], label, ncol=6)
+            show_grid(ax, x[:64], label, ncol=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -163,48 +199,35 @@ def _safe(label: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
 
 
-def reading(df: pd.DataFrame) -> list[str]:
+def reading(df: pd.DataFrame, spec: dict | None = None) -> list[str]:
     """Plain-language observations computed from the table (no numbers typed by hand)."""
     out = []
     models = df[df["method"] != FLOOR_METHOD].copy()
     floor = df[df["method"] == FLOOR_METHOD]
     if models.empty:
         return out
+    metrics = [m for m in _present(df, spec, per_sampler_only=True) if df[m.column].notna().any()]
     models["family"] = models.apply(_family, axis=1)
     for fam, g in models.groupby("family", sort=True):
         g = g.sort_values("steps")
         if len(g) < 2:
             continue
         lo, hi = g.iloc[0], g.iloc[-1]
-        parts = [f"{m.column} {_fmt(lo[m.column], m.fmt)} → {_fmt(hi[m.column], m.fmt)}"
-                 for m in _present(df, per_sampler_only=True)]
+        parts = [f"{m.column} {_fmt(lo[m.column], m.fmt)} → {_fmt(hi[m.column], m.fmt)}" for m in metrics]
         if parts:
             out.append(f"**{fam}** from {int(lo['steps'])} to {int(hi['steps'])} steps: {', '.join(parts)}.")
     if "bpd" in models and models["bpd"].notna().any():
         for fam, g in models[models["bpd"].notna()].groupby("family", sort=True):
             out.append(f"**{fam}** bounds the test likelihood at {g['bpd'].iloc[0]:.3f} bits/dim (lower is better;"
                        " the same checkpoint at every step count).")
+    if "fid" in models and models["fid"].notna().any():
+        best = models.loc[models["fid"].idxmin()]
+        line = f"Best FID: **{best['label']}** ({best['fid']:.2f} at {best['nfe_measured']:.0f} network calls)"
+        if len(floor) and pd.notna(floor["fid"].iloc[0]):
+            line += f"; real test images score {floor['fid'].iloc[0]:.2f} (the floor at this sample count)"
+        out.append(line + ".")
     if "modes" in models and models["modes"].notna().any() and len(floor):
-        full = floor["modes"].iloc[0]
-        good = models[(models["modes"] >= full) & (models["hq_fraction"] >= 0.9)]
-        if len(good):
-            best = good.loc[good["sample_ms_per_100"].idxmin()]
-            slow = models.loc[models["sample_ms_per_100"].idxmax()]
-            line = (f"The fastest sampler that covers all {full:.0f} modes with a high-quality fraction ≥ 0.9 is"
-                    f" **{best['label']}**: {best['sample_ms_per_100']:.1f} ms per 100 samples at"
-                    f" {best['nfe_measured']:.0f} network calls")
-            if best["label"] != slow["label"]:
-                line += (f", {slow['sample_ms_per_100'] / best['sample_ms_per_100']:.1f}× faster than the slowest"
-                         f" sampler ({slow['label']})")
-            out.append(line + ".")
-            if len(good) > 1:
-                ratios = [f"{r['label']} {slow['sample_ms_per_100'] / r['sample_ms_per_100']:.1f}×"
-                          for _, r in good.sort_values("sample_ms_per_100").iterrows()]
-                out.append(f"Every sampler that covers all {full:.0f} modes with a high-quality fraction ≥ 0.9, with its"
-                           f" speed-up over the slowest sampler ({slow['label']}; ratio of ms per 100 samples): "
-                           + ", ".join(ratios) + ".")
-        else:
-            out.append(f"No sampler covers all {full:.0f} modes with a high-quality fraction ≥ 0.9.")
+        out.extend(_coverage_lines(models, floor))
     eff = models.loc[models["sampler_efficiency"].idxmin()]
     out.append(f"Lowest sampler efficiency: **{eff['label']}** ({eff['sampler_efficiency']:.2f}): that share of its"
                " time is spent in the network, the rest is sampler overhead (scheduler arithmetic, noise draws,"
@@ -212,6 +235,82 @@ def reading(df: pd.DataFrame) -> list[str]:
     mismatch = models[models["nfe_measured"] != models["nfe_declared"]]
     if len(mismatch):
         out.append("Measured NFE differs from the declared NFE for: " + ", ".join(mismatch["label"]) + ".")
+    return out
+
+
+def _coverage_lines(models: pd.DataFrame, floor: pd.DataFrame) -> list[str]:
+    """The fastest sampler that covers as many modes as real data (toy data: with high quality too),
+    and every such sampler's speed-up over the slowest one."""
+    full = floor["modes"].iloc[0]
+    toy = "hq_fraction" in models and models["hq_fraction"].notna().any()
+    good = models[models["modes"] >= full]
+    if toy:
+        good = good[good["hq_fraction"] >= 0.9]
+    what = f"all {full:.0f} modes" + (" with a high-quality fraction ≥ 0.9" if toy else " that real data covers")
+    if not len(good):
+        return [f"No sampler covers {what}."]
+    best = good.loc[good["sample_ms_per_100"].idxmin()]
+    slow = models.loc[models["sample_ms_per_100"].idxmax()]
+    line = (f"The fastest sampler that covers {what} is **{best['label']}**: {best['sample_ms_per_100']:.1f} ms per"
+            f" 100 samples at {best['nfe_measured']:.0f} network calls")
+    if best["label"] != slow["label"]:
+        line += (f", {slow['sample_ms_per_100'] / best['sample_ms_per_100']:.1f}× faster than the slowest"
+                 f" sampler ({slow['label']})")
+    out = [line + "."]
+    if len(good) > 1:
+        ratios = [f"{r['label']} {slow['sample_ms_per_100'] / r['sample_ms_per_100']:.1f}×"
+                  for _, r in good.sort_values("sample_ms_per_100").iterrows()]
+        out.append(f"Every sampler that covers {what}, with its speed-up over the slowest sampler"
+                   f" ({slow['label']}; ratio of ms per 100 samples): " + ", ".join(ratios) + ".")
+    return out
+
+
+def metric_definitions(spec: dict) -> list[str]:
+    """How the metrics were computed: feature spaces, weights, reference sets, classifier."""
+    info = _metrics_info(spec)
+    if not info:
+        return ["Toy metrics are computed on exact 2-D data (no feature extractor)."]
+    out, ref, why = [], info.get("reference", {}), info.get("unavailable", {})
+    inc = info.get("inception")
+    if inc:
+        out.append(f"FID and KID: Inception-v3 pool3 (torch-fidelity `{inc['extractor']}`, weights"
+                   f" `{Path(inc['weights']).name}`, sha256 {inc['weights_sha256'][:16]}…) on"
+                   f" {info.get('inception_samples')} samples per row against {ref.get('inception_images')}"
+                   f" training images ({ref.get('selection')}); samples are quantised to uint8 by rounding.")
+        out.append(why["is"] + "." if "is" in why else "IS: Inception logits, 10 splits.")
+    elif "inception" in why:
+        out.append(why["inception"] + ".")
+    if info.get("precision_recall_features"):
+        out.append(f"Precision and recall: k = {info['options']['prc_k']} nearest neighbours in"
+                   f" {info['precision_recall_features']} features (the standard is VGG16 fc2; numbers in other"
+                   " feature spaces are not comparable with papers).")
+    clf = info.get("classifier")
+    if clf:
+        out.append(f"FD / IS (classifier): Frechet distance in the penultimate features and Inception-style score"
+                   f" of bench's own {clf['dataset']} classifier (version {clf['version']}, test accuracy"
+                   f" {clf['test_accuracy']:.4f}) against {ref.get('classifier_images')} training images: fast domain"
+                   " metrics, not Inception FID/IS.")
+        if spec.get("dataset") == "stackedmnist":
+            out.append("StackedMNIST modes: each channel classified as a digit, a sample's mode is its digit"
+                       " triple; modes = distinct triples among the samples (of 1000), mode KL ="
+                       " KL(histogram ‖ uniform(1000)).")
+    elif "classifier" in why:
+        out.append(why["classifier"] + ".")
+    return out
+
+
+def _notes(df: pd.DataFrame) -> list[str]:
+    """Row notes; a note shared by every row is listed once."""
+    per_row = [(r["label"], [n for n in r["notes"].split("; ") if n]) for _, r in df.iterrows()
+               if isinstance(r.get("notes"), str) and r["notes"]]
+    if not per_row:
+        return []
+    common = [n for n in per_row[0][1] if len(per_row) == len(df) and all(n in notes for _, notes in per_row)]
+    out = [f"- every row: {n}" for n in common]
+    for label, notes in per_row:
+        own = [n for n in notes if n not in common]
+        if own:
+            out.append(f"- {label}: {'; '.join(own)}")
     return out
 
 
@@ -229,7 +328,7 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
     if len(models):
         for x, xlabel, name in (("nfe_measured", "network function evaluations (measured)", "quality_vs_nfe.png"),
                                 ("sample_ms_per_100", "ms per 100 samples", "quality_vs_time.png")):
-            if _plot_vs(df, x, xlabel, report_dir / name):
+            if _plot_vs(df, x, xlabel, report_dir / name, spec):
                 figures.append(name)
     if _plot_samples(df, results_dir / "samples", report_dir / "samples.png"):
         figures.append("samples.png")
@@ -238,7 +337,7 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
         figures.append("noise_schedule.png")
     grid = spec.get("grid", {})
     timing = grid.get("timing", {})
-    notes = [f"- {r['label']}: {r['notes']}" for _, r in df.iterrows() if isinstance(r.get("notes"), str) and r["notes"]]
+    notes = [f"- {n}" for n in spec.get("notes", [])] + _notes(df)
     md = [
         f"# {spec['name']}: {spec['dataset']}",
         "",
@@ -254,14 +353,16 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
         "",
         "## Trilemma: quality | coverage | speed",
         "",
-        trilemma_table(df),
+        trilemma_table(df, spec),
         "",
-        "Metric definitions: `bench/metrics/` and the column list in `bench/schema.py`."
-        " Toy metrics are computed on exact 2-D data (no feature extractor).",
+        "## Metrics",
+        "",
+        *[f"- {line}" for line in metric_definitions(spec)],
+        "- Definitions: `bench/metrics/`; columns: `bench/schema.py`.",
         "",
         "## Reading",
         "",
-        *[f"- {line}" for line in reading(df) + schedule_lines],
+        *[f"- {line}" for line in reading(df, spec) + schedule_lines],
         "",
         "## Figures",
         "",

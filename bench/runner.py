@@ -24,7 +24,7 @@ from bench.checkpoint import atomic_write_text, check_writable
 from bench.config import diff_configs
 from bench.data import load_dataset
 from bench.errors import BenchError
-from bench.metrics import evaluate, floor_samples
+from bench.metrics import MetricResources, evaluate, floor_samples, image_evaluator, is_image_data
 from bench.metrics.likelihood import bits_per_dim
 from bench.provenance import device_name, git_sha, versions
 from bench.runs import completed_step, is_complete, load_method, run_dir_for
@@ -33,7 +33,8 @@ from bench.spec import Cell, CompareSpec
 from bench.timing import count_calls, time_sampler
 from bench.train import train
 
-SAMPLES_KEPT = 2000  # samples per cell saved for figures
+SAMPLES_KEPT = 2000  # samples per cell saved for figures (2-D points)
+IMAGES_KEPT = 64  # images per cell saved for the report's sample grids (uint8)
 
 
 def _read_spec(results_dir: Path) -> dict | None:
@@ -67,15 +68,17 @@ def cell_label(cell: Cell, sampler_label: str) -> str:
     return sampler_label.replace(cell.method, cell.variant, 1) if cell.variant else sampler_label
 
 
-def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: int,
-                 device: torch.device) -> tuple[torch.Tensor, int]:
-    """n samples in blocks of `batch`, block b seeded (seed, b); returns (samples, NFE per call)."""
+def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: int, device: torch.device,
+                 to_data: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
+    """n samples in blocks of `batch`, block b seeded (seed, b); returns (samples, NFE per call).
+    `to_data` maps each block to data space as it comes (uint8 images stay small in memory)."""
     out, calls = [], []
     for b in range(math.ceil(n / batch)):
         gen = torch.Generator().manual_seed(seed * 1_000_003 + b)
         noise = torch.randn(batch, *method.data_shape, generator=gen).to(device)
         with count_calls(method.denoisers()) as counter:
-            out.append(sampler(noise, generator=gen).cpu())
+            x = sampler(noise, generator=gen).cpu()
+        out.append(to_data(x) if to_data is not None else x)
         calls.append(counter["calls"])
     if len(set(calls)) > 1:
         raise BenchError(f"{sampler.label}: network calls per batch varied ({sorted(set(calls))})")
@@ -90,10 +93,16 @@ def save_diagnostics(method: methods.Method, path: Path) -> None:
         np.savez_compressed(path, **{k: v.detach().cpu().numpy() for k, v in arrays.items()})
 
 
+def kept(data, x: torch.Tensor) -> np.ndarray:
+    """What samples/<label>.npz keeps for the report: a grid's worth of images, or 2-D points."""
+    return x[:IMAGES_KEPT if is_image_data(data) else SAMPLES_KEPT].numpy()
+
+
 def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device,
-                 diagnostics_dir: Path | None = None, per_checkpoint: dict | None = None) -> tuple[dict, np.ndarray]:
+                 diagnostics_dir: Path | None = None, per_checkpoint: dict | None = None,
+                 images=None) -> tuple[dict, np.ndarray]:
     """One results row and the samples kept for figures. `per_checkpoint` caches what depends on the
-    checkpoint only (bits/dim), across the cells that sample it."""
+    checkpoint only (bits/dim), across the cells that sample it; `images` scores image samples."""
     method, cfg, meta = load_method(run_dir, cell.method, device=device)
     expected = spec.run_config(cell)
     if cfg.run_id() != expected.run_id() or tuple(meta["data_shape"]) != tuple(data.shape):
@@ -109,10 +118,10 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     likelihood, bpd_notes = cache[key]
     opts = methods.get_method(cell.method).SamplerConfig
     sampler = method.make_sampler(cell.steps, opts(**dict(cell.sampler)) if opts else None)
-    x, nfe = draw_samples(sampler, method, n=spec.num_samples, seed=spec.seed, batch=spec.sample_batch, device=device)
-    x = data.to_data(x)
+    x, nfe = draw_samples(sampler, method, n=spec.num_samples, seed=spec.seed, batch=spec.sample_batch, device=device,
+                          to_data=data.to_data)
     sample_t, forward_t = time_sampler(sampler, method.denoisers(), method.data_shape, device, spec.timing)
-    metrics, notes = evaluate(data, x, seed=spec.seed)
+    metrics, notes = evaluate(data, x, seed=spec.seed, images=images)
     row = {
         "method": cell.method, "label": cell_label(cell, sampler.label), "variant": cell.variant,
         "trained_as": cfg.method, "steps": cell.steps, "seed": spec.seed, "num_samples": spec.num_samples,
@@ -126,20 +135,27 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
         "sampler_settings": json.dumps(sampler.settings, sort_keys=True, default=str),
         "notes": "; ".join(notes + bpd_notes),
     }
-    return row, x[:SAMPLES_KEPT].numpy()
+    return row, kept(data, x)
 
 
-def floor_row(spec: CompareSpec, data) -> tuple[dict, np.ndarray]:
+def floor_row(spec: CompareSpec, data, images=None) -> tuple[dict, np.ndarray]:
     x = floor_samples(data, spec.num_samples, seed=spec.seed)
-    metrics, notes = evaluate(data, x, seed=spec.seed)
-    row = {"method": FLOOR_METHOD, "label": "data (floor)", "seed": spec.seed, "num_samples": spec.num_samples,
-           **metrics, "notes": "; ".join(["fresh real samples scored like a method"] + notes)}
-    return row, x[:SAMPLES_KEPT].numpy()
+    metrics, notes = evaluate(data, x, seed=spec.seed, images=images)
+    first = "fresh real samples scored like a method"
+    if is_image_data(data):
+        first = "real test images scored like a method against the training reference"
+        if len(x) < spec.num_samples:
+            first += f" (the test split holds only {len(x)} images)"
+    row = {"method": FLOOR_METHOD, "label": "data (floor)", "seed": spec.seed, "num_samples": len(x),
+           **metrics, "notes": "; ".join([first] + notes)}
+    return row, kept(data, x)
 
 
 def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir: Path,
-            device: str = "auto", progress: bool = True, log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Run the whole grid; returns the results table (also written to results_dir/results.csv)."""
+            device: str = "auto", progress: bool = True, log: Callable[[str], None] = print,
+            resources: MetricResources = MetricResources()) -> pd.DataFrame:
+    """Run the whole grid; returns the results table (also written to results_dir/results.csv).
+    `resources` says where image-metric weights and caches are (never downloads by default)."""
     results_dir, report_dir, runs_dir = Path(results_dir), Path(report_dir), Path(runs_dir)
     for path in (results_dir, report_dir, runs_dir):
         check_writable(path)
@@ -149,7 +165,11 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
                          " choose another --out or delete it")
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
     run_cfgs = {cell: spec.run_config(cell) for cell in spec.cells}
-    data = load_dataset(next(iter(run_cfgs.values())).data) if run_cfgs else None
+    data_cfg = next(iter(run_cfgs.values())).data if run_cfgs else None
+    data = load_dataset(data_cfg) if run_cfgs else None
+    # image metrics: networks, weights and the classifier are set up (and checked) before any training
+    images = image_evaluator(data, options=spec.metrics, resources=resources, num_samples=spec.num_samples,
+                             data_cfg=data_cfg, device=dev, log=log) if run_cfgs else None
 
     # --- 1. train every checkpoint that is missing or unfinished --------------------------------
     pending = {run_dir_for(cfg, runs_dir): cfg for cfg in run_cfgs.values()}
@@ -163,7 +183,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     # --- 2. measure each cell; rows are saved as soon as they exist ------------------------------
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "samples").mkdir(exist_ok=True)
-    _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev)
+    _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev, images)
     rows = read_results(results_dir).to_dict("records")
     done = {_key(r["method"], r["variant"], r["steps"]) for r in rows}
     common = {"device": device_name(dev), "torch_threads": torch.get_num_threads(), "git_sha": git_sha()}
@@ -176,7 +196,8 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
 
     per_checkpoint: dict = {}
     if _key(FLOOR_METHOD, "", "") not in done:
-        save(*floor_row(spec, data))
+        log(f"[floor] scoring {spec.num_samples} real samples")
+        save(*floor_row(spec, data, images))
     for i, cell in enumerate(spec.cells, 1):
         name = f"{cell.variant or cell.method} steps={cell.steps}"
         if _key(cell.method, cell.variant, cell.steps) in done:
@@ -184,7 +205,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
             continue
         log(f"[cell {i}/{len(spec.cells)}] {name}: sampling {spec.num_samples}, timing")
         save(*measure_cell(cell, spec, run_dir_for(run_cfgs[cell], runs_dir), data, dev,
-                           diagnostics_dir=results_dir / "diagnostics", per_checkpoint=per_checkpoint))
+                           diagnostics_dir=results_dir / "diagnostics", per_checkpoint=per_checkpoint, images=images))
 
     from bench.report import render_report
 
@@ -207,7 +228,7 @@ def _safe(label: str) -> str:
 
 
 def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, runs_dir: Path, pending: dict,
-                device: torch.device) -> None:
+                device: torch.device, images=None) -> None:
     cells = []
     for cell in spec.cells:
         cfg = spec.run_config(cell)
@@ -222,5 +243,8 @@ def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, runs_dir
         "versions": versions(),
         "seeding": f"samples drawn in blocks of {spec.sample_batch}; block b uses torch seed"
                    f" {spec.seed}*1000003+b for its noise and every random draw inside the sampler",
+        "notes": list(spec.notes),
     }
+    if images is not None:
+        doc["metrics"] = images.describe()
     atomic_write_text(results_dir / "spec.json", json.dumps(doc, indent=2, default=str))

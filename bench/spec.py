@@ -2,7 +2,9 @@
 
 A suite (bench/suites/<name>.toml) names a dataset, a training preset, methods, the
 step counts per method, optional sampler options and named variants (config
-overrides such as DDGAN ablations), the number of samples and the timing protocol.
+overrides such as DDGAN ablations), the number of samples, the timing protocol, the
+image-metric options ([metrics], see bench/metrics/options.py) and `notes` for the
+report (e.g. why a row is left out).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import methods
 from bench.config import DataConfig, RunConfig, TrainConfig, build, load_toml, qualify, resolve_run_config
 from bench.data import get_dataset_info
 from bench.errors import BenchError
+from bench.metrics.options import MetricOptions, validate_options
 from bench.timing import TimingSpec
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -47,12 +50,16 @@ class CompareSpec:
     timing: TimingSpec
     data_root: str = ""
     bpd_images: int = 10_000  # test images scored for bits/dim (methods with a likelihood, image data)
+    metrics: MetricOptions = MetricOptions()  # image metrics (toy data ignores them)
+    notes: tuple[str, ...] = ()  # for the report; no effect on the numbers
 
     def grid_dict(self) -> dict[str, Any]:
         """Everything that determines the numbers (not where they are written)."""
         d = dataclasses.asdict(self)
-        d.pop("name")
-        d.pop("data_root")
+        for key in ("name", "data_root", "notes"):
+            d.pop(key)
+        if get_dataset_info(self.dataset).kind != "image":
+            d.pop("metrics")  # toy metrics have no options
         return json.loads(json.dumps(d))
 
     def grid_hash(self) -> str:
@@ -138,7 +145,7 @@ def _steps_for(name: str, cls: type, wanted: list[int], base: Any, *, strict: bo
     return keep
 
 
-def _sampler_opts(cls: type, opts: dict, name: str) -> dict:
+def sampler_options(cls: type, opts: dict, name: str) -> dict:
     if not opts:
         return {}
     if cls.SamplerConfig is None:
@@ -151,6 +158,8 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
            data_root: str = "") -> CompareSpec:
     dataset = dataset or raw.get("dataset", "gaussians25")
     info = get_dataset_info(dataset)
+    metrics = build(MetricOptions, raw.get("metrics", {}), "metrics.")
+    validate_options(metrics)
     preset = raw.get("preset") or info.preset
     variants = raw.get("variants", {})
     num_samples = raw.get("num_samples", 5000) if num_samples is None else num_samples
@@ -168,7 +177,7 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
         overrides = qualify(var.get("set", {}), _sections(cls))
         base = _base_model(cls, preset, dataset, overrides)
         wanted = steps or var.get("steps") or raw.get("steps", {}).get(method_name) or [cls.default_steps(base)]
-        opts = _sampler_opts(cls, {**raw.get("sampler", {}).get(method_name, {}), **var.get("sampler", {})}, name)
+        opts = sampler_options(cls, {**raw.get("sampler", {}).get(method_name, {}), **var.get("sampler", {})}, name)
         for s in _steps_for(name, cls, list(wanted), base, strict=steps is None):
             cells.append(Cell(method=method_name, steps=s, variant=name if name != method_name else "",
                               overrides=tuple(sorted(overrides.items())), sampler=tuple(sorted(opts.items()))))
@@ -176,7 +185,8 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
                        num_samples=num_samples, seed=raw.get("seed", 0) if seed is None else seed,
                        sample_batch=int(raw.get("sample_batch", 1000)),
                        timing=build(TimingSpec, raw.get("timing", {}), "timing."), data_root=data_root,
-                       bpd_images=int(raw.get("bpd_images", 10_000)))
+                       bpd_images=int(raw.get("bpd_images", 10_000)), metrics=metrics,
+                       notes=tuple(raw.get("notes", ())))
 
 
 def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None = None, dataset: str | None = None,
@@ -191,6 +201,10 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
     raw = load_suite(suite)
     spec = _build(suite, raw, names=methods_, dataset=dataset, steps=steps, num_samples=num_samples, seed=seed,
                   data_root=data_root)
-    if spec.grid_hash() != _build(suite, raw).grid_hash():
+    try:
+        own = _build(suite, raw).grid_hash()
+    except BenchError:  # the suite's own grid needs a dataset argument (the folder suite)
+        own = None
+    if spec.grid_hash() != own:
         spec = dataclasses.replace(spec, name=f"{spec.name}-{spec.grid_hash()[:6]}")
     return spec
