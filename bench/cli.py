@@ -20,6 +20,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", envvar="BENCH_RUNS_DIR", help="Where training runs live.")
 DATA_DIR = typer.Option("", "--data-dir", envvar="BENCH_DATA_DIR", help="Folder with image datasets.")
 PROGRESS = typer.Option(None, "--progress/--no-progress", help="Progress bar (default: when on a terminal).")
+DEVICE = typer.Option("auto", help="auto, cpu or cuda.")
+FID_WEIGHTS = typer.Option("", "--fid-weights", envvar="BENCH_FID_WEIGHTS",
+                           help="FID Inception weights (torch-fidelity layout); default: torch-fidelity's own copy.")
+VGG16_WEIGHTS = typer.Option("", "--vgg16-weights", envvar="BENCH_VGG16_WEIGHTS",
+                             help="VGG16 weights (torchvision state dict) for precision/recall; default: torchvision's")
+CACHE_DIR = typer.Option(Path("~/.cache/bench"), "--cache-dir", envvar="BENCH_CACHE_DIR",
+                         help="Reference features and the domain classifier are cached here.")
+OFFLINE = typer.Option(False, "--offline", envvar="BENCH_OFFLINE",
+                       help="Never download metric weights: without local files those metrics stay empty, with a note.")
 
 
 @contextlib.contextmanager
@@ -72,20 +81,97 @@ def compare(
     num_samples: Optional[int] = typer.Option(None, "--num-samples", help="Samples per cell."),
     seed: Optional[int] = typer.Option(None, help="Sampling seed."),
     out: Optional[Path] = typer.Option(None, help="Write results.csv, spec.json and report.md here."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: str = DEVICE,
     runs_dir: Path = RUNS_DIR,
     data_dir: str = DATA_DIR,
+    fid_weights: str = FID_WEIGHTS,
+    vgg16_weights: str = VGG16_WEIGHTS,
+    cache_dir: Path = CACHE_DIR,
+    offline: bool = OFFLINE,
     progress: Optional[bool] = PROGRESS,
 ):
     """Train missing checkpoints, sample every (method, steps) cell, measure, and write a report."""
-    from bench.commands import compare_command
+    from bench.commands import compare_command, metric_resources
 
     with user_errors():
+        resources = metric_resources(fid_weights=fid_weights, vgg16_weights=vgg16_weights, cache_dir=cache_dir,
+                                     offline=offline)
         results_dir, report = compare_command(suite=suite, methods=methods, dataset=dataset, steps=steps,
                                               num_samples=num_samples, seed=seed, out=out, device=device,
                                               runs_dir=runs_dir, data_dir=data_dir, progress=_progress(progress),
-                                              log=typer.echo)
+                                              log=typer.echo, resources=resources)
         typer.echo(f"results: {results_dir / 'results.csv'}\nreport: {report}")
+
+
+@app.command()
+def sample(
+    run: Path = typer.Argument(..., help="A training run folder (see `bench train`)."),
+    steps: Optional[int] = typer.Option(None, help="Sampler steps (default: the method's default)."),
+    num: int = typer.Option(..., "--num", help="Number of samples."),
+    out: Path = typer.Option(..., help="Output .npz: one uint8 array `samples`, N x C x H x W (+ FILE.json)."),
+    method: Optional[str] = typer.Option(None, help="Sampler over this checkpoint, e.g. ddim for a ddpm run."),
+    opt: Optional[List[str]] = typer.Option(None, "--opt", help="Sampler option, e.g. --opt eta=1."),
+    seed: int = typer.Option(0, help="Sampling seed (block b of --batch samples uses seed*1000003+b)."),
+    batch: int = typer.Option(500, help="Samples per network batch."),
+    device: str = DEVICE,
+):
+    """Draw samples from a trained run into an .npz file (to score here or on another machine)."""
+    from bench.commands import sample_command
+
+    with user_errors():
+        path = sample_command(run, steps=steps, num=num, out=out, method=method, seed=seed, batch=batch,
+                              sampler_opts=opt or [], device=device, log=typer.echo)
+        typer.echo(f"samples: {path}")
+
+
+@app.command()
+def evaluate(
+    file: Path = typer.Argument(..., help="An .npz with `samples`: uint8 N x C x H x W, N x H x W x C or N x H x W."),
+    dataset: str = typer.Option(..., help="Dataset the samples are scored against."),
+    out: Optional[Path] = typer.Option(None, help="Folder for results.csv and spec.json (default: results/evaluate-*)."),
+    suite: Optional[str] = typer.Option(None, help="Take metric options from this suite (default: the dataset's)."),
+    seed: int = typer.Option(0, help="Seed of fresh reference data (toy datasets)."),
+    device: str = DEVICE,
+    data_dir: str = DATA_DIR,
+    fid_weights: str = FID_WEIGHTS,
+    vgg16_weights: str = VGG16_WEIGHTS,
+    cache_dir: Path = CACHE_DIR,
+    offline: bool = OFFLINE,
+):
+    """Score a sample file with every applicable metric; writes a one-row results.csv (compare's columns)."""
+    from bench.commands import evaluate_command, metric_resources
+
+    with user_errors():
+        resources = metric_resources(fid_weights=fid_weights, vgg16_weights=vgg16_weights, cache_dir=cache_dir,
+                                     offline=offline)
+        out, row = evaluate_command(file, dataset=dataset, out=out, data_dir=data_dir, suite=suite, seed=seed,
+                                    device=device, resources=resources, log=typer.echo)
+        typer.echo(row_summary(row) + f"\nresults: {out / 'results.csv'}")
+
+
+@app.command()
+def classifier(
+    dataset: str = typer.Option("mnist", help="mnist or fashion-mnist (stackedmnist uses mnist's)."),
+    retrain: bool = typer.Option(False, "--retrain", help="Train again even if a cached classifier matches."),
+    device: str = DEVICE,
+    data_dir: str = DATA_DIR,
+    cache_dir: Path = CACHE_DIR,
+):
+    """Train the domain classifier used by MNIST-family metrics (cached; reused while its version matches)."""
+    from bench.commands import classifier_command
+
+    with user_errors():
+        info = classifier_command(dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, retrain=retrain,
+                                  device=device, log=typer.echo)
+        typer.echo(f"{dataset} classifier v{info['version']}: test accuracy {info['test_accuracy']:.4f}"
+                   f" ({info['test_images']} test images), cached in {cache_dir}")
+
+
+def row_summary(row: dict) -> str:
+    """The metric values of a results row, one `name value` pair each."""
+    from bench.schema import IMAGE, TOY
+
+    return "  ".join(f"{k} {row[k]:.4g}" for k in TOY + IMAGE if isinstance(row.get(k), (int, float)))
 
 
 @app.command()

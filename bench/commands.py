@@ -10,6 +10,7 @@ import methods
 from bench.config import list_presets, parse_sets, resolve_run_config
 from bench.data import DATASETS, get_dataset_info
 from bench.errors import BenchError
+from bench.metrics.options import MetricResources
 from bench.runs import run_dir_for
 from bench.spec import list_suites, load_suite, parse_int_list, parse_names, resolve_compare_spec
 
@@ -48,7 +49,8 @@ def train_command(method: str, *, dataset: str | None, preset: str | None, confi
 
 def compare_command(*, suite: str | None, methods: str | None, dataset: str | None, steps: str | None,
                     num_samples: int | None, seed: int | None, out: Path | None, device: str, runs_dir: Path,
-                    data_dir: str, progress: bool, log: Callable[[str], None]) -> tuple[Path, Path]:
+                    data_dir: str, progress: bool, log: Callable[[str], None],
+                    resources: MetricResources | None = None) -> tuple[Path, Path]:
     from bench.runner import compare
 
     if device not in {"auto", "cpu", "cuda"} and not device.startswith("cuda:"):
@@ -59,7 +61,7 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
     results_dir = Path(out) if out else Path("results") / spec.name
     report_dir = Path(out) if out else Path("reports") / spec.name
     compare(spec, runs_dir=runs_dir, results_dir=results_dir, report_dir=report_dir, device=device,
-            progress=progress, log=log)
+            progress=progress, log=log, resources=resources or MetricResources())
     return results_dir, report_dir / "report.md"
 
 
@@ -76,3 +78,162 @@ def listing() -> str:
     lines.append("presets:")
     lines += [f"  {p}" for p in list_presets()]
     return "\n".join(lines)
+
+
+# --- image metrics: resources, sampling to files, evaluating files, the domain classifier -------------
+
+def metric_resources(*, fid_weights: str, vgg16_weights: str, cache_dir: Path | None, offline: bool):
+    """Where metric weights and caches are; a named weights file must exist (checked before any work)."""
+    for flag, path in (("--fid-weights", fid_weights), ("--vgg16-weights", vgg16_weights)):
+        if path and not Path(path).expanduser().is_file():
+            raise BenchError(f"{flag} {path} does not exist; give the weights file or leave it unset")
+    return MetricResources(fid_weights=fid_weights, vgg16_weights=vgg16_weights,
+                           cache_dir=str(Path(cache_dir).expanduser()) if cache_dir else "", download=not offline)
+
+
+def _device(device: str):
+    import torch
+
+    if device not in {"auto", "cpu", "cuda"} and not device.startswith("cuda:"):
+        raise BenchError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"--device {device}: no CUDA device here; use --device cpu")
+    return torch.device(device)
+
+
+def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method: str | None, seed: int, batch: int,
+                   sampler_opts: list[str], device: str, log: Callable[[str], None]) -> Path:
+    """Sample a trained run into FILE.npz (uint8 N x C x H x W images, or float N x 2 toy points)."""
+    from bench.data.images import to_uint8
+    from bench.provenance import device_name, git_sha
+    from bench.runner import check_writable, draw_samples
+    from bench.runs import load_method, read_run_config
+    from bench.samples import write_samples
+    from bench.spec import sampler_options
+
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise BenchError(f"--out must name an .npz file, got {out}")
+    if num < 1 or batch < 1:
+        raise BenchError(f"--num and --batch must be >= 1, got {num} and {batch}")
+    cfg = read_run_config(run)
+    cls = _method(method or cfg.method)
+    if cls.checkpoint_name() != cfg.method:
+        raise BenchError(f"{cls.name} samples {cls.checkpoint_name()} checkpoints, but {run} holds a {cfg.method} run")
+    steps = cls.default_steps(cfg.model) if steps is None else steps
+    error = cls.valid_steps(cfg.model).error(steps)
+    if error:
+        raise BenchError(f"{cls.name}: {error}")
+    opts = sampler_options(cls, parse_sets(sampler_opts), cls.name)
+    dev = _device(device)
+    check_writable(out.parent)
+    m, cfg, meta = load_method(run, cls.name, device=dev)
+    sampler = m.make_sampler(steps, cls.SamplerConfig(**opts) if opts else None)
+    image = get_dataset_info(cfg.data.name).kind == "image"
+    log(f"sampling {num} with {sampler.label} from {run}")
+    x, nfe = draw_samples(sampler, m, n=num, seed=seed, batch=min(batch, num), device=dev,
+                          to_data=to_uint8 if image else None)
+    write_samples(out, x, {
+        "run_dir": str(run), "run_id": cfg.run_id(), "method": cls.name, "trained_as": cfg.method,
+        "label": sampler.label, "steps": steps, "nfe_declared": sampler.nfe, "nfe_measured": nfe, "seed": seed,
+        "batch": min(batch, num), "num_samples": num, "checkpoint_step": meta["step"], "dataset": cfg.data.name,
+        "layout": "N x C x H x W uint8" if image else "N x 2 float32", "shape": list(x.shape),
+        "sampler_settings": sampler.settings, "device": device_name(dev), "git_sha": git_sha()})
+    return out
+
+
+NATIVE_SIZES = {"mnist": (1, (28, 32)), "fashion-mnist": (1, (28, 32)), "stackedmnist": (3, (28, 32)),
+                "cifar10": (3, (32,))}  # channels, accepted sizes (28 native, 32 padded); folders: 3 channels, any size
+
+
+def eval_data_config(dataset: str, shape: tuple[int, ...], data_dir: str):
+    """The data a sample file is scored against: the dataset's preset data section (e.g. StackedMNIST's
+    fixed training set) at the samples' resolution; a one-line error if the shape cannot be that data."""
+    from bench.config import DataConfig, build, load_preset
+
+    info = get_dataset_info(dataset)
+    channels, sizes = NATIVE_SIZES.get(info.name, (3, ()))
+    c, h = shape[0], shape[1]
+    if c != channels or (sizes and h not in sizes):
+        allowed = " or ".join(f"{channels} x {s} x {s}" for s in sizes) if sizes else f"{channels} x S x S"
+        raise BenchError(f"{dataset} samples are {allowed}, got {' x '.join(map(str, shape))}")
+    values = {**load_preset(info.preset, "ddpm").get("data", {}), "name": dataset, "root": data_dir, "resolution": h}
+    return build(DataConfig, values, "data.")
+
+
+def evaluate_command(file: Path, *, dataset: str, out: Path | None, data_dir: str, suite: str | None, seed: int,
+                     device: str, resources: MetricResources, log: Callable[[str], None]) -> tuple[Path, dict]:
+    """Score a sample file with every applicable metric; one-row results.csv (compare's columns) + spec.json."""
+    import json
+
+    from bench.checkpoint import _sha256, atomic_write_text
+    from bench.config import DataConfig, build
+    from bench.data import load_dataset
+    from bench.metrics import MetricOptions, evaluate, image_evaluator
+    from bench.metrics.options import validate_options
+    from bench.provenance import device_name, git_sha, versions
+    from bench.runner import _write_results, check_writable
+    from bench.samples import read_meta, read_samples
+
+    info = get_dataset_info(dataset)
+    x = read_samples(file, image=info.kind == "image")
+    cfg = eval_data_config(dataset, tuple(x.shape[1:]), data_dir) if info.kind == "image" else \
+        build(DataConfig, {"name": dataset}, "data.")
+    options = build(MetricOptions, load_suite(suite or info.suite).get("metrics", {}), "metrics.")
+    validate_options(options)
+    out = Path(out) if out else Path("results") / f"evaluate-{Path(file).stem}"
+    check_writable(out)
+    dev = _device(device)
+    data = load_dataset(cfg)
+    images = image_evaluator(data, options=options, resources=resources, num_samples=len(x), data_cfg=cfg,
+                             device=dev, log=log)
+    log(f"scoring {len(x)} samples from {file} against {dataset}")
+    metrics, notes = evaluate(data, x, seed=seed, images=images)
+    meta = read_meta(file)
+    row = _evaluate_row(file, meta, metrics, notes, n=len(x), seed=seed, device=dev)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_results(out, [row])
+    spec = {"name": out.name, "suite": "evaluate", "dataset": dataset, "file": str(file),
+            "file_sha256": _sha256(Path(file)), "sample_meta": meta, "data": cfg.__dict__,
+            "device": device_name(dev), "git_sha": git_sha(), "versions": versions(),
+            "metrics": images.describe() if images is not None else None}
+    atomic_write_text(out / "spec.json", json.dumps(spec, indent=2, default=str))
+    return out, row
+
+
+def _evaluate_row(file: Path, meta: dict, metrics: dict, notes: list[str], *, n: int, seed: int, device) -> dict:
+    """A results row for a sample file: identity from `bench sample`'s FILE.json when there is one."""
+    import datetime
+    import json
+
+    import torch
+
+    from bench.provenance import device_name, git_sha
+
+    keys = ("method", "label", "trained_as", "steps", "nfe_declared", "nfe_measured", "run_id", "checkpoint_step")
+    settings = meta.get("sampler_settings")
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"method": "samples", "label": Path(file).stem, **{k: meta[k] for k in keys if k in meta},
+            "seed": meta.get("seed", seed), "num_samples": n, **metrics,
+            "sampler_settings": json.dumps(settings, sort_keys=True) if settings is not None else "",
+            "notes": "; ".join(notes), "device": device_name(device), "torch_threads": torch.get_num_threads(),
+            "git_sha": git_sha(), "timestamp": now}
+
+
+def classifier_command(*, dataset: str, data_dir: str, cache_dir: Path | None, retrain: bool, device: str,
+                       log: Callable[[str], None]) -> dict:
+    """Train (or load the cached) domain classifier for an MNIST-family dataset; returns its record."""
+    from bench.config import DataConfig
+    from bench.data import load_dataset
+    from bench.metrics.classifier import SOURCES, load_or_train
+
+    if dataset not in SOURCES:
+        raise BenchError(f"the domain classifier trains on {' or '.join(SOURCES)}, not {dataset!r}"
+                         " (stackedmnist uses the mnist classifier)")
+    dev = _device(device)
+    data = load_dataset(DataConfig(name=dataset, root=data_dir))
+    clf = load_or_train(dataset, data, cache_dir=Path(cache_dir).expanduser() if cache_dir else None, device=dev,
+                        log=log, retrain=retrain)
+    return clf.info

@@ -70,6 +70,26 @@ t_emb_dim = 16
 """
 
 
+# A preset for fast image training in tests (MNIST at its native 28 px).
+TINY_IMAGE_PRESET = """
+description = "tests: tiny image models, a few steps"
+[data]
+name = "mnist"
+[train]
+steps = 4
+batch_size = 8
+log_every = 2
+ckpt_every = 4
+preview_samples = 0
+[ddpm.model]
+T = 20
+[ddpm.model.net]
+channels = [16, 32]
+layers_per_block = 1
+attn_levels = []
+"""
+
+
 def tiny_model_config(name: str, shape: tuple[int, ...] = VECTOR_SHAPE):
     cls = methods.get_method(name)
     trained = methods.get_method(cls.checkpoint_name())
@@ -85,6 +105,12 @@ def shared_data_root() -> Path | None:
         if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
             return Path(candidate)
     return None
+
+
+def inception_weights() -> Path | None:
+    root = shared_data_root()
+    path = root / "inception" / "pt_inception-2015-12-05-nologits.pth" if root else None
+    return path if path is not None and path.exists() else None
 
 
 @pytest.fixture
@@ -125,5 +151,34 @@ def tiny_suite(tmp_path: Path, tiny_preset: Path) -> Path:
         warmup = 1
         repeats = 3
         max_seconds = 2
+    """))
+    return path
+
+
+@pytest.fixture
+def tiny_image_suite(tmp_path: Path) -> Path:
+    """A one-cell MNIST grid (DDIM-2 over a 4-step DDPM, 6 samples) with Inception metrics on."""
+    preset = tmp_path / "tiny_image_preset.toml"
+    preset.write_text(textwrap.dedent(TINY_IMAGE_PRESET))
+    path = tmp_path / "tiny_image_suite.toml"
+    path.write_text(textwrap.dedent(f"""
+        description = "tests: tiny image grid"
+        dataset = "mnist"
+        preset = "{preset}"
+        methods = ["ddim"]
+        num_samples = 6
+        sample_batch = 6
+        notes = ["a test grid"]
+        [steps]
+        ddim = [2]
+        [metrics]
+        precision_recall = "inception"
+        classifier = false
+        kid_subset_size = 6
+        [timing]
+        batch = 4
+        warmup = 1
+        repeats = 3
+        max_seconds = 1
     """))
     return path

@@ -19,7 +19,10 @@ def invoke(args, cwd: Path):
     old = os.getcwd()
     os.chdir(cwd)
     try:
-        return runner.invoke(app, args, env={"BENCH_RUNS_DIR": str(cwd / "runs")})
+        # no download ever, caches inside the test folder, nothing taken from the developer's environment
+        env = {"BENCH_RUNS_DIR": str(cwd / "runs"), "BENCH_CACHE_DIR": str(cwd / "cache"), "BENCH_OFFLINE": "1",
+               "BENCH_DATA_DIR": "", "BENCH_FID_WEIGHTS": "", "BENCH_VGG16_WEIGHTS": ""}
+        return runner.invoke(app, args, env=env)
     finally:
         os.chdir(old)
 
@@ -28,7 +31,8 @@ def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize("cmd", [[], ["train"], ["compare"], ["report"], ["list"]])
+@pytest.mark.parametrize("cmd", [[], ["train"], ["compare"], ["report"], ["list"], ["sample"], ["evaluate"],
+                                 ["classifier"]])
 def test_every_command_has_help(cmd, tmp_path):
     result = invoke([*cmd, "--help"], tmp_path)
     assert result.exit_code == 0 and "Usage" in result.output
@@ -36,7 +40,7 @@ def test_every_command_has_help(cmd, tmp_path):
 
 def test_list_names_methods_datasets_and_suites(tmp_path):
     out = invoke(["list"], tmp_path).output
-    for word in ("ddpm", "ddim", "gaussians25", "toy"):
+    for word in ("ddpm", "ddim", "gaussians25", "toy", "mnist-cpu", "stackedmnist", "cifar10", "mnist"):
         assert word in out
 
 
@@ -69,7 +73,13 @@ def test_tiny_compare_end_to_end_then_report_and_resume(tiny_suite, tmp_path):
     (["compare", "--steps", "0"], "--steps must be positive"),
     (["compare", "--steps", "-3"], "--steps must be positive"),
     (["compare", "--steps", "a,b"], "--steps must be comma-separated integers"),
-    (["compare", "--suite", "nope"], "unknown suite 'nope'; choose from: toy"),
+    (["compare", "--suite", "nope"], "unknown suite 'nope'; choose from: cifar10, folder, mnist, mnist-cpu,"),
+    (["compare", "--dataset", "mnist"], "dataset mnist needs a data folder: pass --data-dir DIR or set BENCH_DATA_DIR"),
+    (["compare", "--dataset", "mnist", "--data-dir", "/no/such/dir"], "data folder /no/such/dir does not exist"),
+    (["compare", "--suite", "mnist-cpu", "--fid-weights", "/no/such.pth"],
+     "--fid-weights /no/such.pth does not exist"),
+    (["compare", "--suite", "folder"], "the folder dataset needs a path: --dataset folder:/path/to/images"),
+    (["compare", "--dataset", "folder:/no/such/dir"], "folder dataset /no/such/dir does not exist"),
     (["compare", "--methods", "ddpm", "--steps", "4"], "ddpm: steps=4 is not valid: use 1000"),
     (["compare", "--methods", "ddim", "--steps", "100000"], "ddim: steps=100000 is not valid: use 1..1000"),
     (["compare", "--num-samples", "0"], "--num-samples must be in"),
@@ -80,6 +90,15 @@ def test_tiny_compare_end_to_end_then_report_and_resume(tiny_suite, tmp_path):
     (["train", "ddpm", "--set", "train.steps=-1"], "train.steps must be >= 1"),
     (["train", "ddpm", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["report", "/no/such/dir"], "/no/such/dir is not a folder"),
+    (["evaluate", "x.npz", "--dataset", "nope"], "unknown dataset 'nope'"),
+    (["evaluate", "/no/such.npz", "--dataset", "mnist"], "sample file /no/such.npz does not exist"),
+    (["evaluate", "/no/such.npz", "--dataset", "mnist", "--vgg16-weights", "/no/vgg.pth"],
+     "--vgg16-weights /no/vgg.pth does not exist"),
+    (["sample", "/no/such/run", "--num", "2", "--out", "x.npz"], "/no/such/run is not a training run"),
+    (["sample", "/no/such/run", "--num", "2", "--out", "x.png"], "--out must name an .npz file"),
+    (["sample", "/no/such/run", "--num", "0", "--out", "x.npz"], "--num and --batch must be >= 1"),
+    (["classifier", "--dataset", "cifar10"], "the domain classifier trains on mnist or fashion-mnist"),
+    (["classifier"], "dataset mnist needs a data folder"),
 ])
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(args, message, tmp_path):
     result = invoke(args, tmp_path)
