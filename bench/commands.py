@@ -74,7 +74,7 @@ def listing() -> str:
     lines.append("datasets:")
     lines += [f"  {d.name:<12} {d.description} [preset {d.preset}, suite {d.suite}]" for d in DATASETS.values()]
     lines.append("suites:")
-    lines += [f"  {s:<12} {load_suite(s).get('description', '')}" for s in list_suites()]
+    lines += [f"  {s:<16} {load_suite(s).get('description', '')}" for s in list_suites()]
     lines.append("presets:")
     lines += [f"  {p}" for p in list_presets()]
     return "\n".join(lines)

@@ -71,7 +71,12 @@ def test_classifier_inputs_are_checked():
 
 
 @pytest.mark.slow
-def test_the_mnist_classifier_reaches_99_percent(shared_data, tmp_path):
+def test_the_mnist_classifier_reaches_99_percent_and_real_stackedmnist_covers_every_mode(shared_data, tmp_path):
+    from bench.metrics import domain
+
     data = load_dataset(DataConfig(name="mnist", root=str(shared_data)))
     clf = C.load_or_train("mnist", data, cache_dir=tmp_path, device=torch.device("cpu"), log=print)
     assert clf.info["test_accuracy"] >= 0.99
+    stacked = load_dataset(DataConfig(name="stackedmnist", root=str(shared_data), num_train=1000))
+    m = domain.stacked_modes(domain.classify(clf, stacked.test_x)[0])  # 26,000 real triples
+    assert m["modes"] == 1000 and m["mode_kl"] < 0.05

@@ -142,3 +142,17 @@ def test_sample_rejects_steps_the_run_cannot_take(tiny_image_suite, shared_data,
         result = invoke(["sample", str(run), "--num", "2", "--out", str(tmp_path / "x.npz"), *args], tmp_path)
         assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_evaluate_scores_toy_points_too(tmp_path):
+    from bench.data.toy2d import gaussians25
+
+    x = gaussians25().sample(2000, torch.Generator().manual_seed(0)).numpy()
+    save(tmp_path / "pts.npz", samples=x)
+    result = invoke(["evaluate", str(tmp_path / "pts.npz"), "--dataset", "gaussians25", "--out", str(tmp_path / "ev")],
+                    tmp_path)
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(tmp_path / "ev" / "results.csv")
+    assert row["modes"][0] == 25 and row["label"][0] == "pts" and row["num_samples"][0] == 2000
+    bad = invoke(["evaluate", str(tmp_path / "pts.npz"), "--dataset", "mnist"], tmp_path)
+    assert bad.exit_code == 2 and "images must be uint8 pixel levels, got float32" in bad.output

@@ -164,6 +164,7 @@ class ImageEvaluator:
         return metrics, notes
 
     def _inception_metrics(self, x: torch.Tensor) -> dict[str, float]:
+        self.log(f"  {self.inception.label} features of {len(x)} samples")
         feats = self.inception(x)
         ref = self._reference(self.inception, POOL3, self.n_ref)
         gen = feats[POOL3]
@@ -176,7 +177,8 @@ class ImageEvaluator:
             if self.prc is not self.inception:
                 gen = self.prc(x)[VGG16_LAYER]
                 ref = self._reference(self.prc, VGG16_LAYER, self.n_ref)
-            out["precision"], out["recall"] = fidelity.precision_recall(gen, ref, k=self.options.prc_k)
+            out["precision"], out["recall"] = fidelity.precision_recall(gen.to(self.device), ref.to(self.device),
+                                                                        k=self.options.prc_k)
         return out
 
     def _domain_metrics(self, x: torch.Tensor) -> dict[str, float]:
