@@ -40,6 +40,11 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file (checkpoints, metric weights, sample files)."""
+    return _sha256(Path(path))
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -108,7 +108,8 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
     """Sample a trained run into FILE.npz (uint8 N x C x H x W images, or float N x 2 toy points)."""
     from bench.data.images import to_uint8
     from bench.provenance import device_name, git_sha
-    from bench.runner import check_writable, draw_samples
+    from bench.checkpoint import check_writable
+    from bench.runner import draw_samples
     from bench.runs import load_method, read_run_config
     from bench.samples import write_samples
     from bench.spec import sampler_options
@@ -168,13 +169,13 @@ def evaluate_command(file: Path, *, dataset: str, out: Path | None, data_dir: st
     """Score a sample file with every applicable metric; one-row results.csv (compare's columns) + spec.json."""
     import json
 
-    from bench.checkpoint import _sha256, atomic_write_text
+    from bench.checkpoint import atomic_write_text, check_writable, file_sha256
     from bench.config import DataConfig, build
     from bench.data import load_dataset
     from bench.metrics import MetricOptions, evaluate, image_evaluator
     from bench.metrics.options import validate_options
     from bench.provenance import device_name, git_sha, versions
-    from bench.runner import _write_results, check_writable
+    from bench.runner import write_results
     from bench.samples import read_meta, read_samples
 
     info = get_dataset_info(dataset)
@@ -194,9 +195,9 @@ def evaluate_command(file: Path, *, dataset: str, out: Path | None, data_dir: st
     meta = read_meta(file)
     row = _evaluate_row(file, meta, metrics, notes, n=len(x), seed=seed, device=dev)
     out.mkdir(parents=True, exist_ok=True)
-    _write_results(out, [row])
+    write_results(out, [row])
     spec = {"name": out.name, "suite": "evaluate", "dataset": dataset, "file": str(file),
-            "file_sha256": _sha256(Path(file)), "sample_meta": meta, "data": cfg.__dict__,
+            "file_sha256": file_sha256(Path(file)), "sample_meta": meta, "data": cfg.__dict__,
             "device": device_name(dev), "git_sha": git_sha(), "versions": versions(),
             "metrics": images.describe() if images is not None else None}
     atomic_write_text(out / "spec.json", json.dumps(spec, indent=2, default=str))

@@ -57,7 +57,7 @@ def read_results(results_dir: Path) -> pd.DataFrame:
         raise BenchError(f"{path} is corrupt ({e}); delete it to measure again") from None
 
 
-def _write_results(results_dir: Path, rows: list[dict]) -> None:
+def write_results(results_dir: Path, rows: list[dict]) -> None:
     df = pd.DataFrame(rows, columns=COLUMNS)
     for col in INTEGER:
         df[col] = pd.to_numeric(df[col]).round().astype("Int64")
@@ -192,7 +192,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
         row = {**row, **common, "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         np.savez_compressed(results_dir / "samples" / f"{_safe(row['label'])}.npz", samples=samples)
         rows.append(row)
-        _write_results(results_dir, rows)
+        write_results(results_dir, rows)
 
     per_checkpoint: dict = {}
     if _key(FLOOR_METHOD, "", "") not in done:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from bench.checkpoint import _sha256, atomic_write_text
+from bench.checkpoint import atomic_write_text, file_sha256
 from bench.errors import BenchError
 
 VERSION = 1  # bump when the architecture or the training recipe changes
@@ -164,7 +164,7 @@ def _load_cached(cache_dir: Path, source: str, data_fp: str, device: torch.devic
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     if info.get("version") != VERSION or info.get("data_fingerprint") != data_fp \
-            or info.get("weights_sha256") != _sha256(weights):
+            or info.get("weights_sha256") != file_sha256(weights):
         return None
     net = DigitNet()
     net.load_state_dict(load_file(weights))
@@ -198,6 +198,6 @@ def load_or_train(source: str, data, *, cache_dir: Path | None, device: torch.de
         tmp = weights.with_name(f".{weights.name}.tmp{os.getpid()}")
         save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, tmp)
         os.replace(tmp, weights)
-        info["weights_sha256"] = _sha256(weights)
+        info["weights_sha256"] = file_sha256(weights)
         atomic_write_text(record, json.dumps(info, indent=2))
     return Classifier(net, info, device)

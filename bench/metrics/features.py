@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.checkpoint import _sha256
+from bench.checkpoint import file_sha256
 from bench.errors import BenchError
 from bench.metrics.options import MetricResources
 
@@ -135,4 +135,5 @@ def load_extractor(name: str, layers: tuple[str, ...], resources: MetricResource
                           f" {'--fid-weights' if name == INCEPTION else '--vgg16-weights'} with a local file") from None
     path = path or str(_hub_file(name))
     module = module.to(device).to(memory_format=torch.channels_last).eval()
-    return Extractor(name, tuple(layers), path, _sha256(Path(path)), module, device, resources.feature_batch)
+    batch = resources.feature_batch or (250 if device.type == "cuda" else 50)
+    return Extractor(name, tuple(layers), path, file_sha256(Path(path)), module, device, batch)

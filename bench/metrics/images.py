@@ -63,7 +63,7 @@ class ImageEvaluator:
         self.classifier = self._load_classifier(data_cfg)
         if self.n_ref < (options.reference_samples or self.k):
             self.notes.append(f"The training split holds only {self.n_ref} images for the reference set")
-        self._refs: dict[str, torch.Tensor] = {}
+        self._refs: dict[tuple[str, str, int], torch.Tensor] = {}
         self._domain_stats: dict[str, np.ndarray] | None = None
 
     # --- setup --------------------------------------------------------------------------------------
@@ -119,23 +119,24 @@ class ImageEvaluator:
     # --- reference sets -----------------------------------------------------------------------------
     def _reference(self, ext: Extractor, layer: str, n: int) -> torch.Tensor:
         """Features of the reference set in one layer, from memory, the disk cache, or the extractor."""
-        x = self.data.train_x[reference_indices(len(self.data.train_x), n)]
-        key = (f"{_safe(self.data.name)}-train-{'x'.join(map(str, x.shape[1:]))}-n{n}-{fingerprint(x)}"
-               f"-{ext.name}-{layer}-{ext.weights_sha256[:12]}")
-        if key not in self._refs:
+        if (ext.name, layer, n) not in self._refs:
+            x = self.data.train_x[reference_indices(len(self.data.train_x), n)]
+            key = (f"{_safe(self.data.name)}-train-{'x'.join(map(str, x.shape[1:]))}-n{n}-{fingerprint(x)}"
+                   f"-{ext.name}-{layer}-{ext.weights_sha256[:12]}")
             path = self.cache_dir / "reference" / f"{key}.npy" if self.cache_dir else None
             if path is not None and path.exists():
-                self._refs[key] = torch.from_numpy(np.load(path))
+                feats = torch.from_numpy(np.load(path))
             else:
                 self.log(f"{ext.label} features of {n} training images (the reference set; computed once"
                          f"{'' if path is None else ', then cached'})")
-                self._refs[key] = ext(x)[layer]
+                feats = ext(x)[layer]
                 if path is not None:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
-                    np.save(tmp, self._refs[key].numpy())
+                    np.save(tmp, feats.numpy())
                     os.replace(tmp, path)
-        return self._refs[key]
+            self._refs[(ext.name, layer, n)] = feats
+        return self._refs[(ext.name, layer, n)]
 
     def _domain_reference(self) -> dict[str, np.ndarray]:
         if self._domain_stats is None:
