@@ -53,7 +53,7 @@ def test_malformed_set_items():
 
 
 def test_unknown_preset_and_bad_config_file(tmp_path):
-    with pytest.raises(BenchError, match="unknown preset 'nope'; choose from: celebahq256, cifar10"):
+    with pytest.raises(BenchError, match="unknown preset 'nope'; choose from: celeba64, celebahq256, cifar10"):
         resolve(preset="nope")
     bad = tmp_path / "bad.toml"
     bad.write_text("[train\nsteps=")
