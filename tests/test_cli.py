@@ -73,7 +73,7 @@ def test_tiny_compare_end_to_end_then_report_and_resume(tiny_suite, tmp_path):
     (["compare", "--steps", "0"], "--steps must be positive"),
     (["compare", "--steps", "-3"], "--steps must be positive"),
     (["compare", "--steps", "a,b"], "--steps must be comma-separated integers"),
-    (["compare", "--suite", "nope"], "unknown suite 'nope'; choose from: cifar10, folder, mnist, mnist-cpu,"),
+    (["compare", "--suite", "nope"], "unknown suite 'nope'; choose from: cifar10, folder, folder64, mnist, mnist-cpu,"),
     (["compare", "--dataset", "mnist"], "dataset mnist needs a data folder: pass --data-dir DIR or set BENCH_DATA_DIR"),
     (["compare", "--dataset", "mnist", "--data-dir", "/no/such/dir"], "data folder /no/such/dir does not exist"),
     (["compare", "--suite", "mnist-cpu", "--fid-weights", "/no/such.pth"],
