@@ -129,3 +129,28 @@ def test_real_stackedmnist_covers_all_modes_with_low_kl(shared_data):
     m = domain.stacked_modes(log_probs)
     assert torch.equal(log_probs.argmax(1), stacked.test_y), "mode index = 100 d_R + 10 d_G + d_B"
     assert m["modes"] == 1000 and m["mode_kl"] < 0.05
+
+
+def test_the_evaluator_gives_stackedmnist_its_domain_metrics_and_modes(shared_data, monkeypatch):
+    from bench.config import DataConfig
+    from bench.data import load_dataset
+    from bench.metrics import MetricOptions, MetricResources, image_evaluator
+    from bench.metrics import images as image_metrics
+
+    mnist = load_dataset(DataConfig(name="mnist", root=str(shared_data)))
+    oracle = OracleClassifier(torch.cat([mnist.train_x, mnist.test_x]), torch.cat([mnist.train_y, mnist.test_y]))
+    oracle.info = {"dataset": "mnist", "version": 0, "test_accuracy": 1.0}
+    monkeypatch.setattr(image_metrics, "load_or_train", lambda *a, **k: oracle)
+    cfg = DataConfig(name="stackedmnist", root=str(shared_data), num_train=3000)
+    data = load_dataset(cfg)
+    ev = image_evaluator(data, options=MetricOptions(inception=False, precision_recall="off"),
+                         resources=MetricResources(), num_samples=2000, data_cfg=cfg, device=torch.device("cpu"))
+    metrics, notes = ev.evaluate(data.test_x[:2000])
+    assert set(metrics) == {"fd_classifier", "is_classifier", "modes", "mode_kl"}
+    assert metrics["modes"] == len(set(data.test_y[:2000].tolist()))  # the oracle reads every digit right
+    assert "Modes counted over 2000 samples (the paper's protocol uses 26000)" in notes
+    assert "Inception metrics are off in this suite (metrics.inception = false)" in notes
+    collapsed, _ = ev.evaluate(data.test_x[:1].expand(2000, -1, -1, -1).contiguous())
+    assert collapsed["modes"] == 1 and collapsed["mode_kl"] == pytest.approx(math.log(1000))
+    assert collapsed["fd_classifier"] > 10 * metrics["fd_classifier"]
+    assert ev.describe()["labels"]["modes"] == "modes (of 1000)"
