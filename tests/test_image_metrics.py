@@ -154,3 +154,32 @@ def test_the_evaluator_gives_stackedmnist_its_domain_metrics_and_modes(shared_da
     assert collapsed["modes"] == 1 and collapsed["mode_kl"] == pytest.approx(math.log(1000))
     assert collapsed["fd_classifier"] > 10 * metrics["fd_classifier"]
     assert ev.describe()["labels"]["modes"] == "modes (of 1000)"
+
+
+def test_precision_recall_use_vgg16_features_when_vgg16_is_available(monkeypatch):
+    """Routing only: a stand-in network plays VGG16 (the real weights are not available offline)."""
+    from bench.data.images import ImageData
+    from bench.metrics import MetricOptions, MetricResources, image_evaluator
+    from bench.metrics import features as F
+    from bench.metrics import images as image_metrics
+
+    class Pixels(torch.nn.Module):
+        def forward(self, x):
+            return (x.float().flatten(1)[:, ::97],)
+
+    def fake(name, layers, resources, device):
+        if name != F.VGG16:
+            raise F.Unavailable("not in this test")
+        return F.Extractor(name, tuple(layers), "vgg16-fake.pth", "0" * 64, Pixels(), device, 8)
+
+    monkeypatch.setattr(image_metrics, "load_extractor", fake)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 8, 8), generator=g, dtype=torch.uint8)
+    data = ImageData("cifar10", x, None, x.clone(), None)
+    ev = image_evaluator(data, options=MetricOptions(inception=False, classifier=False), resources=MetricResources(),
+                         num_samples=64, data_cfg=None, device=torch.device("cpu"), log=lambda s: None)
+    metrics, notes = ev.evaluate(x)
+    assert metrics == {"precision": 1.0, "recall": 1.0}  # the reference set is the same 64 images
+    assert ev.describe()["labels"]["precision"] == "precision (VGG16 fc2, k=3)"
+    assert ev.describe()["vgg16"]["weights"] == "vgg16-fake.pth"
+    assert any(n.startswith("Inception metrics are off") for n in notes)

@@ -154,8 +154,14 @@ class ImageEvaluator:
         """Every applicable metric of uint8 samples (N, C, H, W); notes say why others are empty."""
         self.check(x)
         metrics: dict[str, float] = {}
+        pool3 = None
         if self.inception is not None:
-            metrics.update(self._inception_metrics(x[:self.k]))
+            self.log(f"  {self.inception.label} features of {len(x[:self.k])} samples")
+            feats = self.inception(x[:self.k])
+            pool3 = feats[POOL3]
+            metrics.update(self._inception_metrics(feats))
+        if self.prc is not None:
+            metrics.update(self._precision_recall(x[:self.k], pool3))
         if self.classifier is not None:
             metrics.update(self._domain_metrics(x))
         notes = list(self.notes) + [why for key, why in self.unavailable.items()
@@ -164,23 +170,25 @@ class ImageEvaluator:
             notes.append(f"Modes counted over {len(x)} samples (the paper's protocol uses {PAPER_MODE_SAMPLES})")
         return metrics, notes
 
-    def _inception_metrics(self, x: torch.Tensor) -> dict[str, float]:
-        self.log(f"  {self.inception.label} features of {len(x)} samples")
-        feats = self.inception(x)
-        ref = self._reference(self.inception, POOL3, self.n_ref)
-        gen = feats[POOL3]
+    def _inception_metrics(self, feats: dict[str, torch.Tensor]) -> dict[str, float]:
+        """FID and KID from pool3 features, IS from the logits when the weights have them."""
+        gen, ref = feats[POOL3], self._reference(self.inception, POOL3, self.n_ref)
         out = {"fid": fidelity.frechet_distance(fidelity.statistics(gen), fidelity.statistics(ref)),
-               "inception_samples": len(x), "reference_samples": len(ref)}
+               "inception_samples": len(gen), "reference_samples": len(ref)}
         out["kid"], out["kid_std"] = fidelity.kid(gen, ref, subset_size=self.options.kid_subset_size)
-        if self.inception.has_logits and len(x) >= fidelity.IS_SPLITS:
+        if self.inception.has_logits and len(gen) >= fidelity.IS_SPLITS:
             out["is"], out["is_std"] = fidelity.inception_score(feats[LOGITS])
-        if self.prc is not None:
-            if self.prc is not self.inception:
-                gen = self.prc(x)[VGG16_LAYER]
-                ref = self._reference(self.prc, VGG16_LAYER, self.n_ref)
-            out["precision"], out["recall"] = fidelity.precision_recall(gen.to(self.device), ref.to(self.device),
-                                                                        k=self.options.prc_k)
         return out
+
+    def _precision_recall(self, x: torch.Tensor, pool3: torch.Tensor | None) -> dict[str, float]:
+        """k-NN precision/recall in the chosen space (Inception pool3 features are reused, never re-extracted)."""
+        if self.prc is self.inception:
+            gen, ref = pool3, self._reference(self.inception, POOL3, self.n_ref)
+        else:
+            self.log(f"  {self.prc.label} features of {len(x)} samples")
+            gen, ref = self.prc(x)[VGG16_LAYER], self._reference(self.prc, VGG16_LAYER, self.n_ref)
+        precision, recall = fidelity.precision_recall(gen.to(self.device), ref.to(self.device), k=self.options.prc_k)
+        return {"precision": precision, "recall": recall}
 
     def _domain_metrics(self, x: torch.Tensor) -> dict[str, float]:
         log_probs, feats = domain.classify(self.classifier, x)
