@@ -276,7 +276,7 @@ def metric_definitions(spec: dict) -> list[str]:
         out.append(f"FID and KID: Inception-v3 pool3 (torch-fidelity `{inc['extractor']}`, weights"
                    f" `{Path(inc['weights']).name}`, sha256 {inc['weights_sha256'][:16]}…) on"
                    f" {info.get('inception_samples')} samples per row against {ref.get('inception_images')}"
-                   f" training images ({ref.get('selection')}); samples are quantised to uint8 by rounding.")
+                   f" training images, {ref.get('selection')}; samples are quantised to uint8 by rounding.")
         out.append(why["is"] + "." if "is" in why else "IS: Inception logits, 10 splits.")
     elif "inception" in why:
         out.append(why["inception"] + ".")

@@ -221,7 +221,7 @@ class ImageEvaluator:
             "precision_recall_features": prc_space,
             "vgg16": None if self.prc is None or self.prc is self.inception else self.prc.describe(),
             "reference": {"split": "train", "inception_images": self.n_ref, "classifier_images": self.n_ref_domain,
-                          "selection": f"first n of a fixed permutation of the training set (seed {REFERENCE_SEED})"},
+                          "selection": f"the first n of a fixed permutation (seed {REFERENCE_SEED}) of the training split"},
             "inception_samples": self.k,
             "classifier": None if self.classifier is None else self.classifier.info,
             "labels": labels,
