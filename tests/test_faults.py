@@ -262,6 +262,10 @@ BAD_INPUTS = [
     (["train", "ddpm", "--set", "train.lr_schedule=linear"], "train.lr_schedule must be constant or cosine"),
     (["train", "ddpm", "--config", "/no/such.toml"], "does not exist"),
     (["report", "/no/such/dir"], "is not a folder"),
+    (["train", "ddgan", "--T", "0"], "ddgan: T=0 is out of range: use 1..64"),
+    (["train", "ddgan", "--T", "-1"], "ddgan: T=-1 is out of range"),
+    (["train", "ddgan", "--T", "5000"], "ddgan: T=5000 is out of range"),
+    (["compare", "--methods", "ddgan", "--steps", "1000"], "ddgan: T=1000 is out of range"),
 ] + [(["train", name, "--T", "4"], f"--T does not apply to {name}") for name in NO_T]
 
 
