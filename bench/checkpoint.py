@@ -32,17 +32,13 @@ CKPT_DIR = "checkpoints"
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file (checkpoints, metric weights, sample files)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 hex digest of a file (checkpoints, metric weights, sample files)."""
-    return _sha256(Path(path))
 
 
 def _fsync_dir(path: Path) -> None:
@@ -96,7 +92,7 @@ def save_checkpoint(run_dir: Path, step: int, *, model: dict[str, torch.Tensor],
     save_file(_tensors_only(model), tmp / "model.safetensors")
     save_file(_tensors_only(ema), tmp / "ema.safetensors")
     torch.save(state, tmp / "state.pt")
-    meta = dict(meta, step=step, files={name: _sha256(tmp / name) for name in FILES})
+    meta = dict(meta, step=step, files={name: file_sha256(tmp / name) for name in FILES})
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     for name in (*FILES, "meta.json"):
         with open(tmp / name, "rb") as f:
@@ -141,7 +137,7 @@ def verify(ckpt: Path, names: tuple[str, ...] = FILES) -> dict[str, Any]:
         path = Path(ckpt) / name
         if not path.exists():
             raise BenchError(f"checkpoint {ckpt} is missing {name}; delete the checkpoint and resume from an earlier one")
-        if meta.get("files", {}).get(name) != _sha256(path):
+        if meta.get("files", {}).get(name) != file_sha256(path):
             raise BenchError(f"checkpoint file {path} is corrupt (checksum mismatch: truncated or modified);"
                              f" delete {ckpt} to fall back to an earlier checkpoint")
     return meta

@@ -14,7 +14,7 @@ import pandas as pd
 from bench.checkpoint import atomic_write_text
 from bench.errors import BenchError
 from bench.plots import plt, scatter, show_grid
-from bench.schema import FLOOR_METHOD
+from bench.schema import FLOOR_METHOD, safe_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +145,7 @@ def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path, spec: dict) -> b
 
 
 def _plot_samples(df: pd.DataFrame, samples_dir: Path, path: Path) -> bool:
-    found = [(r["label"], samples_dir / f"{_safe(r['label'])}.npz") for _, r in df.iterrows()]
+    found = [(r["label"], samples_dir / f"{safe_name(r['label'])}.npz") for _, r in df.iterrows()]
     found = [(label, p) for label, p in found if p.exists()]
     if not found:
         return False
@@ -194,9 +194,6 @@ def _plot_schedules(diagnostics_dir: Path, path: Path) -> list[str]:
     plt.close(fig)
     return lines
 
-
-def _safe(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
 
 
 def reading(df: pd.DataFrame, spec: dict | None = None) -> list[str]:

@@ -28,7 +28,7 @@ from bench.metrics import MetricResources, evaluate, floor_samples, image_evalua
 from bench.metrics.likelihood import bits_per_dim
 from bench.provenance import device_name, git_sha, versions
 from bench.runs import completed_step, is_complete, load_method, run_dir_for
-from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER
+from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, safe_name
 from bench.spec import Cell, CompareSpec
 from bench.timing import count_calls, time_sampler
 from bench.train import train
@@ -109,7 +109,7 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
         raise BenchError(f"{run_dir} does not hold the run this cell needs (config or data shape differs:"
                          f" {'; '.join(diff_configs(cfg, expected)[:2]) or meta['data_shape']}); delete it to retrain")
     if diagnostics_dir is not None:
-        save_diagnostics(method, diagnostics_dir / f"{_safe(cell.variant or cell.method)}.npz")
+        save_diagnostics(method, diagnostics_dir / f"{safe_name(cell.variant or cell.method)}.npz")
     key = (str(run_dir), cell.method)
     cache = per_checkpoint if per_checkpoint is not None else {}
     if key not in cache:
@@ -190,7 +190,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
 
     def save(row: dict, samples: np.ndarray) -> None:
         row = {**row, **common, "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        np.savez_compressed(results_dir / "samples" / f"{_safe(row['label'])}.npz", samples=samples)
+        np.savez_compressed(results_dir / "samples" / f"{safe_name(row['label'])}.npz", samples=samples)
         rows.append(row)
         write_results(results_dir, rows)
 
@@ -222,9 +222,6 @@ def _key(method, variant, steps) -> tuple[str, str, str]:
 
     return norm(method), norm(variant), norm(steps)
 
-
-def _safe(label: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
 
 
 def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, runs_dir: Path, pending: dict,

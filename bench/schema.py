@@ -49,3 +49,8 @@ HIGHER_IS_BETTER = {"modes": True, "hq_fraction": True, "mode_kl": False, "swd":
                     "is_classifier": True}
 
 FLOOR_METHOD = "data"  # the floor row: fresh real data scored like a method
+
+
+def safe_name(label: str) -> str:
+    """A row label (or any name) as a file-name part: results/<suite>/samples/<safe_name(label)>.npz."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)

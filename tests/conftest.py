@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+import os
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,45 @@ def inception_weights() -> Path | None:
     root = shared_data_root()
     path = root / "inception" / "pt_inception-2015-12-05-nologits.pth" if root else None
     return path if path is not None and path.exists() else None
+
+
+def invoke(args: list[str], cwd: Path):
+    """Run the CLI in `cwd` as a user would: no download ever, runs and caches inside `cwd`, nothing
+    taken from the developer's environment."""
+    from typer.testing import CliRunner
+
+    from bench.cli import app
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        env = {"BENCH_RUNS_DIR": str(cwd / "runs"), "BENCH_CACHE_DIR": str(cwd / "cache"), "BENCH_OFFLINE": "1",
+               "BENCH_DATA_DIR": "", "BENCH_FID_WEIGHTS": "", "BENCH_VGG16_WEIGHTS": ""}
+        return CliRunner().invoke(app, args, env=env)
+    finally:
+        os.chdir(old)
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file())
+
+
+def one_error_line(result) -> str:
+    """Assert a CLI result is one `error: ...` line, exit code 2 and no traceback; return the line."""
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def fid_weights() -> Path:
+    """../shared/data's FID Inception weights (logits zeroed); the test is skipped without them."""
+    path = inception_weights()
+    if path is None:
+        pytest.skip("../shared/data has no Inception weights")
+    return path
 
 
 @pytest.fixture

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from bench.cli import app
 from bench.schema import COLUMNS
-
-runner = CliRunner()
-
-
-def invoke(args, cwd: Path):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        # no download ever, caches inside the test folder, nothing taken from the developer's environment
-        env = {"BENCH_RUNS_DIR": str(cwd / "runs"), "BENCH_CACHE_DIR": str(cwd / "cache"), "BENCH_OFFLINE": "1",
-               "BENCH_DATA_DIR": "", "BENCH_FID_WEIGHTS": "", "BENCH_VGG16_WEIGHTS": ""}
-        return runner.invoke(app, args, env=env)
-    finally:
-        os.chdir(old)
-
-
-def files_under(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file())
+from tests.conftest import files_under, invoke, one_error_line
 
 
 @pytest.mark.parametrize("cmd", [[], ["train"], ["compare"], ["report"], ["list"], ["sample"], ["evaluate"],
@@ -102,9 +81,5 @@ def test_tiny_compare_end_to_end_then_report_and_resume(tiny_suite, tmp_path):
 ])
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(args, message, tmp_path):
     result = invoke(args, tmp_path)
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert message in lines[0]
-    assert "Traceback" not in result.output
+    assert message in one_error_line(result)
     assert files_under(tmp_path) == [], "bad input must not write anything"

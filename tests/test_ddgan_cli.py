@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
-from bench.cli import app
-
-runner = CliRunner()
-
-
-def invoke(args: list[str], cwd: Path):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return runner.invoke(app, args, env={"BENCH_RUNS_DIR": str(cwd / "runs")})
-    finally:
-        os.chdir(old)
-
-
-def one_error_line(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    return lines[0]
+from tests.conftest import invoke, one_error_line
 
 
 def test_train_ddgan_with_t_writes_one_run_folder_per_t(tiny_preset, tmp_path):

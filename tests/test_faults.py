@@ -24,6 +24,7 @@ from bench.cli import app
 from bench.config import resolve_run_config
 from bench.errors import DivergenceError
 from bench.train import train
+from tests.conftest import files_under, invoke, one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINED = [n for n in methods.list_methods() if methods.get_method(n).trained_as is None]
@@ -167,13 +168,13 @@ class Payload:
 
 
 def test_a_checkpoint_that_would_run_code_is_refused(finished_run, tiny_preset, tmp_path):
-    from bench.checkpoint import _sha256
+    from bench.checkpoint import file_sha256
 
     ckpt = latest_checkpoint(finished_run)
     marker = tmp_path / "code-ran"
     torch.save({"evil": Payload(str(marker))}, ckpt / "state.pt")
     meta = json.loads((ckpt / "meta.json").read_text())
-    meta["files"]["state.pt"] = _sha256(ckpt / "state.pt")  # a consistent, tampered checkpoint
+    meta["files"]["state.pt"] = file_sha256(ckpt / "state.pt")  # a consistent, tampered checkpoint
     (ckpt / "meta.json").write_text(json.dumps(meta))
     result = run(bench(*train_args(tiny_preset, finished_run, steps=300), "--resume"), tmp_path)
     one_line_error(result, "cannot be loaded safely")
@@ -232,10 +233,6 @@ def test_divergence_stops_naming_step_and_loss_and_keeps_the_last_good_checkpoin
     assert latest_checkpoint(tmp_path / "run").name == "step-00000030"
 
 
-def _files(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file())
-
-
 NO_T = [n for n in TRAINED if "T" not in methods.get_method(n).Config.__dataclass_fields__]
 
 BAD_INPUTS = [
@@ -271,17 +268,8 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
 def test_bad_input_table(args, message, tmp_path):
-    old = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        result = CliRunner().invoke(app, args, env={"BENCH_RUNS_DIR": str(tmp_path / "runs")})
-    finally:
-        os.chdir(old)
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
-    assert "Traceback" not in result.output
-    assert _files(tmp_path) == [], "bad input must leave nothing behind"
+    assert message in one_error_line(invoke(args, tmp_path))
+    assert files_under(tmp_path) == [], "bad input must leave nothing behind"
 
 
 def test_output_under_a_file_is_refused(tmp_path):

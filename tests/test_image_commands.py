@@ -13,16 +13,7 @@ import torch
 from bench.errors import BenchError
 from bench.samples import read_samples
 from bench.schema import COLUMNS
-from tests.conftest import inception_weights
-from tests.test_cli import files_under, invoke
-
-
-@pytest.fixture
-def weights() -> Path:
-    path = inception_weights()
-    if path is None:
-        pytest.skip("../shared/data has no Inception weights")
-    return path
+from tests.conftest import files_under, invoke
 
 
 # --- sample files -------------------------------------------------------------------------------------
@@ -87,9 +78,9 @@ def test_evaluate_rejects_samples_that_cannot_be_the_dataset(tmp_path, shape, me
 # --- compare, sample, evaluate on real MNIST ----------------------------------------------------------
 
 def test_image_compare_has_a_floor_row_grids_and_labelled_metrics_then_sample_and_evaluate(
-        tiny_image_suite, shared_data, weights, tmp_path):
+        tiny_image_suite, shared_data, fid_weights, tmp_path):
     out = tmp_path / "out"
-    args = ["--data-dir", str(shared_data), "--fid-weights", str(weights)]
+    args = ["--data-dir", str(shared_data), "--fid-weights", str(fid_weights)]
     result = invoke(["compare", "--suite", str(tiny_image_suite), "--out", str(out), "--no-progress", *args], tmp_path)
     assert result.exit_code == 0, result.output
     df = pd.read_csv(out / "results.csv")

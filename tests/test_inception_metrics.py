@@ -5,7 +5,6 @@ These use ../shared/data's FID Inception weights (whose logits are zeroed) and s
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,29 +20,18 @@ OPTIONS = MetricOptions(classifier=False, precision_recall="inception", kid_subs
 
 
 @pytest.fixture(scope="module")
-def weights() -> Path:
-    from tests.conftest import shared_data_root
-
-    root = shared_data_root()
-    path = root / "inception" / "pt_inception-2015-12-05-nologits.pth" if root else None
-    if path is None or not path.exists():
-        pytest.skip("../shared/data has no Inception weights")
-    return path
-
-
-@pytest.fixture(scope="module")
-def mnist(weights):
-    cfg = DataConfig(name="mnist", root=str(weights.parents[1]))
+def mnist(fid_weights):
+    cfg = DataConfig(name="mnist", root=str(fid_weights.parents[1]))
     return cfg, load_dataset(cfg)
 
 
 @pytest.fixture(scope="module")
-def scored(mnist, weights, tmp_path_factory):
+def scored(mnist, fid_weights, tmp_path_factory):
     """One evaluator and the metrics of N real test images (the floor row of a tiny comparison)."""
     cfg, data = mnist
     cache = tmp_path_factory.mktemp("cache")
     logs: list[str] = []
-    resources = MetricResources(fid_weights=str(weights), cache_dir=str(cache))
+    resources = MetricResources(fid_weights=str(fid_weights), cache_dir=str(cache))
     ev = image_evaluator(data, options=OPTIONS, resources=resources, num_samples=N, data_cfg=cfg,
                          device=torch.device("cpu"), log=logs.append)
     x = floor_samples(data, N, seed=0)
@@ -84,13 +72,13 @@ def test_features_do_not_depend_on_the_batch_size(scored):
     assert torch.allclose(a, b, atol=1e-4 * float(b.abs().max()))
 
 
-def test_reference_features_are_cached_on_disk(scored, mnist, weights):
+def test_reference_features_are_cached_on_disk(scored, mnist, fid_weights):
     _, x, metrics, _, cache, logs = scored
     assert any("features of 6 training images" in line for line in logs)
     assert len(list((cache / "reference").glob("*.npy"))) == 1
     cfg, data = mnist
     again: list[str] = []
-    resources = MetricResources(fid_weights=str(weights), cache_dir=str(cache))
+    resources = MetricResources(fid_weights=str(fid_weights), cache_dir=str(cache))
     ev = image_evaluator(data, options=OPTIONS, resources=resources, num_samples=N, data_cfg=cfg,
                          device=torch.device("cpu"), log=again.append)
     metrics2, _ = evaluate(data, x, seed=0, images=ev)

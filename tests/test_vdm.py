@@ -6,7 +6,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import shutil
 import textwrap
 
@@ -14,17 +13,15 @@ import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 import methods
-from bench.cli import app
 from bench.config import resolve_run_config
 from bench.metrics.likelihood import bits_per_dim
 from bench.timing import count_calls
 from bench.train import train
 from methods.schedules import GAMMA_SCHEDULES, build_gamma, gaussian_eps_vp
 from methods.vdm import VDM, VDMConfig, vdm_sample
-from tests.conftest import IMAGE_SHAPE, VECTOR_SHAPE, tiny_model_config
+from tests.conftest import IMAGE_SHAPE, VECTOR_SHAPE, invoke, one_error_line, tiny_model_config
 
 MU = torch.tensor([1.0, -0.5])
 STD = torch.tensor([0.5, 0.2])
@@ -246,20 +243,9 @@ def test_compare_saves_the_learned_schedule_and_the_report_plots_it(tiny_preset,
     assert "noise schedule: gamma(0)" in (out / "report.md").read_text()
 
 
-def invoke(args, cwd):
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(app, args, env={"BENCH_RUNS_DIR": str(cwd / "runs")})
-    finally:
-        os.chdir(old)
-
-
 def test_cli_rejects_T_for_vdm_in_one_line(tmp_path):
     result = invoke(["train", "vdm", "--T", "4"], tmp_path)
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert result.exit_code == 2 and len(lines) == 1, result.output
-    assert lines[0] == "error: --T does not apply to vdm: it has no discrete T (continuous time; choose steps when sampling)"
+    assert one_error_line(result) == "error: --T does not apply to vdm: it has no discrete T (continuous time; choose steps when sampling)"
     assert not any(tmp_path.rglob("*")), "bad input must not write anything"
 
 

@@ -30,6 +30,7 @@ from bench.metrics import domain, fidelity
 from bench.metrics.classifier import Classifier, fingerprint, load_or_train
 from bench.metrics.features import INCEPTION, LOGITS, POOL3, VGG16, VGG16_LAYER, Extractor, Unavailable, load_extractor
 from bench.metrics.options import MetricOptions, MetricResources, validate_options
+from bench.schema import safe_name
 
 REFERENCE_SEED = 0
 CLASSIFIER_SOURCE = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "stackedmnist": "mnist"}
@@ -40,9 +41,6 @@ def reference_indices(n_total: int, n: int) -> torch.Tensor:
     """The first n of a fixed permutation of the training set (the same for every comparison)."""
     return torch.randperm(n_total, generator=torch.Generator().manual_seed(REFERENCE_SEED))[:n]
 
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 class ImageEvaluator:
@@ -121,7 +119,7 @@ class ImageEvaluator:
         """Features of the reference set in one layer, from memory, the disk cache, or the extractor."""
         if (ext.name, layer, n) not in self._refs:
             x = self.data.train_x[reference_indices(len(self.data.train_x), n)]
-            key = (f"{_safe(self.data.name)}-train-{'x'.join(map(str, x.shape[1:]))}-n{n}-{fingerprint(x)}"
+            key = (f"{safe_name(self.data.name)}-train-{'x'.join(map(str, x.shape[1:]))}-n{n}-{fingerprint(x)}"
                    f"-{ext.name}-{layer}-{ext.weights_sha256[:12]}")
             path = self.cache_dir / "reference" / f"{key}.npy" if self.cache_dir else None
             if path is not None and path.exists():
