@@ -11,6 +11,7 @@ from bench.config import list_presets, parse_sets, resolve_run_config
 from bench.data import DATASETS, get_dataset_info
 from bench.errors import BenchError
 from bench.metrics.options import MetricResources
+from bench.provenance import resolve_device
 from bench.runs import run_dir_for
 from bench.spec import list_suites, load_suite, parse_int_list, parse_names, resolve_compare_spec
 
@@ -53,8 +54,7 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
                     resources: MetricResources | None = None) -> tuple[Path, Path]:
     from bench.runner import compare
 
-    if device not in {"auto", "cpu", "cuda"} and not device.startswith("cuda:"):
-        raise BenchError(f"--device must be auto, cpu or cuda, got {device!r}")
+    resolve_device(device)  # a bad --device fails before any work
     spec = resolve_compare_spec(suite=suite, methods_=parse_names(methods, "--methods") if methods else None,
                                 dataset=dataset, steps=parse_int_list(steps, "--steps") if steps else None,
                                 num_samples=num_samples, seed=seed, data_root=data_dir)
@@ -91,18 +91,6 @@ def metric_resources(*, fid_weights: str, vgg16_weights: str, cache_dir: Path | 
                            cache_dir=str(Path(cache_dir).expanduser()) if cache_dir else "", download=not offline)
 
 
-def _device(device: str):
-    import torch
-
-    if device not in {"auto", "cpu", "cuda"} and not device.startswith("cuda:"):
-        raise BenchError(f"--device must be auto, cpu or cuda, got {device!r}")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError(f"--device {device}: no CUDA device here; use --device cpu")
-    return torch.device(device)
-
-
 def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method: str | None, seed: int, batch: int,
                    sampler_opts: list[str], device: str, log: Callable[[str], None]) -> Path:
     """Sample a trained run into FILE.npz (uint8 N x C x H x W images, or float N x 2 toy points)."""
@@ -128,7 +116,7 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
     if error:
         raise BenchError(f"{cls.name}: {error}")
     opts = sampler_options(cls, parse_sets(sampler_opts), cls.name)
-    dev = _device(device)
+    dev = resolve_device(device)
     check_writable(out.parent)
     m, cfg, meta = load_method(run, cls.name, device=dev)
     sampler = m.make_sampler(steps, cls.SamplerConfig(**opts) if opts else None)
@@ -186,7 +174,7 @@ def evaluate_command(file: Path, *, dataset: str, out: Path | None, data_dir: st
     validate_options(options)
     out = Path(out) if out else Path("results") / f"evaluate-{Path(file).stem}"
     check_writable(out)
-    dev = _device(device)
+    dev = resolve_device(device)
     data = load_dataset(cfg)
     images = image_evaluator(data, options=options, resources=resources, num_samples=len(x), data_cfg=cfg,
                              device=dev, log=log)
@@ -233,7 +221,7 @@ def classifier_command(*, dataset: str, data_dir: str, cache_dir: Path | None, r
     if dataset not in SOURCES:
         raise BenchError(f"the domain classifier trains on {' or '.join(SOURCES)}, not {dataset!r}"
                          " (stackedmnist uses the mnist classifier)")
-    dev = _device(device)
+    dev = resolve_device(device)
     data = load_dataset(DataConfig(name=dataset, root=data_dir))
     clf = load_or_train(dataset, data, cache_dir=Path(cache_dir).expanduser() if cache_dir else None, device=dev,
                         log=log, retrain=retrain)

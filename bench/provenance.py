@@ -36,6 +36,22 @@ def versions() -> dict[str, str]:
     return out
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`--device` (auto, cpu, cuda, cuda:N) as a torch device; a clear error for anything else or
+    for cuda on a machine without one."""
+    from bench.errors import BenchError
+
+    if isinstance(device, torch.device):
+        return device
+    if device not in {"auto", "cpu", "cuda"} and not device.startswith("cuda:"):
+        raise BenchError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BenchError(f"--device {device}: no CUDA device here; use --device cpu")
+    return torch.device(device)
+
+
 def device_name(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":

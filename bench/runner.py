@@ -26,7 +26,7 @@ from bench.data import load_dataset
 from bench.errors import BenchError
 from bench.metrics import MetricResources, evaluate, floor_samples, image_evaluator, is_image_data
 from bench.metrics.likelihood import bits_per_dim
-from bench.provenance import device_name, git_sha, versions
+from bench.provenance import device_name, git_sha, resolve_device, versions
 from bench.runs import completed_step, is_complete, load_method, run_dir_for
 from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, safe_name
 from bench.spec import Cell, CompareSpec
@@ -163,7 +163,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     if old is not None and old.get("grid_hash") != spec.grid_hash():
         raise BenchError(f"{results_dir} holds results of a different grid (suite {old.get('suite')!r});"
                          " choose another --out or delete it")
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+    dev = resolve_device(device)
     run_cfgs = {cell: spec.run_config(cell) for cell in spec.cells}
     data_cfg = next(iter(run_cfgs.values())).data if run_cfgs else None
     data = load_dataset(data_cfg) if run_cfgs else None
