@@ -43,11 +43,6 @@ COLUMNS = IDENTITY + SPEED + TOY + IMAGE + LIKELIHOOD + PROVENANCE
 INTEGER = ["steps", "seed", "num_samples", "nfe_declared", "nfe_measured", "timing_warmup", "timing_repeats", "modes",
            "inception_samples", "reference_samples", "checkpoint_step", "torch_threads"]
 
-# Direction of each quality/coverage metric, for tables and plots.
-HIGHER_IS_BETTER = {"modes": True, "hq_fraction": True, "mode_kl": False, "swd": False, "bpd": False, "fid": False,
-                    "kid": False, "is": True, "precision": True, "recall": True, "fd_classifier": False,
-                    "is_classifier": True}
-
 FLOOR_METHOD = "data"  # the floor row: fresh real data scored like a method
 
 

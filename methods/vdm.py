@@ -44,7 +44,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from methods.base import LoopSampler, Method, ParamGroup, StepRange
 from methods.nets import NetConfig, build_net
 from methods.registry import register_method
-from methods.schedules import GAMMA_SCHEDULES, build_gamma
+from methods.schedules import GAMMA_SCHEDULES, build_gamma, log_snr_to_alpha_sigma
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 GammaFn = Callable[[torch.Tensor], torch.Tensor]
@@ -211,7 +211,8 @@ class VDM(Method):
         if not keep_graph:
             g_t = g_t.detach()
         view = (-1, *([1] * (x.dim() - 1)))
-        z_t = torch.sigmoid(-g_t).sqrt().view(view) * x + torch.sigmoid(g_t).sqrt().view(view) * eps
+        alpha_t, sigma_t = log_snr_to_alpha_sigma(g_t)
+        z_t = alpha_t.view(view) * x + sigma_t.view(view) * eps
         mse = (eps - self.eps_model(z_t, g_t)).flatten(1).pow(2).sum(1)
         if T == 0:
             return 0.5 * dg_t * mse
@@ -259,7 +260,7 @@ class VDM(Method):
     # --- sampling -----------------------------------------------------------------------------------
     def decode(self, z_0: torch.Tensor) -> torch.Tensor:
         """z_0 -> data: the decoder's mode for images, its mean z_0 / alpha_0 for 2-D data."""
-        z0_rescaled = z_0 / torch.sigmoid(-self._gamma_at(0.0, z_0)).sqrt()
+        z0_rescaled = z_0 / log_snr_to_alpha_sigma(self._gamma_at(0.0, z_0))[0]
         return decoder_mode(z0_rescaled) if self.images else z0_rescaled
 
     def _sample(self, noise: torch.Tensor, *, steps: int, generator: torch.Generator) -> torch.Tensor:
