@@ -170,7 +170,7 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
     if steps is not None and any(s < 1 for s in steps):
         raise BenchError(f"--steps must be positive integers, got {','.join(map(str, steps))}")
     cells: list[Cell] = []
-    for name in names or list(raw.get("methods", [])) + list(variants):
+    for name in dict.fromkeys(names or list(raw.get("methods", [])) + list(variants)):  # each name once
         var = variants.get(name, {})
         method_name = var.get("method", name)
         cls = _method_or_error(method_name, variants)

@@ -66,3 +66,13 @@ def test_run_id_ignores_cadence_and_changes_with_semantics():
     assert a.run_id() == resolve(sets={"train.log_every": "7", "data.root": "/x"}).run_id()
     assert a.run_id() != resolve(sets={"train.steps": "10"}).run_id()
     json.dumps(a.to_dict())  # serialisable
+
+
+def test_a_variant_named_in_methods_is_one_cell_not_two(tmp_path):
+    from bench.spec import resolve_compare_spec
+
+    suite = tmp_path / "grid.toml"
+    suite.write_text('dataset = "gaussians25"\nmethods = ["ddpm", "fast", "ddpm"]\n[steps]\nddpm = [1000]\n'
+                     '[variants.fast]\nmethod = "ddim"\nsteps = [2]\n')
+    spec = resolve_compare_spec(suite=str(suite))
+    assert [(c.method, c.variant, c.steps) for c in spec.cells] == [("ddpm", "", 1000), ("ddim", "fast", 2)]
