@@ -1,12 +1,15 @@
-"""Pure-PyTorch generative methods behind one Method/Sampler contract.
+"""Pure-PyTorch generative models and samplers, behind two registries.
 
-Importing this package registers every method; see `methods.registry`.
+Models (`methods/ddpm.py`, `vdm.py`, `ddgan.py`, `oracle.py`) train and expose a Prediction;
+samplers (`methods/samplers/`) are small loops over it. Importing this package registers both.
 This package never imports `bench`, accelerate, pandas, matplotlib or typer.
 """
 
-from methods import ddgan, ddim, ddpm, vdm  # noqa: F401  (registration side effects)
+from methods import ddgan, ddpm, oracle, vdm  # noqa: F401  (registration side effects)
+from methods import samplers  # noqa: F401
 from methods.base import LoopSampler, Method, ParamGroup, Sampler, StepRange
-from methods.registry import get_method, list_methods, register_method
+from methods.registry import (get_method, get_sampler, list_methods, list_samplers, register_method,
+                              register_sampler, samplers_for)
 
-__all__ = ["LoopSampler", "Method", "ParamGroup", "Sampler", "StepRange", "get_method", "list_methods",
-           "register_method"]
+__all__ = ["LoopSampler", "Method", "ParamGroup", "Sampler", "StepRange", "get_method", "get_sampler",
+           "list_methods", "list_samplers", "register_method", "register_sampler", "samplers_for"]

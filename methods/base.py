@@ -1,7 +1,8 @@
-"""The contract every method in `methods/` follows: a Method trains, a Sampler samples.
+"""The contract of a trained model in `methods/`: a Method trains and exposes a Prediction.
 
-No algorithm lives here. A method file (ddpm.py, ddim.py, ...) subclasses `Method`,
+No algorithm lives here. A model file (ddpm.py, vdm.py, ...) subclasses `Method`,
 declares a frozen `Config` dataclass and registers itself with `register_method`.
+Samplers live apart, in `methods/samplers/` (their contract: `methods/samplers/base.py`).
 
 Training: the harness builds one optimizer per entry of `param_groups()` and, each
 iteration, for each name in `phases` calls the module's forward as
@@ -9,10 +10,9 @@ iteration, for each name in `phases` calls the module's forward as
 optimizer before running the next phase. Going through `forward` (not a side method)
 is what lets a multi-GPU wrapper synchronise gradients for every phase.
 
-Sampling: `make_sampler(steps)` returns a `Sampler`, a callable
-`sampler(noise, *, generator) -> samples` with `steps`, `nfe` (declared) and
-`label`. The loop inside is a small pure function over any denoiser callable, so it
-can be tested against an exact analytic denoiser without training.
+Sampling: `prediction()` returns what every sampler needs (methods/prediction.py): the
+prediction function with its kind (eps, x0, v, velocity, sample) and its noise schedule.
+`denoisers()` names the networks whose forward calls count as NFE.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from typing import Any, Callable, ClassVar, Protocol
 
 import torch
 from torch import nn
+
+from methods.prediction import Prediction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +54,7 @@ class StepRange:
 
 
 class Sampler(Protocol):
-    """What the runner calls: fixed steps, declared NFE, a label for tables."""
+    """A sampler built for one model at one step count: what the runner calls and times."""
 
     steps: int
     nfe: int
@@ -82,15 +84,18 @@ class LoopSampler:
 
 
 class Method(nn.Module):
-    """Base class of every registered method. Subclasses set the class attributes below."""
+    """Base class of every registered model. Subclasses set the class attributes below."""
 
     name: ClassVar[str] = ""  # set by register_method
     Config: ClassVar[type]  # a frozen dataclass of hyper-parameters
-    SamplerConfig: ClassVar[type | None] = None  # frozen dataclass of sampling options, if any
-    trained_as: ClassVar[str | None] = None  # registry name whose checkpoint this samples; None: itself
     phases: ClassVar[tuple[str, ...]] = ("model",)  # optimizer names, in update order
     ema_modules: ClassVar[tuple[str, ...]] = ()  # attribute names of submodules that get an EMA copy
+    kind: ClassVar[str] = "eps"  # what prediction() returns (methods/prediction.py KINDS)
+    time: ClassVar[str] = "discrete"  # discrete | continuous | trained (the step count is trained: DDGAN's T)
+    trainable: ClassVar[bool] = True  # False: built from the data by `from_data`, no checkpoint (the oracle)
+    native_sampler: ClassVar[str] = ""  # the sampler this model's paper samples it with (previews, `bench sample`)
     steps_are_trained: ClassVar[bool] = False  # True when each step count is its own checkpoint (DDGAN's T)
+    needs_mixture: ClassVar[bool] = False  # True: only for isotropic Gaussian mixture data (the oracle)
     key_params: ClassVar[tuple[str, ...]] = ()  # config fields that name a run folder, e.g. ("T",)
     summary: ClassVar[str] = ""  # one line for `bench list`
 
@@ -100,22 +105,13 @@ class Method(nn.Module):
         self.data_shape = tuple(data_shape)
 
     @classmethod
-    def checkpoint_name(cls) -> str:
-        """The registry name of the trained checkpoint this method samples."""
-        return cls.trained_as or cls.name
-
-    @classmethod
     def check_config(cls, cfg: Any) -> None:
         """Raise ValueError with a one-line reason if `cfg` cannot be trained (e.g. T out of range)."""
 
     @classmethod
-    def valid_steps(cls, cfg: Any) -> StepRange:
-        raise NotImplementedError
-
-    @classmethod
-    def default_steps(cls, cfg: Any) -> int:
-        """The step count used when none is asked for (previews, `bench sample`)."""
-        return cls.valid_steps(cfg).hi
+    def num_timesteps(cls, cfg: Any) -> int | None:
+        """T of a discrete schedule (samplers take at most T steps); None in continuous time."""
+        return None
 
     @classmethod
     def steps_overrides(cls, steps: int) -> dict[str, Any]:
@@ -133,7 +129,8 @@ class Method(nn.Module):
         """The networks whose forward calls count as function evaluations (NFE)."""
         raise NotImplementedError
 
-    def make_sampler(self, steps: int, opts: Any = None) -> Sampler:
+    def prediction(self) -> Prediction:
+        """The prediction function, its kind and its noise schedule: all that a sampler may use."""
         raise NotImplementedError
 
     # --- optional hooks: the defaults say "this method has none" ------------------------------------
@@ -150,4 +147,3 @@ class Method(nn.Module):
     def diagnostics(self) -> dict[str, torch.Tensor]:
         """Small named arrays saved beside comparison results for the report (VDM: gamma(t)); {} when none."""
         return {}
-

@@ -16,7 +16,8 @@ D(x_prev, t, x_t)     D_phi(x_{t-1}, x_t, t), a logit
 loss (disc)           softplus(-D(real pair)) + softplus(D(fake pair)) + R1
 r1                    (gamma / 2) E ||grad_{x_t} D(x_t, t, x_{t+1})||^2 on real pairs, every lazy_reg steps
 loss (gen)            softplus(-D(fake pair)), on a fresh t and pair
-sampler               x_T ~ N(0, I); for t = T-1..0: x_t ~ q(x_t | x_{t+1}, G(x_{t+1}, t, z)), fresh z: NFE = T
+sampler               the `ddgan` sampler (methods/samplers/ddgan.py): x_T ~ N(0, I); for t = T-1..0:
+                      x_t ~ q(x_t | x_{t+1}, G(x_{t+1}, t, z)), fresh z: NFE = T
 
 Ablations of the paper's Table 2 are config options: T (T = 1 is a plain GAN on x_1 ~ noise),
 use_z = false (no latent z: G is deterministic given x_{t+1}), parameterization "direct"
@@ -27,14 +28,12 @@ come from the harness (train.ema_decay, train.lr_schedule = cosine, train.lr_min
 from __future__ import annotations
 
 import dataclasses
-import functools
-from typing import Callable
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 from torch.nn import functional as F
 
-from methods.base import LoopSampler, Method, ParamGroup, StepRange
+from methods.base import Method, ParamGroup
+from methods.prediction import Prediction
 from methods.nets.ddgan_nets import DiscConfig, GenConfig, build_discriminator, build_generator
 from methods.registry import register_method
 from methods.schedules import alpha_bars, posterior, vp_discretised_betas
@@ -42,8 +41,6 @@ from methods.schedules import alpha_bars, posterior, vp_discretised_betas
 T_RANGE = (1, 64)
 PARAMETERIZATIONS = ("x0", "direct", "eps")
 OUT_ACTS = ("tanh", "none")
-
-Generator = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,26 +104,6 @@ def make_coefs(T: int, beta_min: float, beta_max: float) -> dict[str, torch.Tens
     return {k: v.float() for k, v in values.items()}
 
 
-def ddgan_sample(model: Generator, noise: torch.Tensor, *, coefs: Coefs, nz: int, direct: bool,
-                 generator: torch.Generator) -> torch.Tensor:
-    """Algorithm: x_T = noise; for t = T-1 .. 0 draw z, predict, and sample the posterior.
-
-    `model(x_{t+1}, t, z)` returns x_0' (or x_t' itself when `direct`); nz = 0 draws no z.
-    Every random draw uses `generator`, so a call is deterministic given its seed."""
-    x = noise
-    T = len(coefs.post_std) - 1
-    for t in reversed(range(T)):
-        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
-        z = randn_tensor((x.shape[0], nz), generator=generator, device=x.device, dtype=x.dtype) if nz else None
-        out = model(x, tt, z)
-        if direct:
-            x = out
-            continue
-        eps = randn_tensor(x.shape, generator=generator, device=x.device, dtype=x.dtype) if t > 0 else 0 * x
-        x = coefs.posterior_sample(out, x, tt, eps)
-    return x
-
-
 @register_method("ddgan")
 class DDGAN(Method):
     """T-step denoising diffusion GAN: discriminator step, then generator step, each iteration."""
@@ -134,6 +111,9 @@ class DDGAN(Method):
     Config = DDGANConfig
     phases = ("disc", "gen")
     ema_modules = ("gen",)
+    kind = "sample"
+    time = "trained"
+    native_sampler = "ddgan"
     steps_are_trained = True
     key_params = ("T",)
     summary = "DDGAN: T-step denoising diffusion GAN (x0 generator with latent z, posterior sampling); NFE = T"
@@ -164,10 +144,6 @@ class DDGAN(Method):
         for ok, msg in checks:
             if not ok:
                 raise ValueError(msg)
-
-    @classmethod
-    def valid_steps(cls, cfg: DDGANConfig) -> StepRange:
-        return StepRange(cfg.T, cfg.T, "DDGAN samples with the T it was trained with; each T is its own checkpoint")
 
     @classmethod
     def steps_overrides(cls, steps: int) -> dict[str, int]:
@@ -239,14 +215,6 @@ class DDGAN(Method):
     def denoisers(self) -> list[torch.nn.Module]:
         return [self.gen]
 
-    def make_sampler(self, steps: int, opts: None = None) -> LoopSampler:
-        error = self.valid_steps(self.cfg).error(steps)
-        if error:
-            raise ValueError(f"ddgan: {error}")
-        cfg = self.cfg
-        loop = functools.partial(ddgan_sample, self.predict, coefs=self.coefs, nz=self.gen.nz,
-                                 direct=cfg.parameterization == "direct")
-        settings = {"T": cfg.T, "schedule": "vp_discretised", "beta_min": cfg.beta_min, "beta_max": cfg.beta_max,
-                    "parameterization": cfg.parameterization, "use_z": cfg.use_z, "out_act": cfg.out_act,
-                    "posterior_sampling": cfg.parameterization != "direct"}
-        return LoopSampler(loop, steps=steps, nfe=steps, label=f"ddgan-T{steps}", settings=settings)
+    def prediction(self) -> Prediction:
+        """The generator's proposal x_0' (x_t' when direct) given (x_{t+1}, t, z): only the `ddgan` sampler uses it."""
+        return Prediction(self.predict, "sample", None)

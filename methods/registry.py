@@ -1,35 +1,64 @@
-"""Name -> Method class. `register_method` validates a class when it is registered,
-so a broken method fails at import time, not halfway through a benchmark."""
+"""Name -> class, for models (`register_method`) and samplers (`register_sampler`).
+
+Registration validates a class, so a broken model or sampler fails at import time, not
+halfway through a benchmark. A name may be both a model and a sampler (`ddpm`: the model,
+and its ancestral sampler).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
 from methods.base import Method
+from methods.prediction import KINDS
 
 _METHODS: dict[str, type[Method]] = {}
+_SAMPLERS: dict[str, type] = {}
+TIMES = ("discrete", "continuous", "trained")
+
+
+def _frozen(conf) -> bool:
+    return dataclasses.is_dataclass(conf) and conf.__dataclass_params__.frozen
 
 
 def register_method(name: str):
-    """Class decorator: `@register_method("ddpm")`."""
+    """Class decorator for a model: `@register_method("ddpm")`."""
 
     def wrap(cls: type[Method]) -> type[Method]:
         if not (isinstance(cls, type) and issubclass(cls, Method)):
             raise TypeError(f"{name}: registered object must subclass methods.base.Method")
         if name in _METHODS:
             raise ValueError(f"method {name!r} is registered twice")
-        for attr in ("Config", "SamplerConfig"):
-            conf = getattr(cls, attr, None)
-            if conf is None and attr == "SamplerConfig":
-                continue
-            if not (dataclasses.is_dataclass(conf) and conf.__dataclass_params__.frozen):
-                raise TypeError(f"{name}: {attr} must be a frozen dataclass")
+        if not _frozen(getattr(cls, "Config", None)):
+            raise TypeError(f"{name}: Config must be a frozen dataclass")
         if not cls.phases:
             raise TypeError(f"{name}: phases must name at least one optimizer")
-        if cls.trained_as is not None and cls.trained_as == name:
-            raise TypeError(f"{name}: trained_as names itself; leave it None")
+        if cls.kind not in KINDS or cls.time not in TIMES:
+            raise TypeError(f"{name}: kind must be one of {KINDS} and time one of {TIMES}")
         cls.name = name
         _METHODS[name] = cls
+        return cls
+
+    return wrap
+
+
+def register_sampler(name: str):
+    """Class decorator for a sampler: `@register_sampler("dpmpp-2m")`."""
+    from methods.samplers.base import SamplerDef
+
+    def wrap(cls):
+        if not (isinstance(cls, type) and issubclass(cls, SamplerDef)):
+            raise TypeError(f"{name}: registered object must subclass methods.samplers.base.SamplerDef")
+        if name in _SAMPLERS:
+            raise ValueError(f"sampler {name!r} is registered twice")
+        if not _frozen(cls.Options):
+            raise TypeError(f"{name}: Options must be a frozen dataclass")
+        if not set(cls.kinds) <= set(KINDS) or not set(cls.times) <= set(TIMES):
+            raise TypeError(f"{name}: kinds must be among {KINDS} and times among {TIMES}")
+        if not cls.summary:
+            raise TypeError(f"{name}: give a one-line summary")
+        cls.name = name
+        _SAMPLERS[name] = cls
         return cls
 
     return wrap
@@ -39,8 +68,26 @@ def get_method(name: str) -> type[Method]:
     try:
         return _METHODS[name]
     except KeyError:
-        raise ValueError(f"unknown method {name!r}; choose from: {', '.join(list_methods())}") from None
+        raise ValueError(f"unknown model {name!r}; choose from: {', '.join(list_methods())}") from None
 
 
 def list_methods() -> list[str]:
     return sorted(_METHODS)
+
+
+def get_sampler(name: str):
+    try:
+        return _SAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; choose a sampler from: {', '.join(list_samplers())}") from None
+
+
+def list_samplers() -> list[str]:
+    return sorted(_SAMPLERS)
+
+
+def samplers_for(model: str) -> list[str]:
+    """The samplers that run on a model, its native sampler first."""
+    cls = get_method(model)
+    names = [n for n in list_samplers() if _SAMPLERS[n].runs_on(cls) is None]
+    return sorted(names, key=lambda n: n != cls.native_sampler)

@@ -1,6 +1,7 @@
 """VDM (Kingma, Salimans, Poole, Ho 2021): a diffusion model trained on its variational
-bound, with a learned noise schedule, in continuous time; ancestral sampling with any
-number of steps.
+bound, with a learned noise schedule, in continuous time. Its own ancestral sampler is the
+`vdm` sampler (methods/samplers/vdm.py); the diffusers solvers run on it through the discrete
+view of gamma(t) (methods/prediction.py).
 
 code              paper
 gamma(t)          gamma_eta(t) = -logSNR(t), monotone in t (methods/schedules.py: fixed_linear,
@@ -20,10 +21,9 @@ loss              (recon + prior + diffusion) / (D ln 2): bits per dimension. Fo
                   bounds -log2 P(x) of the discrete data; for continuous 2-D data it bounds the
                   negative log-density (a differential quantity, may be negative).
 t                 antithetic: t_i = (u + i / B) mod 1, u ~ U[0, 1)
-sampler           z_s = (alpha_s / alpha_t)(z_t - sigma_t c eps_hat) + sqrt((1 - alpha_s^2) c) eps,
-                  c = -expm1(gamma_s - gamma_t), on t_i = i / steps from z_1 = noise down to z_0;
-                  then x = the decoder's mode (images: the nearest of the 256 levels to z_0 /
-                  alpha_0) or mean (2-D data: z_0 / alpha_0)
+prediction        kind eps, fn(z_t, t) = eps_theta(z_t; gamma(t)), continuous schedule gamma; decode:
+                  x = the decoder's mode (images: the nearest of the 256 levels to z_0 / alpha_0)
+                  or mean (2-D data: z_0 / alpha_0)
 
 As the reference score network, image inputs get Fourier features sin/cos(2^n 2 pi z), n in
 fourier_exponents, appended per channel, and the network's output is added to z_t
@@ -34,23 +34,19 @@ reference's 2-D example does (Fourier features resolve 8-bit levels, which 2-D d
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
-from typing import Callable
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from methods.base import LoopSampler, Method, ParamGroup, StepRange
+from methods.base import Method, ParamGroup
 from methods.nets import NetConfig, build_net
+from methods.prediction import ContinuousSchedule, Prediction
 from methods.registry import register_method
 from methods.schedules import GAMMA_SCHEDULES, build_gamma, log_snr_to_alpha_sigma
 
-EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-GammaFn = Callable[[torch.Tensor], torch.Tensor]
 LEVELS = 256  # 8-bit data: x = 2 k / 255 - 1, k = 0..255
 DECODER_WINDOW_STD = 12.0  # levels beyond this many decoder stds of z_0 / alpha_0 are < 1e-31 of the nearest
-MAX_STEPS = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,24 +60,6 @@ class VDMConfig:
     lr: float = 2e-4
     weight_decay: float = 0.01
     net: NetConfig = NetConfig()
-
-
-def vdm_sample(eps_model: EpsModel, gamma_fn: GammaFn, noise: torch.Tensor, *, steps: int,
-               generator: torch.Generator | None) -> torch.Tensor:
-    """Ancestral sampling of p(z_s | z_t) over t_i = i / steps from z_1 = noise to z_0; one
-    eps_model call per step. Every draw uses `generator`, so a call is deterministic given it."""
-    gamma = gamma_fn(torch.linspace(1.0, 0.0, steps + 1, device=noise.device))
-    z_t = noise
-    for i in range(steps):
-        g_t, g_s = gamma[i], gamma[i + 1]
-        eps_hat = eps_model(z_t, g_t.expand(z_t.shape[0]))
-        c = -torch.expm1(g_s - g_t)
-        alpha2_t, alpha2_s = torch.sigmoid(-g_t), torch.sigmoid(-g_s)
-        sigma_t = torch.sigmoid(g_t).sqrt()
-        mean = (alpha2_s / alpha2_t).sqrt() * (z_t - sigma_t * c * eps_hat)
-        noise_s = randn_tensor(z_t.shape, generator=generator, device=z_t.device, dtype=z_t.dtype)
-        z_t = mean + ((1.0 - alpha2_s) * c).sqrt() * noise_s
-    return z_t
 
 
 def sample_times(n: int, *, antithetic: bool, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -143,7 +121,9 @@ class VDM(Method):
 
     Config = VDMConfig
     ema_modules = ("net", "gamma")
-    summary = "VDM: learned noise schedule, continuous-time VLB (bits/dim), ancestral sampling with any steps"
+    time = "continuous"
+    native_sampler = "vdm"
+    summary = "VDM: learned noise schedule gamma(t), continuous-time VLB (bits/dim); eps-prediction"
 
     def __init__(self, cfg: VDMConfig, data_shape: tuple[int, ...]):
         super().__init__(cfg, data_shape)
@@ -162,15 +142,6 @@ class VDM(Method):
             raise ValueError(f"gamma_min={cfg.gamma_min} must be below gamma_max={cfg.gamma_max}")
         if cfg.loss_T < 0:
             raise ValueError(f"loss_T={cfg.loss_T} must be >= 0 (0: continuous time)")
-
-    @classmethod
-    def valid_steps(cls, cfg: VDMConfig) -> StepRange:
-        return StepRange(1, MAX_STEPS, "continuous time: any number of ancestral steps")
-
-    @classmethod
-    def default_steps(cls, cfg: VDMConfig) -> int:
-        """As the reference: the T of a discrete-time model, else 1000 steps."""
-        return cfg.loss_T or 1000
 
     def param_groups(self) -> dict[str, ParamGroup]:
         return {"model": ParamGroup(list(self.parameters()), lr=self.cfg.lr, betas=(0.9, 0.99),
@@ -263,14 +234,7 @@ class VDM(Method):
         z0_rescaled = z_0 / log_snr_to_alpha_sigma(self._gamma_at(0.0, z_0))[0]
         return decoder_mode(z0_rescaled) if self.images else z0_rescaled
 
-    def _sample(self, noise: torch.Tensor, *, steps: int, generator: torch.Generator) -> torch.Tensor:
-        return self.decode(vdm_sample(self.eps_model, self.gamma, noise, steps=steps, generator=generator))
-
-    def make_sampler(self, steps: int, opts: None = None) -> LoopSampler:
-        error = self.valid_steps(self.cfg).error(steps)
-        if error:
-            raise ValueError(f"vdm: {error}")
-        settings = {"sampler": "ancestral", "time_grid": "uniform in t", "schedule": self.cfg.schedule,
-                    "decode": "decoder mode (nearest 8-bit level)" if self.images else "decoder mean z_0/alpha_0"}
-        loop = functools.partial(self._sample, steps=steps)
-        return LoopSampler(loop, steps=steps, nfe=steps, label=f"vdm-{steps}", settings=settings)
+    def prediction(self) -> Prediction:
+        decode = "decoder mode (nearest 8-bit level)" if self.images else "decoder mean z_0/alpha_0"
+        schedule = ContinuousSchedule(self.gamma, {"gamma": self.cfg.schedule, "decode": decode})
+        return Prediction(lambda z, t: self.eps_model(z, self.gamma(t)), "eps", schedule, decode=self.decode)

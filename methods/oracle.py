@@ -1,0 +1,102 @@
+"""The exact-score oracle of an isotropic Gaussian mixture: a model with no weights.
+
+For x_0 ~ (1/K) sum_k N(mu_k, s^2 I) and x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, the noised
+marginal is again a mixture, p_t(x) = (1/K) sum_k N(x; a mu_k, v I) with a = sqrt(abar_t) and
+v = a^2 s^2 + 1 - abar_t, so the optimal eps-prediction has a closed form:
+
+code        paper / maths
+w_k(x)      posterior responsibility softmax_k(-||x - a mu_k||^2 / (2 v))
+eps*(x, t)  E[eps | x_t = x] = -sqrt(1 - abar_t) grad log p_t(x)
+            = sqrt(1 - abar_t) sum_k w_k(x) (x - a mu_k) / v
+
+Every sampler run on it measures its own discretisation error with no network error. Its
+schedule is DDPM's (T linear betas, the same defaults as the `ddpm` model), so its rows sit
+beside the trained checkpoint's. Fractional timesteps (Karras-sigma solvers) get alpha_bar by
+the log-sigma interpolation diffusers uses to place them (methods/prediction.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from methods.base import Method, ParamGroup
+from methods.prediction import Prediction, linear_schedule
+from methods.registry import register_method
+
+
+@dataclasses.dataclass(frozen=True)
+class OracleConfig:
+    T: int = 1000
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+
+
+class MixtureEps(nn.Module):
+    """eps*(x_t, t) of an isotropic Gaussian mixture, in float64 (a module, so NFE hooks count it)."""
+
+    def __init__(self, means: torch.Tensor, std: float, schedule):
+        super().__init__()
+        self.register_buffer("means", means.double())
+        self.std = float(std)
+        self.schedule = schedule
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        abar = self.schedule.alpha_bar(torch.as_tensor(t).reshape(-1)).to(x.device)
+        abar = abar.expand(x.shape[0]).reshape(-1, 1, 1) if abar.numel() == 1 else abar.reshape(-1, 1, 1)
+        xd = x.double().reshape(x.shape[0], 1, -1)
+        a = abar.sqrt()
+        v = abar * self.std**2 + 1 - abar
+        diff = xd - a * self.means.reshape(1, len(self.means), -1)  # (B, K, D)
+        w = torch.softmax(-diff.pow(2).sum(-1, keepdim=True) / (2 * v), dim=1)
+        return ((1 - abar).sqrt() * (w * diff).sum(1, keepdim=True) / v).reshape(x.shape).to(x.dtype)
+
+
+@register_method("oracle")
+class Oracle(Method):
+    """No training: the exact eps of the data's Gaussian mixture, on DDPM's discrete schedule."""
+
+    Config = OracleConfig
+    trainable = False
+    needs_mixture = True
+    native_sampler = "ddim"
+    summary = "exact-score oracle of an isotropic Gaussian mixture (no weights, no training) on DDPM's schedule"
+
+    def __init__(self, cfg: OracleConfig, data_shape: tuple[int, ...], *, means: torch.Tensor | None = None,
+                 std: float = 1.0):
+        super().__init__(cfg, data_shape)
+        self.schedule = linear_schedule(cfg.T, cfg.beta_start, cfg.beta_end)
+        means = torch.zeros(1, *self.data_shape) if means is None else means
+        self.eps = MixtureEps(means.reshape(len(means), -1), std, self.schedule)
+
+    @classmethod
+    def from_data(cls, cfg: OracleConfig, data) -> "Oracle":
+        """The oracle of `data.mixture` (means (K, D), std): any isotropic Gaussian mixture dataset."""
+        mixture = getattr(data, "mixture", None)
+        if mixture is None:
+            raise ValueError(f"the oracle needs isotropic Gaussian mixture data; {getattr(data, 'name', 'this data')}"
+                             " has no closed-form score")
+        return cls(cfg, tuple(data.shape), means=mixture.means, std=mixture.std)
+
+    @classmethod
+    def check_config(cls, cfg: OracleConfig) -> None:
+        if not 0 < cfg.beta_start <= cfg.beta_end < 1 or cfg.T < 1:
+            raise ValueError(f"oracle schedule needs T >= 1 and 0 < beta_start <= beta_end < 1, got {cfg}")
+
+    @classmethod
+    def num_timesteps(cls, cfg: OracleConfig) -> int:
+        return cfg.T
+
+    def param_groups(self) -> dict[str, ParamGroup]:
+        return {"model": ParamGroup([], lr=0.0)}
+
+    def forward(self, x0: torch.Tensor, *, phase: str, step: int) -> dict[str, torch.Tensor]:
+        raise RuntimeError("the oracle is exact: there is nothing to train")
+
+    def denoisers(self) -> list[nn.Module]:
+        return [self.eps]
+
+    def prediction(self) -> Prediction:
+        return Prediction(self.eps, "eps", self.schedule)

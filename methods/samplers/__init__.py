@@ -1,0 +1,9 @@
+"""Samplers, registered by name apart from the models they sample (methods/samplers/base.py).
+
+One file per family; importing this package registers every sampler:
+ancestral.py (ddpm), ddim.py, dpm_solver.py (dpmpp-2m, dpmpp-3m, dpmpp-2s, dpmpp-2m-sde),
+unipc.py, deis.py, k_samplers.py (euler, euler-a, heun, lms), pndm.py, vdm.py (VDM's ancestral
+sampler), ddgan.py (DDGAN's trained-per-T sampler).
+"""
+
+from methods.samplers import ancestral, ddgan, ddim, deis, dpm_solver, k_samplers, pndm, unipc, vdm  # noqa: F401

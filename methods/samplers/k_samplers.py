@@ -1,0 +1,100 @@
+"""The sigma-parameterised samplers of Karras et al. 2022 / k-diffusion, through diffusers:
+Euler, Euler ancestral, Heun (two network calls per step but the last: N steps = 2N - 1 calls)
+and the linear multistep LMS. They integrate in x / alpha (variance exploding form): the loop
+starts at noise * init_noise_sigma and feeds the network scale_model_input(x, t)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from diffusers import (EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler,
+                       LMSDiscreteScheduler)
+
+from methods.registry import register_sampler
+from methods.samplers.diffusers_loop import DiffusersSampler
+from methods.samplers.dpm_solver import sigma_kwargs
+
+
+@dataclasses.dataclass(frozen=True)
+class SigmaOptions:
+    timestep_spacing: str = "trailing"  # integer timesteps (linspace gives fractional ones)
+    sigmas: str = "default"  # default | karras (rho = 7) | exponential
+
+
+@dataclasses.dataclass(frozen=True)
+class SpacingOptions:
+    timestep_spacing: str = "trailing"
+
+
+@dataclasses.dataclass(frozen=True)
+class LMSOptions:
+    timestep_spacing: str = "trailing"
+    sigmas: str = "default"
+    order: int = 4  # past derivatives combined
+
+
+@register_sampler("euler")
+class Euler(DiffusersSampler):
+    Options = SigmaOptions
+    scheduler_cls = EulerDiscreteScheduler
+    summary = "Euler on the probability-flow ODE in sigma (diffusers EulerDiscreteScheduler)"
+
+    @classmethod
+    def scheduler_kwargs(cls, opts: SigmaOptions) -> dict:
+        return dict(timestep_spacing=opts.timestep_spacing, final_sigmas_type="zero", interpolation_type="linear",
+                    timestep_type="discrete", steps_offset=0, **sigma_kwargs(opts.sigmas, cls.name))
+
+    @classmethod
+    def step_kwargs(cls, opts) -> dict:
+        return dict(s_churn=0.0, s_tmin=0.0, s_tmax=float("inf"), s_noise=1.0)
+
+
+@register_sampler("euler-a")
+class EulerAncestral(DiffusersSampler):
+    Options = SpacingOptions
+    scheduler_cls = EulerAncestralDiscreteScheduler
+    stochastic = True
+    summary = "Euler ancestral: Euler steps with fresh noise each step (diffusers EulerAncestralDiscreteScheduler)"
+
+    @classmethod
+    def scheduler_kwargs(cls, opts: SpacingOptions) -> dict:
+        return dict(timestep_spacing=opts.timestep_spacing, steps_offset=0)
+
+
+@register_sampler("heun")
+class Heun(DiffusersSampler):
+    Options = SigmaOptions
+    scheduler_cls = HeunDiscreteScheduler
+    order = 2
+    summary = "Heun (EDM Algorithm 1): 2N - 1 network calls for N steps (diffusers HeunDiscreteScheduler)"
+
+    @classmethod
+    def nfe(cls, steps: int, opts) -> int:
+        return 2 * steps - 1
+
+    @classmethod
+    def scheduler_kwargs(cls, opts: SigmaOptions) -> dict:
+        return dict(timestep_spacing=opts.timestep_spacing, clip_sample=False, steps_offset=0,
+                    **sigma_kwargs(opts.sigmas, cls.name))
+
+
+@register_sampler("lms")
+class LMS(DiffusersSampler):
+    Options = LMSOptions
+    scheduler_cls = LMSDiscreteScheduler
+    order = 4
+    summary = "Linear multistep (k-diffusion LMS, order 4 by default; diffusers LMSDiscreteScheduler)"
+
+    @classmethod
+    def validate(cls, opts: LMSOptions) -> None:
+        super().validate(opts)
+        if not 1 <= opts.order <= 4:
+            raise ValueError(f"lms: order must be in 1..4, got {opts.order}")
+
+    @classmethod
+    def scheduler_kwargs(cls, opts: LMSOptions) -> dict:
+        return dict(timestep_spacing=opts.timestep_spacing, steps_offset=0, **sigma_kwargs(opts.sigmas, cls.name))
+
+    @classmethod
+    def step_kwargs(cls, opts: LMSOptions) -> dict:
+        return dict(order=opts.order)
