@@ -50,7 +50,7 @@ def _progress(flag: Optional[bool]) -> bool:
 
 @app.command()
 def train(
-    method: str = typer.Argument(..., help="Method to train (see `bench list`)."),
+    method: str = typer.Argument(..., help="Model to train (see `bench list`)."),
     dataset: Optional[str] = typer.Option(None, help="Dataset (default: the preset's, gaussians25 for toy)."),
     preset: Optional[str] = typer.Option(None, help="Training preset (default: the dataset's)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML with [model]/[data]/[train], or a config.json."),
@@ -62,7 +62,7 @@ def train(
     data_dir: str = DATA_DIR,
     progress: Optional[bool] = PROGRESS,
 ):
-    """Train one method; checkpoints, stats.jsonl and preview.png go into its run folder."""
+    """Train one model; checkpoints, stats.jsonl and preview.png go into its run folder."""
     from bench.commands import train_command
 
     with user_errors():
@@ -75,9 +75,14 @@ def train(
 @app.command()
 def compare(
     suite: Optional[str] = typer.Option(None, help="Benchmark suite (default: toy, or the dataset's suite)."),
-    methods: Optional[str] = typer.Option(None, help="Comma-separated methods or suite variants."),
+    methods: Optional[str] = typer.Option(None, help="Comma-separated samplers or suite variants (see `bench list`)."),
+    model: Optional[str] = typer.Option(None, "--model",
+                                        help="Comma-separated models every sampler runs on, e.g. oracle (default: "
+                                             "the suite's, else each sampler's own)."),
     dataset: Optional[str] = typer.Option(None, help="Dataset (default: the suite's)."),
-    steps: Optional[str] = typer.Option(None, help="Comma-separated step counts; each method keeps those it supports."),
+    steps: Optional[str] = typer.Option(None, help="Comma-separated step counts; each sampler keeps those it supports."),
+    nfe: Optional[str] = typer.Option(None, "--nfe", help="Comma-separated NFE budgets: each sampler takes the most "
+                                                          "steps whose network calls fit (Heun: 2N-1 for N steps)."),
     num_samples: Optional[int] = typer.Option(None, "--num-samples", help="Samples per cell."),
     seed: Optional[int] = typer.Option(None, help="Sampling seed."),
     out: Optional[Path] = typer.Option(None, help="Write results.csv, spec.json and report.md here."),
@@ -90,13 +95,14 @@ def compare(
     offline: bool = OFFLINE,
     progress: Optional[bool] = PROGRESS,
 ):
-    """Train missing checkpoints, sample every (method, steps) cell, measure, and write a report."""
+    """Train missing checkpoints, sample every (sampler, model, steps) cell, measure, and write a report."""
     from bench.commands import compare_command, metric_resources
 
     with user_errors():
         resources = metric_resources(fid_weights=fid_weights, vgg16_weights=vgg16_weights, cache_dir=cache_dir,
                                      offline=offline)
-        results_dir, report = compare_command(suite=suite, methods=methods, dataset=dataset, steps=steps,
+        results_dir, report = compare_command(suite=suite, methods=methods, model=model, dataset=dataset, steps=steps,
+                                              nfe=nfe,
                                               num_samples=num_samples, seed=seed, out=out, device=device,
                                               runs_dir=runs_dir, data_dir=data_dir, progress=_progress(progress),
                                               log=typer.echo, resources=resources)
@@ -106,11 +112,13 @@ def compare(
 @app.command()
 def sample(
     run: Path = typer.Argument(..., help="A training run folder (see `bench train`)."),
-    steps: Optional[int] = typer.Option(None, help="Sampler steps (default: the method's default)."),
+    steps: Optional[int] = typer.Option(None, help="Sampler steps (default: the sampler's default)."),
     num: int = typer.Option(..., "--num", help="Number of samples."),
     out: Path = typer.Option(..., help="Output .npz: one uint8 array `samples`, N x C x H x W (+ FILE.json)."),
-    method: Optional[str] = typer.Option(None, help="Sampler over this checkpoint, e.g. ddim for a ddpm run."),
-    opt: Optional[List[str]] = typer.Option(None, "--opt", help="Sampler option, e.g. --opt eta=1."),
+    method: Optional[str] = typer.Option(None, "--method", "--sampler",
+                                         help="Sampler over this checkpoint, e.g. ddim or dpmpp-2m for a ddpm run"
+                                              " (default: the model's own)."),
+    opt: Optional[List[str]] = typer.Option(None, "--opt", help="Sampler option, e.g. --opt eta=1 or --opt sigmas=karras."),
     seed: int = typer.Option(0, help="Sampling seed (block b of --batch samples uses seed*1000003+b)."),
     batch: int = typer.Option(500, help="Samples per network batch."),
     device: str = DEVICE,
@@ -188,7 +196,7 @@ def report(
 
 @app.command("list")
 def list_():
-    """Methods, datasets, suites and presets."""
+    """Models, samplers (and which runs on which), datasets, suites and presets."""
     from bench.commands import listing
 
     typer.echo(listing())

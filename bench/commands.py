@@ -17,6 +17,7 @@ from bench.spec import list_suites, load_suite, parse_int_list, parse_names, res
 
 
 def _method(name: str) -> type[methods.Method]:
+    """A model class by name, or a one-line BenchError naming the models."""
     try:
         return methods.get_method(name)
     except ValueError as e:
@@ -28,9 +29,13 @@ def train_command(method: str, *, dataset: str | None, preset: str | None, confi
                   log: Callable[[str], None]) -> Path:
     from bench.train import train
 
+    if method not in methods.list_methods() and method in methods.list_samplers():
+        model = methods.get_sampler(method).default_model
+        raise BenchError(f"{method} is a sampler, not a model: train the model it samples (`bench train {model}`),"
+                         f" then sample it with --methods {method}")
     cls = _method(method)
-    if cls.trained_as is not None:
-        raise BenchError(f"{method} is a sampler over {cls.trained_as} checkpoints: run `bench train {cls.trained_as}`")
+    if not cls.trainable:
+        raise BenchError(f"{method} has nothing to train: it is built from the data (bench compare --model {method})")
     if dataset is not None:
         get_dataset_info(dataset)
     flags = {}
@@ -51,12 +56,15 @@ def train_command(method: str, *, dataset: str | None, preset: str | None, confi
 def compare_command(*, suite: str | None, methods: str | None, dataset: str | None, steps: str | None,
                     num_samples: int | None, seed: int | None, out: Path | None, device: str, runs_dir: Path,
                     data_dir: str, progress: bool, log: Callable[[str], None],
-                    resources: MetricResources | None = None) -> tuple[Path, Path]:
+                    resources: MetricResources | None = None, nfe: str | None = None,
+                    model: str | None = None) -> tuple[Path, Path]:
     from bench.runner import compare
 
     resolve_device(device)  # a bad --device fails before any work
     spec = resolve_compare_spec(suite=suite, methods_=parse_names(methods, "--methods") if methods else None,
                                 dataset=dataset, steps=parse_int_list(steps, "--steps") if steps else None,
+                                nfe=parse_int_list(nfe, "--nfe") if nfe else None,
+                                models_=parse_names(model, "--model") if model else None,
                                 num_samples=num_samples, seed=seed, data_root=data_dir)
     results_dir = Path(out) if out else Path("results") / spec.name
     report_dir = Path(out) if out else Path("reports") / spec.name
@@ -66,11 +74,14 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
 
 
 def listing() -> str:
-    lines = ["methods:"]
+    lines = ["models (bench train NAME):"]
     for name in methods.list_methods():
         cls = methods.get_method(name)
-        extra = f" (samples {cls.trained_as} checkpoints)" if cls.trained_as else ""
-        lines.append(f"  {name:<12} {cls.summary}{extra}")
+        lines.append(f"  {name:<13} {cls.summary} [{cls.kind}, {cls.time} time]")
+    lines.append("samplers (bench compare --methods NAME [--model MODEL]):")
+    for name in methods.list_samplers():
+        lines.append(f"  {name:<13} {methods.get_sampler(name).summary}")
+    lines += ["which sampler runs on which model (* = the sampler's default model):", *compatibility()]
     lines.append("datasets:")
     lines += [f"  {d.name:<12} {d.description} [preset {d.preset}, suite {d.suite}]" for d in DATASETS.values()]
     lines.append("suites:")
@@ -78,6 +89,18 @@ def listing() -> str:
     lines.append("presets:")
     lines += [f"  {p}" for p in list_presets()]
     return "\n".join(lines)
+
+
+def compatibility() -> list[str]:
+    """A sampler x model table: yes, yes* (the default model) or no."""
+    models = methods.list_methods()
+    rows = [["sampler", *models]]
+    for name in methods.list_samplers():
+        cls = methods.get_sampler(name)
+        rows.append([name, *[("yes*" if m == cls.default_model else "yes")
+                             if cls.runs_on(methods.get_method(m)) is None else "-" for m in models]])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
 # --- image metrics: resources, sampling to files, evaluating files, the domain classifier -------------
@@ -98,7 +121,7 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
     from bench.provenance import device_name, git_sha
     from bench.checkpoint import check_writable
     from bench.runner import draw_samples
-    from bench.runs import load_method, read_run_config
+    from bench.runs import build_sampler, load_method, read_run_config
     from bench.samples import write_samples
     from bench.spec import sampler_options
 
@@ -108,24 +131,31 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
     if num < 1 or batch < 1:
         raise BenchError(f"--num and --batch must be >= 1, got {num} and {batch}")
     cfg = read_run_config(run)
-    cls = _method(method or cfg.method)
-    if cls.checkpoint_name() != cfg.method:
-        raise BenchError(f"{cls.name} samples {cls.checkpoint_name()} checkpoints, but {run} holds a {cfg.method} run")
-    steps = cls.default_steps(cfg.model) if steps is None else steps
-    error = cls.valid_steps(cfg.model).error(steps)
+    model_cls = _method(cfg.method)
+    name = method or methods.samplers_for(cfg.method)[0]
+    try:
+        cls = methods.get_sampler(name)
+    except ValueError as e:
+        raise BenchError(str(e)) from None
+    reason = cls.runs_on(model_cls)
+    if reason:
+        raise BenchError(f"{reason}; {run} holds a {cfg.method} run (its samplers: "
+                         f"{', '.join(methods.samplers_for(cfg.method))})")
+    options = cls.Options(**sampler_options(cls, parse_sets(sampler_opts), cls.name))
+    steps = cls.default_steps(model_cls, cfg.model) if steps is None else steps
+    error = cls.valid_steps(model_cls, cfg.model, options).error(steps)
     if error:
         raise BenchError(f"{cls.name}: {error}")
-    opts = sampler_options(cls, parse_sets(sampler_opts), cls.name)
     dev = resolve_device(device)
     check_writable(out.parent)
-    m, cfg, meta = load_method(run, cls.name, device=dev)
-    sampler = m.make_sampler(steps, cls.SamplerConfig(**opts) if opts else None)
+    m, cfg, meta = load_method(run, device=dev)
+    sampler = build_sampler(cls.name, m, steps, options)
     image = get_dataset_info(cfg.data.name).kind == "image"
     log(f"sampling {num} with {sampler.label} from {run}")
     x, nfe = draw_samples(sampler, m, n=num, seed=seed, batch=min(batch, num), device=dev,
                           to_data=to_uint8 if image else None)
     write_samples(out, x, {
-        "run_dir": str(run), "run_id": cfg.run_id(), "method": cls.name, "trained_as": cfg.method,
+        "run_dir": str(run), "run_id": cfg.run_id(), "method": cls.name, "model": cfg.method,
         "label": sampler.label, "steps": steps, "nfe_declared": sampler.nfe, "nfe_measured": nfe, "seed": seed,
         "batch": min(batch, num), "num_samples": num, "checkpoint_step": meta["step"], "dataset": cfg.data.name,
         "layout": "N x C x H x W uint8" if image else "N x 2 float32", "shape": list(x.shape),
@@ -201,7 +231,7 @@ def _evaluate_row(file: Path, meta: dict, metrics: dict, notes: list[str], *, n:
 
     from bench.provenance import device_name, git_sha
 
-    keys = ("method", "label", "trained_as", "steps", "nfe_declared", "nfe_measured", "run_id", "checkpoint_step")
+    keys = ("method", "label", "model", "steps", "nfe_declared", "nfe_measured", "run_id", "checkpoint_step")
     settings = meta.get("sampler_settings")
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return {"method": "samples", "label": Path(file).stem, **{k: meta[k] for k in keys if k in meta},

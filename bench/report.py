@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.budgets import best_table, budget_reading
 from bench.checkpoint import atomic_write_text
 from bench.errors import BenchError
 from bench.plots import plt, scatter, show_grid
@@ -65,8 +66,16 @@ def _present(df: pd.DataFrame, spec: dict | None = None, *, per_sampler_only: bo
 
 
 def _family(row: pd.Series) -> str:
+    """A line in the figures: the sampler (or variant), with `@model` when the label names a model."""
     variant = row.get("variant")
-    return variant if isinstance(variant, str) and variant else row["method"]
+    base = variant if isinstance(variant, str) and variant else row["method"]
+    model = row.get("model")
+    return f"{base}@{model}" if isinstance(model, str) and str(row["label"]).endswith(f"@{model}") else base
+
+
+def _untrained(g: pd.DataFrame) -> bool:
+    """Rows of a model with no checkpoint (the exact-score oracle)."""
+    return "checkpoint_step" in g and "model" in g and g["model"].notna().all() and g["checkpoint_step"].isna().all()
 
 
 def _fmt(value, fmt: str, missing: str = "–") -> str:
@@ -88,7 +97,10 @@ def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:
     if not csv.exists() or not spec_path.exists():
         raise BenchError(f"{results_dir} has no results.csv and spec.json; give a folder written by `bench compare`")
     try:
-        return pd.read_csv(csv), json.loads(spec_path.read_text())
+        df, spec = pd.read_csv(csv), json.loads(spec_path.read_text())
+        if "model" not in df and "trained_as" in df:  # results written before samplers were split from models
+            df["model"] = df["trained_as"]
+        return df, spec
     except (pd.errors.ParserError, pd.errors.EmptyDataError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BenchError(f"{results_dir} holds a corrupt results.csv or spec.json ({e})") from None
 
@@ -125,10 +137,14 @@ def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path, spec: dict) -> b
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.2 * nrow), squeeze=False)
     for ax in axes.flat[len(metrics):]:
         ax.set_axis_off()
+    families = models.apply(_family, axis=1)
+    colours = {name: plt.cm.tab20(i % 20) for i, name in enumerate(dict.fromkeys(sorted(models["method"])))}
     for ax, m in zip(axes.flat, metrics):
-        for fam, g in models.groupby(models.apply(_family, axis=1), sort=True):
+        for fam, g in models.groupby(families, sort=True):
             g = g.sort_values(x)
-            ax.plot(g[x], g[m.column], marker="o", label=fam)
+            exact = _untrained(g)  # dashed, hollow: the exact score (no network error)
+            ax.plot(g[x], g[m.column], marker="o", ls="--" if exact else "-", mfc="none" if exact else None,
+                    color=colours[g["method"].iloc[0]], label=fam + (" (exact score)" if exact else ""))
         if len(floor) and not np.isnan(floor[m.column].iloc[0]):
             ax.axhline(floor[m.column].iloc[0], color="k", ls="--", lw=1, label="data (floor)")
         ax.set_xscale("log")
@@ -137,11 +153,28 @@ def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path, spec: dict) -> b
             ax.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
         ax.set_xlabel(xlabel)
         ax.set_title(m.header, fontsize=8)
-    axes[0][0].legend(fontsize=7)
+    if len(set(families)) > 8:  # many lines: one legend beside the figure
+        fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    else:
+        axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
+
+
+MAX_SAMPLE_PANELS = 40
+
+
+def sample_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The rows whose samples are drawn, and a caption. Large grids show one NFE budget (the one
+    nearest 10) next to the floor and every row not chosen by budget."""
+    if len(df) <= MAX_SAMPLE_PANELS or "nfe_target" not in df or df["nfe_target"].isna().all():
+        return df, ""
+    found = sorted(df["nfe_target"].dropna().unique())
+    b = min(found, key=lambda v: abs(math.log(v / 10)))
+    keep = df[df["nfe_target"].isna() | (df["nfe_target"] == b)]
+    return keep, f"Samples at NFE budget {b:.0f}, with the rows not chosen by budget."
 
 
 def _plot_samples(df: pd.DataFrame, samples_dir: Path, path: Path) -> bool:
@@ -230,6 +263,12 @@ def reading(df: pd.DataFrame, spec: dict | None = None) -> list[str]:
                " time is spent in the network, the rest is sampler overhead (scheduler arithmetic, noise draws,"
                " Python).")
     mismatch = models[models["nfe_measured"] != models["nfe_declared"]]
+    if "nfe_target" in models:
+        short = models[models["nfe_target"].notna() & (models["nfe_measured"] != models["nfe_target"])]
+        if len(short):
+            out.append("NFE budgets not met exactly (the most steps within the budget; see notes): "
+                       + ", ".join(f"{r['label']} ({r['nfe_measured']:.0f} of {r['nfe_target']:.0f})"
+                                   for _, r in short.iterrows()) + ".")
     if len(mismatch):
         out.append("Measured NFE differs from the declared NFE for: " + ", ".join(mismatch["label"]) + ".")
     return out
@@ -311,13 +350,24 @@ def _notes(df: pd.DataFrame) -> list[str]:
     return out
 
 
+def best_section(df: pd.DataFrame) -> list[str]:
+    """The best-sampler-at-each-budget table, when the grid was chosen by NFE budgets."""
+    table = best_table(df)
+    if table is None:
+        return []
+    return ["## Best sampler within each NFE budget", "",
+            "Each budget admits every row that made at most that many network calls (measured). Rows on a model"
+            " with no network (exact score) show each sampler's discretisation error alone; rows on a trained"
+            " model add the network's error.", "", table, ""]
+
+
 def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
     """Write report.md and figures; returns the report path."""
     results_dir = Path(results_dir)
     df, spec = load(results_dir)
     report_dir = Path(report_dir) if report_dir is not None else (results_dir / spec.get("report_dir", ".")).resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
-    df = df.sort_values(["method", "variant", "steps"], key=lambda c: c.fillna("") if c.dtype == object else c,
+    df = df.sort_values([c for c in ("method", "model", "variant", "steps") if c in df], key=lambda c: c.fillna("") if c.dtype == object else c,
                         na_position="first")
     df = pd.concat([df[df["method"] == FLOOR_METHOD], df[df["method"] != FLOOR_METHOD]])
     models = df[df["method"] != FLOOR_METHOD]
@@ -327,7 +377,8 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
                                 ("sample_ms_per_100", "ms per 100 samples", "quality_vs_time.png")):
             if _plot_vs(df, x, xlabel, report_dir / name, spec):
                 figures.append(name)
-    if _plot_samples(df, results_dir / "samples", report_dir / "samples.png"):
+    shown, caption = sample_rows(df)
+    if _plot_samples(shown, results_dir / "samples", report_dir / "samples.png"):
         figures.append("samples.png")
     schedule_lines = _plot_schedules(results_dir / "diagnostics", report_dir / "noise_schedule.png")
     if schedule_lines:
@@ -352,6 +403,7 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
         "",
         trilemma_table(df, spec),
         "",
+        *best_section(df),
         "## Metrics",
         "",
         *[f"- {line}" for line in metric_definitions(spec)],
@@ -359,11 +411,12 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
         "",
         "## Reading",
         "",
-        *[f"- {line}" for line in reading(df, spec) + schedule_lines],
+        *[f"- {line}" for line in reading(df, spec) + budget_reading(df) + schedule_lines],
         "",
         "## Figures",
         "",
         *[f"![{f[:-4]}]({f})\n" for f in figures],
+        *([caption, ""] if caption and "samples.png" in figures else []),
     ]
     if notes:
         md += ["## Notes", "", *notes, ""]

@@ -27,7 +27,7 @@ from bench.errors import BenchError
 from bench.metrics import MetricResources, evaluate, floor_samples, image_evaluator, is_image_data
 from bench.metrics.likelihood import bits_per_dim
 from bench.provenance import device_name, git_sha, resolve_device, versions
-from bench.runs import completed_step, is_complete, load_method, run_dir_for
+from bench.runs import build_sampler, completed_step, is_complete, load_method, run_dir_for
 from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, safe_name
 from bench.spec import Cell, CompareSpec
 from bench.timing import count_calls, time_sampler
@@ -65,7 +65,10 @@ def write_results(results_dir: Path, rows: list[dict]) -> None:
 
 
 def cell_label(cell: Cell, sampler_label: str) -> str:
-    return sampler_label.replace(cell.method, cell.variant, 1) if cell.variant else sampler_label
+    """The sampler's label (`dpmpp-2m-10`), named after the variant when there is one, with
+    `@<model>` when the model is not the sampler's default (`dpmpp-2m-10@oracle`)."""
+    label = sampler_label.replace(cell.method, cell.variant, 1) if cell.variant else sampler_label
+    return label + (f"@{cell.model}" if cell.model else "")
 
 
 def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: int, device: torch.device,
@@ -98,34 +101,50 @@ def kept(data, x: torch.Tensor) -> np.ndarray:
     return x[:IMAGES_KEPT if is_image_data(data) else SAMPLES_KEPT].numpy()
 
 
+def load_model(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device):
+    """The model a cell samples: a trained checkpoint, or one built from the data (the oracle)."""
+    expected = spec.run_config(cell)
+    cls = methods.get_method(expected.method)
+    if not cls.trainable:
+        return cls.from_data(expected.model, data).to(device).eval(), expected, {"step": None}
+    method, cfg, meta = load_method(run_dir, device=device)
+    if cfg.run_id() != expected.run_id() or tuple(meta["data_shape"]) != tuple(data.shape):
+        raise BenchError(f"{run_dir} does not hold the run this cell needs (config or data shape differs:"
+                         f" {'; '.join(diff_configs(cfg, expected)[:2]) or meta['data_shape']}); delete it to retrain")
+    return method, cfg, meta
+
+
+def budget_note(cell: Cell, nfe: int) -> list[str]:
+    """What a row says when its NFE budget could not be spent exactly."""
+    if not cell.nfe_target or nfe == cell.nfe_target:
+        return []
+    return [f"NFE budget {cell.nfe_target} not met exactly: {cell.method} makes {nfe} network calls at"
+            f" {cell.steps} steps, the most steps within the budget"]
+
+
 def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device,
                  diagnostics_dir: Path | None = None, per_checkpoint: dict | None = None,
                  images=None) -> tuple[dict, np.ndarray]:
     """One results row and the samples kept for figures. `per_checkpoint` caches what depends on the
     checkpoint only (bits/dim), across the cells that sample it; `images` scores image samples."""
-    method, cfg, meta = load_method(run_dir, cell.method, device=device)
-    expected = spec.run_config(cell)
-    if cfg.run_id() != expected.run_id() or tuple(meta["data_shape"]) != tuple(data.shape):
-        raise BenchError(f"{run_dir} does not hold the run this cell needs (config or data shape differs:"
-                         f" {'; '.join(diff_configs(cfg, expected)[:2]) or meta['data_shape']}); delete it to retrain")
+    method, cfg, meta = load_model(cell, spec, run_dir, data, device)
     if diagnostics_dir is not None:
-        save_diagnostics(method, diagnostics_dir / f"{safe_name(cell.variant or cell.method)}.npz")
-    key = (str(run_dir), cell.method)
+        save_diagnostics(method, diagnostics_dir / f"{safe_name(cell.variant or cfg.method)}.npz")
+    key = (str(run_dir), cfg.method)
     cache = per_checkpoint if per_checkpoint is not None else {}
     if key not in cache:
-        cache[key] = bits_per_dim(method, data, name=cell.method, num_images=spec.bpd_images, seed=spec.seed,
+        cache[key] = bits_per_dim(method, data, name=cfg.method, num_images=spec.bpd_images, seed=spec.seed,
                                   device=device)
     likelihood, bpd_notes = cache[key]
-    opts = methods.get_method(cell.method).SamplerConfig
-    sampler = method.make_sampler(cell.steps, opts(**dict(cell.sampler)) if opts else None)
+    sampler = build_sampler(cell.method, method, cell.steps, cell.options())
     x, nfe = draw_samples(sampler, method, n=spec.num_samples, seed=spec.seed, batch=spec.sample_batch, device=device,
                           to_data=data.to_data)
     sample_t, forward_t = time_sampler(sampler, method.denoisers(), method.data_shape, device, spec.timing)
     metrics, notes = evaluate(data, x, seed=spec.seed, images=images)
     row = {
         "method": cell.method, "label": cell_label(cell, sampler.label), "variant": cell.variant,
-        "trained_as": cfg.method, "steps": cell.steps, "seed": spec.seed, "num_samples": spec.num_samples,
-        "nfe_declared": sampler.nfe, "nfe_measured": nfe,
+        "model": cfg.method, "steps": cell.steps, "nfe_target": cell.nfe_target or None, "seed": spec.seed,
+        "num_samples": spec.num_samples, "nfe_declared": sampler.nfe, "nfe_measured": nfe,
         "sample_ms_per_100": sample_t.mean_ms, "sample_ms_per_100_std": sample_t.std_ms,
         "forward_ms_per_100": forward_t.mean_ms,
         "sampler_efficiency": nfe * forward_t.mean_ms / sample_t.mean_ms,
@@ -133,7 +152,7 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
         **metrics, **likelihood,
         "run_id": cfg.run_id(), "checkpoint_step": meta["step"],
         "sampler_settings": json.dumps(sampler.settings, sort_keys=True, default=str),
-        "notes": "; ".join(notes + bpd_notes),
+        "notes": "; ".join(budget_note(cell, nfe) + notes + bpd_notes),
     }
     return row, kept(data, x)
 
@@ -172,7 +191,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
                              data_cfg=data_cfg, device=dev, log=log) if run_cfgs else None
 
     # --- 1. train every checkpoint that is missing or unfinished --------------------------------
-    pending = {run_dir_for(cfg, runs_dir): cfg for cfg in run_cfgs.values()}
+    pending = {run_dir_for(cfg, runs_dir): cfg for cfg in run_cfgs.values() if methods.get_method(cfg.method).trainable}
     for i, (run_dir, cfg) in enumerate(pending.items(), 1):
         if not is_complete(run_dir, cfg):
             resume = completed_step(run_dir) > 0 if run_dir.exists() else False
@@ -185,7 +204,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     (results_dir / "samples").mkdir(exist_ok=True)
     _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev, images)
     rows = read_results(results_dir).to_dict("records")
-    done = {_key(r["method"], r["variant"], r["steps"]) for r in rows}
+    done = {_row_key(r) for r in rows}
     common = {"device": device_name(dev), "torch_threads": torch.get_num_threads(), "git_sha": git_sha()}
 
     def save(row: dict, samples: np.ndarray) -> None:
@@ -195,12 +214,12 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
         write_results(results_dir, rows)
 
     per_checkpoint: dict = {}
-    if _key(FLOOR_METHOD, "", "") not in done:
+    if _key(FLOOR_METHOD, "", "", "") not in done:
         log(f"[floor] scoring {spec.num_samples} real samples")
         save(*floor_row(spec, data, images))
     for i, cell in enumerate(spec.cells, 1):
-        name = f"{cell.variant or cell.method} steps={cell.steps}"
-        if _key(cell.method, cell.variant, cell.steps) in done:
+        name = f"{cell.variant or cell.method}{'@' + cell.model if cell.model else ''} steps={cell.steps}"
+        if _key(cell.method, run_cfgs[cell].method, cell.variant, cell.steps) in done:
             log(f"[cell {i}/{len(spec.cells)}] {name}: already measured, skipped")
             continue
         log(f"[cell {i}/{len(spec.cells)}] {name}: sampling {spec.num_samples}, timing")
@@ -213,14 +232,22 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     return read_results(results_dir)
 
 
-def _key(method, variant, steps) -> tuple[str, str, str]:
+def _key(method, model, variant, steps) -> tuple[str, ...]:
     """Identity of a row within one grid; CSV round trips turn '' into NaN and ints into floats."""
     def norm(v):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return ""
         return str(int(v)) if isinstance(v, (int, float)) else str(v)
 
-    return norm(method), norm(variant), norm(steps)
+    return norm(method), norm(model), norm(variant), norm(steps)
+
+
+def _row_key(row: dict) -> tuple[str, ...]:
+    """A results row's identity; rows written before the `model` column name it `trained_as`."""
+    model = row.get("model")
+    if model is None or (isinstance(model, float) and math.isnan(model)):
+        model = row.get("trained_as")
+    return _key(row["method"], model, row.get("variant"), row.get("steps"))
 
 
 
@@ -229,9 +256,9 @@ def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, runs_dir
     cells = []
     for cell in spec.cells:
         cfg = spec.run_config(cell)
-        cls = methods.get_method(cell.method)
-        cells.append({**dataclasses.asdict(cell), "run_dir": str(run_dir_for(cfg, runs_dir)),
-                      "run_id": cfg.run_id(), "trained_as": cls.checkpoint_name()})
+        trained = methods.get_method(cfg.method).trainable
+        cells.append({**dataclasses.asdict(cell), "model": cfg.method,
+                      "run_dir": str(run_dir_for(cfg, runs_dir)) if trained else None, "run_id": cfg.run_id()})
     doc = {
         "name": spec.name, "suite": spec.suite, "dataset": spec.dataset, "preset": spec.preset,
         "grid_hash": spec.grid_hash(), "grid": spec.grid_dict(), "cells": cells,

@@ -45,18 +45,11 @@ def is_complete(run_dir: Path, cfg: RunConfig) -> bool:
     return (Path(run_dir) / "config.json").exists() and completed_step(run_dir) >= cfg.train.steps
 
 
-def load_method(run_dir: Path, as_method: str | None = None, *, device: torch.device | str = "cpu",
+def load_method(run_dir: Path, *, device: torch.device | str = "cpu",
                 use_ema: bool = True) -> tuple[methods.Method, RunConfig, dict[str, Any]]:
-    """Build `as_method` (default: the trained method) from a run's latest checkpoint.
-
-    A sampler-only method (e.g. ddim) loads the checkpoint of the method it is
-    `trained_as`; any other pairing is an error, never a silent mix.
-    """
+    """The trained model of a run, from its latest checkpoint (EMA weights by default)."""
     cfg = read_run_config(run_dir)
-    cls = methods.get_method(as_method or cfg.method)
-    if cls.checkpoint_name() != cfg.method:
-        raise BenchError(f"{as_method} samples {cls.checkpoint_name()} checkpoints, but {run_dir} holds a"
-                         f" {cfg.method} run")
+    cls = methods.get_method(cfg.method)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise BenchError(f"{run_dir} has no checkpoint yet; train it with `bench train ... --resume`")
@@ -73,3 +66,11 @@ def load_method(run_dir: Path, as_method: str | None = None, *, device: torch.de
         raise BenchError(f"checkpoint {ckpt} does not match the {cfg.method} architecture in its config.json"
                          f" ({first}); the run folder was modified: train again") from None
     return method.to(device).eval(), cfg, meta
+
+
+def build_sampler(sampler: str, model: methods.Method, steps: int, options: Any):
+    """The named sampler built for `model`; a pairing or option it rejects is a one-line BenchError."""
+    try:
+        return methods.get_sampler(sampler).build(model, steps, options)
+    except ValueError as e:
+        raise BenchError(str(e)) from None

@@ -1,6 +1,9 @@
-"""The columns of results.csv, defined once. One row per (method, steps) cell, long format.
+"""The columns of results.csv, defined once. One row per (sampler, model, steps) cell, long format.
 
-Identity       method, label, variant, trained_as, steps, seed, num_samples
+Identity       method (the sampler's registry name), label, variant, model (the model's registry
+               name: a trained checkpoint, or the exact-score oracle with no checkpoint_step), steps,
+               nfe_target (the NFE budget the steps were chosen for; empty when steps were asked for),
+               seed, num_samples
 Speed          nfe_declared (what the sampler says), nfe_measured (network calls counted by
                forward hooks, per sampler call), sample_ms_per_100 (+ _std; mean over
                timing_repeats runs after timing_warmup runs, batch 100), forward_ms_per_100 (one
@@ -28,7 +31,7 @@ Provenance     run_id, checkpoint_step, sampler_settings (JSON), device, torch_t
 Empty cells mean "does not apply / unavailable"; `notes` says which and why.
 """
 
-IDENTITY = ["method", "label", "variant", "trained_as", "steps", "seed", "num_samples"]
+IDENTITY = ["method", "label", "variant", "model", "steps", "nfe_target", "seed", "num_samples"]
 SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100_std", "forward_ms_per_100",
          "sampler_efficiency", "timing_warmup", "timing_repeats"]
 TOY = ["modes", "hq_fraction", "mode_kl", "swd"]
@@ -40,7 +43,7 @@ PROVENANCE = ["run_id", "checkpoint_step", "sampler_settings", "device", "torch_
 
 COLUMNS = IDENTITY + SPEED + TOY + IMAGE + LIKELIHOOD + PROVENANCE
 
-INTEGER = ["steps", "seed", "num_samples", "nfe_declared", "nfe_measured", "timing_warmup", "timing_repeats", "modes",
+INTEGER = ["steps", "nfe_target", "seed", "num_samples", "nfe_declared", "nfe_measured", "timing_warmup", "timing_repeats", "modes",
            "inception_samples", "reference_samples", "checkpoint_step", "torch_threads"]
 
 FLOOR_METHOD = "data"  # the floor row: fresh real data scored like a method

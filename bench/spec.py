@@ -1,10 +1,14 @@
 """What a comparison measures: a suite file resolved with command-line overrides into a CompareSpec.
 
-A suite (bench/suites/<name>.toml) names a dataset, a training preset, methods, the
-step counts per method, optional sampler options and named variants (config
-overrides such as DDGAN ablations), the number of samples, the timing protocol, the
-image-metric options ([metrics], see bench/metrics/options.py) and `notes` for the
-report (e.g. why a row is left out).
+A suite (bench/suites/<name>.toml) names a dataset, a training preset, the samplers
+(`methods`), the models they run on (`models`; default: each sampler's own), the step
+counts per sampler (`[steps]`) or NFE budgets (`nfe`, a list for every sampler or a table
+per sampler: each budget picks the most steps whose NFE fits), sampler options
+(`[sampler.<name>]`), named variants (a sampler with config overrides, options, a model,
+steps or budgets of its own, such as DDGAN's ablations), the number of samples, the timing
+protocol, the image-metric options ([metrics], see bench/metrics/options.py) and `notes`
+for the report. Sampler options and budgets never enter a training config: the checkpoint
+a cell samples depends on its model, preset and overrides only.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import methods
 from bench.config import DataConfig, RunConfig, TrainConfig, build, load_toml, qualify, resolve_run_config
-from bench.data import get_dataset_info
+from bench.data import DATASETS, get_dataset_info
 from bench.errors import BenchError
 from bench.metrics.options import MetricOptions, validate_options
 from bench.timing import TimingSpec
@@ -28,13 +32,31 @@ MAX_SAMPLES = 1_000_000
 
 @dataclasses.dataclass(frozen=True)
 class Cell:
-    """One row of the results: a sampler of a method at a step count, from one checkpoint."""
+    """One row of the results: a sampler on a model at a step count, from one checkpoint."""
 
-    method: str
+    method: str  # the sampler's registry name (results column `method`)
     steps: int
-    variant: str = ""  # suite variant name; "" for the method's preset
+    variant: str = ""  # suite variant name; "" for the sampler's own entry
     overrides: tuple[tuple[str, Any], ...] = ()  # config --set items that select the checkpoint
-    sampler: tuple[tuple[str, Any], ...] = ()  # sampler options
+    sampler: tuple[tuple[str, Any], ...] = ()  # sampler options (never part of the checkpoint)
+    model: str = ""  # the model's registry name; "" is the sampler's default model
+    nfe_target: int = 0  # the NFE budget this step count was chosen for; 0 when steps were asked for
+
+    @property
+    def model_name(self) -> str:
+        return self.model or methods.get_sampler(self.method).default_model
+
+    def options(self) -> Any:
+        return methods.get_sampler(self.method).Options(**dict(self.sampler))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The cell as grids hash it: fields at their defaults are left out, so grids written before
+        a field existed keep their hash."""
+        d = dataclasses.asdict(self)
+        for key in ("model", "nfe_target"):
+            if not d[key]:
+                d.pop(key)
+        return d
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +80,7 @@ class CompareSpec:
         d = dataclasses.asdict(self)
         for key in ("name", "data_root", "notes"):
             d.pop(key)
+        d["cells"] = [c.as_dict() for c in self.cells]
         if get_dataset_info(self.dataset).kind != "image":
             d.pop("metrics")  # toy metrics have no options
         return json.loads(json.dumps(d))
@@ -67,12 +90,11 @@ class CompareSpec:
 
     def run_config(self, cell: Cell) -> RunConfig:
         """The training configuration of the checkpoint a cell samples."""
-        cls = methods.get_method(cell.method)
-        trained = methods.get_method(cls.checkpoint_name())
-        sets = {**dict(cell.overrides), **{f"model.{k}": v for k, v in cls.steps_overrides(cell.steps).items()}}
+        model = methods.get_method(cell.model_name)
+        sets = {**dict(cell.overrides), **{f"model.{k}": v for k, v in model.steps_overrides(cell.steps).items()}}
         if self.data_root:
             sets["data.root"] = self.data_root
-        return resolve_run_config(trained.name, model_cls=trained.Config, preset=self.preset, dataset=self.dataset,
+        return resolve_run_config(model.name, model_cls=model.Config, preset=self.preset, dataset=self.dataset,
                                   sets=sets)
 
 
@@ -109,53 +131,95 @@ def parse_names(text: str, what: str) -> list[str]:
     return names
 
 
-def _sections(cls: type) -> dict[str, type]:
-    return {"model": methods.get_method(cls.checkpoint_name()).Config, "data": DataConfig, "train": TrainConfig}
+def _sections(model: type) -> dict[str, type]:
+    return {"model": model.Config, "data": DataConfig, "train": TrainConfig}
 
 
-def _base_model(cls: type, preset: str, dataset: str, overrides: dict[str, Any]) -> Any:
-    trained = methods.get_method(cls.checkpoint_name())
-    return resolve_run_config(trained.name, model_cls=trained.Config, preset=preset, dataset=dataset,
+def _base_model(model: type, preset: str, dataset: str, overrides: dict[str, Any]) -> Any:
+    return resolve_run_config(model.name, model_cls=model.Config, preset=preset, dataset=dataset,
                               sets=overrides).model
 
 
-def _method_or_error(name: str, variants: dict) -> type:
+def _sampler_or_error(name: str, variants: dict) -> type:
+    try:
+        return methods.get_sampler(name)
+    except ValueError as e:
+        extra = f"; this suite's variants: {', '.join(variants)}" if variants else ""
+        raise BenchError(f"{e}{extra}") from None
+
+
+def _model_or_error(name: str) -> type:
     try:
         return methods.get_method(name)
-    except ValueError:
-        extra = f"; this suite's variants: {', '.join(variants)}" if variants else ""
-        raise BenchError(f"unknown method {name!r}; choose from: {', '.join(methods.list_methods())}{extra}") from None
+    except ValueError as e:
+        raise BenchError(str(e)) from None
 
 
-def _steps_for(name: str, cls: type, wanted: list[int], base: Any, *, strict: bool) -> list[int]:
-    """Valid step counts among `wanted`. Suite grids must be all valid (strict); --steps keeps
-    each method's valid values and is an error only when it leaves a method with none."""
+def _steps_for(name: str, sampler: type, model: type, wanted: list[tuple[int | None, int]], base: Any, opts: Any,
+               *, strict: bool, flag: str, notes: list[str]) -> list[tuple[int, int]]:
+    """Valid (steps, budget) pairs among `wanted`. A suite's step grid must be all valid (strict);
+    --steps and NFE budgets keep each sampler's valid values (what they skip goes into `notes`) and
+    are errors only when they leave a sampler with none."""
     keep, errors = [], []
-    for s in wanted:
-        cfg = dataclasses.replace(base, **cls.steps_overrides(s)) if cls.steps_are_trained else base
+    for s, budget in wanted:
+        if s is None:
+            errors.append(f"no step count fits NFE budget {budget} (its fewest steps make"
+                          f" {sampler.nfe(sampler.valid_steps(model, base, opts).lo, opts)} calls)")
+            continue
+        cfg = dataclasses.replace(base, **model.steps_overrides(s)) if model.steps_are_trained else base
         try:
-            cls.check_config(cfg)  # a trained step count (DDGAN's T) must be trainable
-            error = cls.valid_steps(cfg).error(s)
+            model.check_config(cfg)  # a trained step count (DDGAN's T) must be trainable
+            error = sampler.valid_steps(model, cfg, opts).error(s)
         except ValueError as e:
             error = str(e)
-        (errors.append(error) if error else keep.append(s))
+        (errors.append(error) if error else keep.append((s, budget)))
     if errors and (strict or not keep):
-        hint = "" if strict else f"; none of --steps {','.join(map(str, wanted))} applies: add a valid value or drop {name}"
+        asked = ",".join(str(budget or s) for s, budget in wanted)
+        hint = "" if strict else f"; none of {flag} {asked} applies: add a valid value or drop {name}"
         raise BenchError(f"{name}: {errors[0]}{hint}")
+    if errors and flag == "--nfe":
+        notes += [f"{name} on {model.name}: {e}" for e in errors]
     return keep
 
 
 def sampler_options(cls: type, opts: dict, name: str) -> dict:
+    """Sampler options from a suite or --set, checked against the sampler's Options dataclass."""
     if not opts:
         return {}
-    if cls.SamplerConfig is None:
+    if not dataclasses.fields(cls.Options):
         raise BenchError(f"{name} takes no sampler options, got {', '.join(opts)}")
-    return dataclasses.asdict(build(cls.SamplerConfig, opts, f"sampler.{name}."))
+    return dataclasses.asdict(build(cls.Options, opts, f"sampler.{name}."))
+
+
+def _per_sampler(value: Any, name: str) -> list[int] | None:
+    """A suite's `nfe` / `steps`: a list for every sampler, or a table keyed by sampler name."""
+    if isinstance(value, dict):
+        value = value.get(name)
+    return list(value) if value else None
+
+
+def _wanted(sampler: type, model: type, name: str, var: dict, raw: dict, base: Any, opts: Any, *,
+            steps: list[int] | None, nfe: list[int] | None) -> tuple[list[tuple[int, int]], bool, str]:
+    """(steps, NFE budget) pairs for one sampler on one model, whether they must all be valid, and the
+    flag they came from: --steps, else --nfe, else the variant's or suite's steps, then its budgets."""
+    if steps:
+        return [(s, 0) for s in steps], False, "--steps"
+    own_steps = var.get("steps") or _per_sampler(raw.get("steps", {}), var.get("method", name))
+    budgets = nfe or (None if own_steps else var.get("nfe") or _per_sampler(raw.get("nfe"), var.get("method", name)))
+    if budgets:
+        for b in budgets:
+            if int(b) < 1:
+                raise BenchError(f"NFE budgets must be positive integers, got {b}")
+        def pick(b):
+            cfg = dataclasses.replace(base, **model.steps_overrides(b)) if model.steps_are_trained else base
+            return sampler.steps_for_nfe(int(b), model, cfg, opts)
+        return [(pick(b), int(b)) for b in budgets], False, "--nfe"
+    return [(s, 0) for s in own_steps or [sampler.default_steps(model, base)]], True, "--steps"
 
 
 def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, dataset: str | None = None,
-           steps: list[int] | None = None, num_samples: int | None = None, seed: int | None = None,
-           data_root: str = "") -> CompareSpec:
+           steps: list[int] | None = None, nfe: list[int] | None = None, models_: list[str] | None = None,
+           num_samples: int | None = None, seed: int | None = None, data_root: str = "") -> CompareSpec:
     dataset = dataset or raw.get("dataset", "gaussians25")
     info = get_dataset_info(dataset)
     metrics = build(MetricOptions, raw.get("metrics", {}), "metrics.")
@@ -169,28 +233,57 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
         raise BenchError(f"bpd_images must be >= 1, got {raw['bpd_images']}")
     if steps is not None and any(s < 1 for s in steps):
         raise BenchError(f"--steps must be positive integers, got {','.join(map(str, steps))}")
+    if steps and nfe:
+        raise BenchError("give --steps or --nfe, not both: --nfe picks each sampler's steps from its NFE budget")
+    if not isinstance(raw.get("models", []), list):
+        raise BenchError(f"models must be a list of model names, got {raw['models']!r}")
+    for m in models_ or raw.get("models", []):
+        _model_or_error(m)
+    for name in raw.get("sampler", {}):
+        _sampler_or_error(name, variants)
     cells: list[Cell] = []
+    notes: list[str] = list(raw.get("notes", ()))
     for name in dict.fromkeys(names or list(raw.get("methods", [])) + list(variants)):  # each name once
         var = variants.get(name, {})
-        method_name = var.get("method", name)
-        cls = _method_or_error(method_name, variants)
-        overrides = qualify(var.get("set", {}), _sections(cls))
-        base = _base_model(cls, preset, dataset, overrides)
-        wanted = steps or var.get("steps") or raw.get("steps", {}).get(method_name) or [cls.default_steps(base)]
-        opts = sampler_options(cls, {**raw.get("sampler", {}).get(method_name, {}), **var.get("sampler", {})}, name)
-        for s in _steps_for(name, cls, list(wanted), base, strict=steps is None):
-            cells.append(Cell(method=method_name, steps=s, variant=name if name != method_name else "",
-                              overrides=tuple(sorted(overrides.items())), sampler=tuple(sorted(opts.items()))))
+        sampler = _sampler_or_error(var.get("method", name), variants)
+        wanted_models = models_ or ([var["model"]] if "model" in var else None) or raw.get("models") \
+            or [sampler.default_model]
+        usable = [m for m in wanted_models if sampler.runs_on(_model_or_error(m)) is None]
+        if not usable:
+            reason = sampler.runs_on(methods.get_method(wanted_models[0]))
+            raise BenchError(f"{name} cannot run on {', '.join(wanted_models)}: {reason}; drop it or name another model")
+        opts = sampler_options(sampler, {**raw.get("sampler", {}).get(sampler.name, {}), **var.get("sampler", {})},
+                               name)
+        try:
+            options = sampler.Options(**opts)
+        except (TypeError, ValueError) as e:
+            raise BenchError(f"{name}: {e}") from None
+        for model_name in usable:
+            model = methods.get_method(model_name)
+            if model.needs_mixture and not info.mixture:
+                raise BenchError(f"model {model_name} needs an isotropic Gaussian mixture dataset"
+                                 f" ({', '.join(d for d, i in DATASETS.items() if i.mixture)}), not {dataset}")
+            overrides = qualify(var.get("set", {}), _sections(model))
+            base = _base_model(model, preset, dataset, overrides)
+            wanted, strict, flag = _wanted(sampler, model, name, var, raw, base, options, steps=steps, nfe=nfe)
+            for s, budget in _steps_for(name, sampler, model, wanted, base, options, strict=strict, flag=flag,
+                                        notes=notes):
+                cell = Cell(method=sampler.name, steps=s, variant=name if name != sampler.name else "",
+                            overrides=tuple(sorted(overrides.items())), sampler=tuple(sorted(opts.items())),
+                            model="" if model_name == sampler.default_model else model_name, nfe_target=budget)
+                if not any(dataclasses.replace(c, nfe_target=0) == dataclasses.replace(cell, nfe_target=0)
+                           for c in cells):  # two budgets that pick the same steps make one row
+                    cells.append(cell)
     return CompareSpec(name=suite_path(suite).stem, suite=suite, dataset=dataset, preset=preset, cells=tuple(cells),
                        num_samples=num_samples, seed=raw.get("seed", 0) if seed is None else seed,
                        sample_batch=int(raw.get("sample_batch", 1000)),
                        timing=build(TimingSpec, raw.get("timing", {}), "timing."), data_root=data_root,
-                       bpd_images=int(raw.get("bpd_images", 10_000)), metrics=metrics,
-                       notes=tuple(raw.get("notes", ())))
+                       bpd_images=int(raw.get("bpd_images", 10_000)), metrics=metrics, notes=tuple(notes))
 
 
 def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None = None, dataset: str | None = None,
-                         steps: list[int] | None = None, num_samples: int | None = None, seed: int | None = None,
+                         steps: list[int] | None = None, nfe: list[int] | None = None,
+                         models_: list[str] | None = None, num_samples: int | None = None, seed: int | None = None,
                          data_root: str = "") -> CompareSpec:
     """The suite's grid with command-line overrides; every error is raised before anything runs.
 
@@ -199,8 +292,8 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
     if suite is None:
         suite = get_dataset_info(dataset).suite if dataset else "toy"
     raw = load_suite(suite)
-    spec = _build(suite, raw, names=methods_, dataset=dataset, steps=steps, num_samples=num_samples, seed=seed,
-                  data_root=data_root)
+    spec = _build(suite, raw, names=methods_, dataset=dataset, steps=steps, nfe=nfe, models_=models_,
+                  num_samples=num_samples, seed=seed, data_root=data_root)
     try:
         own = _build(suite, raw).grid_hash()
     except BenchError:  # the suite's own grid needs a dataset argument (the folder suite)

@@ -139,8 +139,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     """Train `cfg` into `run_dir` (created); with `resume`, continue from its latest checkpoint."""
     validate_train(cfg.train)
     cls = methods.get_method(cfg.method)
-    if cls.trained_as is not None:
-        raise BenchError(f"{cfg.method} samples the {cls.trained_as} checkpoint; train {cls.trained_as} instead")
+    if not cls.trainable:
+        raise BenchError(f"{cfg.method} has nothing to train: it is built from the data (bench compare --model {cfg.method})")
     try:
         cls.check_config(cfg.model)
     except ValueError as e:
@@ -318,23 +318,24 @@ def _load_state(ckpt, method, optimizers, schedules, ema, stream, cfg) -> tuple[
 
 
 def _preview(method, ema, data, cfg, run_dir, device, log) -> None:
-    """preview.png: samples from the EMA weights. `train.preview_steps` picks the step count; when the
-    trained method cannot sample with it, any registered sampler of this checkpoint that can is used
-    (e.g. ddim-50 for a ddpm run), so previews of slow samplers stay cheap."""
+    """preview.png: samples from the EMA weights. `train.preview_steps` picks the step count; the
+    model's native sampler is used when it takes that many steps, else the first registered sampler
+    of this model that does (e.g. ddim-50 for a ddpm run), so previews of slow samplers stay cheap."""
     from bench.plots import save_preview
 
     cls = type(method)
-    steps = cfg.train.preview_steps or cls.default_steps(cfg.model)
-    candidates = [cls] + [methods.get_method(n) for n in methods.list_methods()
-                          if methods.get_method(n).trained_as == cls.name]
-    usable = [c for c in candidates if c.valid_steps(cfg.model).error(steps) is None]
+    names = methods.samplers_for(cls.name)
+    native = methods.get_sampler(names[0])
+    steps = cfg.train.preview_steps or native.default_steps(cls, cfg.model)
+    usable = [n for n in names
+              if methods.get_sampler(n).valid_steps(cls, cfg.model, methods.get_sampler(n).Options()).error(steps) is None]
     if not usable:
         log(f"preview skipped: no sampler of {cls.name} takes {steps} steps")
         return
-    sampling = usable[0](cfg.model, method.data_shape).to(device)
+    sampling = cls(cfg.model, method.data_shape).to(device)
     sampling.load_state_dict(method.state_dict())
     ema.apply_to(sampling)
-    sampler = sampling.eval().make_sampler(steps)
+    sampler = methods.get_sampler(usable[0]).build(sampling.eval(), steps, None)
     gen = torch.Generator().manual_seed(cfg.train.seed)
     noise = torch.randn(cfg.train.preview_samples, *data.shape, generator=gen).to(device)
     x = data.to_data(sampler(noise, generator=gen).cpu())

@@ -23,11 +23,14 @@ class DatasetInfo:
     preset: str  # default training preset
     suite: str  # default benchmark suite
     description: str
+    mixture: bool = False  # an isotropic Gaussian mixture: the exact-score oracle applies
 
 
 DATASETS = {d.name: d for d in [
-    DatasetInfo("gaussians25", "toy2d", "toy", "toy", "25 Gaussians on a 5x5 grid, std 0.05 (25 modes)"),
-    DatasetInfo("gaussians8", "toy2d", "toy", "toy", "8 Gaussians on a circle of radius 2, std 0.02 (8 modes)"),
+    DatasetInfo("gaussians25", "toy2d", "toy", "toy", "25 Gaussians on a 5x5 grid, std 0.05 (25 modes)",
+                mixture=True),
+    DatasetInfo("gaussians8", "toy2d", "toy", "toy", "8 Gaussians on a circle of radius 2, std 0.02 (8 modes)",
+                mixture=True),
     DatasetInfo("swissroll", "toy2d", "toy", "toy", "2-D swiss roll (no modes: distance metrics only)"),
     DatasetInfo("mnist", "image", "mnist", "mnist-cpu", "MNIST digits, 1x28x28 (presets pad to 32)"),
     DatasetInfo("fashion-mnist", "image", "mnist", "mnist-cpu", "Fashion-MNIST, 1x28x28 (presets pad to 32)"),

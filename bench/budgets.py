@@ -1,0 +1,113 @@
+"""Samplers compared at equal cost: the best sampler within each NFE budget, per model, and where
+the exact-score oracle and a trained model rank the samplers differently.
+
+A pure function of a results table. A budget B admits every row that made at most B network
+calls (measured); the rows of one model are ranked by the table's primary quality metric. Rows
+without a checkpoint step come from a model with no training (the exact-score oracle): their
+ranking is each sampler's discretisation error alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from bench.schema import FLOOR_METHOD
+
+# (column, name, lower is better): the first with values ranks the samplers
+PRIMARY = [("fid", "FID", True), ("swd", "sliced W1", True), ("fd_classifier", "FD (classifier features)", True),
+           ("kid", "KID", True)]
+
+
+def primary_metric(df: pd.DataFrame) -> tuple[str, str, bool] | None:
+    for col, name, lower in PRIMARY:
+        if col in df and df[col].notna().any():
+            return col, name, lower
+    return None
+
+
+def budgets(df: pd.DataFrame) -> list[int]:
+    """The NFE budgets the grid was chosen by (empty when it was chosen by steps)."""
+    if "nfe_target" not in df:
+        return []
+    return sorted(int(b) for b in df["nfe_target"].dropna().unique())
+
+
+def model_name(df: pd.DataFrame, model: str) -> str:
+    rows = df[df["model"] == model]
+    untrained = "checkpoint_step" in rows and rows["checkpoint_step"].isna().all()
+    return f"{model} (exact score, no network)" if untrained else f"{model} (trained)"
+
+
+def _sampler(row: pd.Series) -> str:
+    variant = row.get("variant")
+    return variant if isinstance(variant, str) and variant else row["method"]
+
+
+def _ranked(rows: pd.DataFrame, col: str, lower: bool) -> pd.DataFrame:
+    return rows[rows[col].notna()].sort_values(col, ascending=lower)
+
+
+def best_table(df: pd.DataFrame) -> str | None:
+    """Markdown: for each budget and model, the best row within the budget and its metric."""
+    metric, found = primary_metric(df), budgets(df)
+    rows = df[(df["method"] != FLOOR_METHOD) & df["model"].notna()] if "model" in df else df.iloc[0:0]
+    if metric is None or not found or rows.empty:
+        return None
+    col, name, lower = metric
+    models = list(dict.fromkeys(rows["model"]))
+    head = ["NFE budget"] + [f"best on {model_name(rows, m)}" for m in models]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for b in found:
+        cells = [f"≤ {b}"]
+        for m in models:
+            ranked = _ranked(rows[(rows["model"] == m) & (rows["nfe_measured"] <= b)], col, lower)
+            cells.append("–" if ranked.empty else
+                         f"{ranked.iloc[0]['label']} ({name} {ranked.iloc[0][col]:.4g})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def budget_reading(df: pd.DataFrame) -> list[str]:
+    """Plain-language lines: the winner at each budget on each model, and every budget at which two
+    models order the samplers differently (rows chosen for exactly that budget)."""
+    metric, found = primary_metric(df), budgets(df)
+    if metric is None or not found or "model" not in df:
+        return []
+    col, name, lower = metric
+    rows = df[(df["method"] != FLOOR_METHOD) & df["model"].notna()]
+    models = list(dict.fromkeys(rows["model"]))
+    out = []
+    for m in models:
+        wins = []
+        for b in found:
+            ranked = _ranked(rows[(rows["model"] == m) & (rows["nfe_measured"] <= b)], col, lower)
+            if len(ranked):
+                wins.append(f"≤ {b}: {_sampler(ranked.iloc[0])} ({ranked.iloc[0][col]:.4g})")
+        if wins:
+            out.append(f"Best {name} within each NFE budget on **{model_name(rows, m)}**: " + "; ".join(wins) + ".")
+    for b in found:
+        orders = {}
+        for m in models:
+            at = _ranked(rows[(rows["model"] == m) & (rows["nfe_target"] == b)], col, lower)
+            orders[m] = [_sampler(r) for _, r in at.iterrows()]
+        common = set.intersection(*(set(o) for o in orders.values())) if orders else set()
+        shared = {m: [s for s in o if s in common] for m, o in orders.items()}
+        if len(models) > 1 and len(common) > 1 and len({tuple(o) for o in shared.values()}) > 1:
+            tau = kendall_tau(*[shared[m] for m in models[:2]])
+            out.append(f"At NFE {b} the models rank the samplers differently by {name} (best first; Kendall tau"
+                       f" {tau:.2f} between {models[0]} and {models[1]}): "
+                       + "; ".join(f"{m}: {', '.join(o)}" for m, o in shared.items()) + ".")
+    return out
+
+
+def kendall_tau(a: list[str], b: list[str]) -> float:
+    """Kendall rank correlation of two orderings of the same items (1: same order, -1: reversed)."""
+    pos = {s: i for i, s in enumerate(b)}
+    n, score = len(a), 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            score += 1 if pos[a[i]] < pos[a[j]] else -1
+    pairs = n * (n - 1) / 2
+    return score / pairs if pairs else math.nan
