@@ -14,13 +14,15 @@ from bench.config import build
 
 # Small model configs per trained method and data kind (merged over the method's Config defaults).
 TINY_MODEL: dict[str, dict] = {
-    "ddpm": {"T": 100, "clip_sample": False, "net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
+    "ddpm": {"T": 100, "net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
+    "oracle": {"T": 100},
     "vdm": {"net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
     "ddgan": {"T": 2, "out_act": "none", "gen": {"nz": 4, "z_emb_dim": 16, "n_mlp": 1, "hidden": 32, "depth": 1},
               "disc": {"hidden": 32, "depth": 1, "t_emb_dim": 16}},
 }
 TINY_IMAGE_MODEL: dict[str, dict] = {
     "ddpm": {"T": 20, "net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
+    "oracle": {"T": 20},
     # loss_T > 0: the discrete-time loss, and 10 default sampling steps (as the reference samples a discrete model)
     "vdm": {"loss_T": 10, "net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
     "ddgan": {"T": 2, "gen": {"nz": 4, "z_emb_dim": 16, "n_mlp": 1, "nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1,
@@ -44,7 +46,6 @@ keep_checkpoints = 10
 preview_samples = 0
 [ddpm.model]
 T = 100
-clip_sample = false
 [ddpm.model.net]
 hidden = 32
 depth = 1
@@ -92,10 +93,17 @@ attn_levels = []
 
 
 def tiny_model_config(name: str, shape: tuple[int, ...] = VECTOR_SHAPE):
+    """The tiny configuration of model `name` for data of `shape`."""
     cls = methods.get_method(name)
-    trained = methods.get_method(cls.checkpoint_name())
     table = TINY_MODEL if len(shape) == 1 else TINY_IMAGE_MODEL
-    return build(cls.Config, table.get(trained.name, {}), "model.")
+    return build(cls.Config, table.get(name, {}), "model.")
+
+
+def native_sampler(model: methods.Method, steps: int | None = None, sampler: str | None = None, **options):
+    """The model's own sampler (or `sampler`) built at `steps` (default: the sampler's default)."""
+    cls = methods.get_sampler(sampler or type(model).native_sampler)
+    steps = cls.default_steps(type(model), model.cfg) if steps is None else steps
+    return cls.build(model, steps, cls.Options(**options))
 
 
 def shared_data_root() -> Path | None:

@@ -19,7 +19,7 @@ def resolve(**kw):
 
 def test_layers_apply_in_order(tmp_path):
     base = resolve()
-    assert base.train.steps == 4000 and base.model.clip_sample is False  # preset over defaults
+    assert base.train.steps == 4000 and base.model.lr == 2e-3  # preset over defaults
     cfg_file = tmp_path / "c.toml"
     cfg_file.write_text("[train]\nsteps = 50\nbatch_size = 8\n")
     cfg = resolve(config_file=cfg_file, flags={"model.T": 500}, sets={"train.steps": "70"})
@@ -37,7 +37,7 @@ def test_bare_keys_resolve_when_unique_and_nested_keys_work():
 @pytest.mark.parametrize("sets,message", [
     ({"nope": "1"}, "unknown config key 'nope'; valid keys: model.T"),
     ({"train.steps": "abc"}, "train.steps='abc' is not a valid int"),
-    ({"model.clip_sample": "maybe"}, "is not a valid bool"),
+    ({"data.hflip": "maybe"}, "is not a valid bool"),
     ({"seed": "1"}, "ambiguous"),
     ({"train.steps": "1.5"}, "not a valid int"),
 ])

@@ -16,7 +16,7 @@ from bench.timing import count_calls
 from bench.train import train
 from methods.ddgan import DDGAN, Coefs, make_coefs
 from methods.schedules import vp_discretised_betas
-from tests.conftest import IMAGE_SHAPE, VECTOR_SHAPE, tiny_model_config
+from tests.conftest import IMAGE_SHAPE, VECTOR_SHAPE, native_sampler, tiny_model_config
 
 
 def make(shape=VECTOR_SHAPE, **changes) -> DDGAN:
@@ -161,7 +161,7 @@ def test_a_z_less_generator_is_deterministic_given_x_t():
     m = make(use_z=False)
     assert m.gen.nz == 0
     assert torch.equal(m.predict(x, t, None), m.predict(x, t, None))
-    one_step = make(use_z=False, T=1).make_sampler(1)  # T = 1 has no posterior noise: a function of x_T
+    one_step = native_sampler(make(use_z=False, T=1), 1)  # T = 1 has no posterior noise: a function of x_T
     noise = torch.randn(16, 2)
     a = one_step(noise, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, one_step(noise, generator=torch.Generator().manual_seed(2)))
@@ -178,7 +178,7 @@ def test_every_parameterization_trains_and_samples_with_nfe_t(shape, parameteriz
     m = make(shape, parameterization=parameterization, T=3)
     for phase in m.phases:
         assert torch.isfinite(m(torch.rand(8, *shape) * 2 - 1, phase=phase, step=0)["loss"])
-    sampler = m.make_sampler(3)
+    sampler = native_sampler(m, 3)
     assert sampler.label == "ddgan-T3" and sampler.settings["parameterization"] == parameterization
     with count_calls(m.denoisers()) as counter:
         x = sampler(torch.randn(4, *shape), generator=torch.Generator().manual_seed(0))
@@ -187,7 +187,7 @@ def test_every_parameterization_trains_and_samples_with_nfe_t(shape, parameteriz
 
 def test_images_of_28_px_and_tanh_outputs():
     m = make((1, 28, 28), T=2)
-    x = m.make_sampler(2)(torch.randn(4, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    x = native_sampler(m, 2)(torch.randn(4, 1, 28, 28), generator=torch.Generator().manual_seed(0))
     assert x.shape == (4, 1, 28, 28) and x.abs().max() <= 1.0
 
 
@@ -218,4 +218,6 @@ def test_registry_knows_ddgan():
     cls = methods.get_method("ddgan")
     assert cls.steps_are_trained and cls.key_params == ("T",) and cls.ema_modules == ("gen",)
     assert cls.steps_overrides(8) == {"T": 8}
-    assert cls.valid_steps(cls.Config(T=8)).error(8) is None and cls.valid_steps(cls.Config(T=8)).error(4)
+    sampler = methods.get_sampler("ddgan")
+    rng = sampler.valid_steps(cls, cls.Config(T=8), sampler.Options())
+    assert rng.error(8) is None and rng.error(4)

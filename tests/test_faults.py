@@ -27,7 +27,7 @@ from bench.train import train
 from tests.conftest import files_under, invoke, one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
-TRAINED = [n for n in methods.list_methods() if methods.get_method(n).trained_as is None]
+TRAINED = [n for n in methods.list_methods() if methods.get_method(n).trainable]
 
 
 def bench(*args: str) -> list[str]:
@@ -245,7 +245,7 @@ BAD_INPUTS = [
     (["compare", "--num-samples", "-5"], "--num-samples must be in"),
     (["compare", "--out", "/proc/bench-out"], "cannot write to /proc/bench-out"),
     (["compare", "--device", "tpu"], "--device must be auto, cpu or cuda"),
-    (["train", "nope"], "unknown method 'nope'"),
+    (["train", "nope"], "unknown model 'nope'"),
     (["train", "ddpm", "--dataset", "nope"], "unknown dataset 'nope'"),
     (["train", "ddpm", "--T", "0"], "T=0 is out of range"),
     (["train", "ddpm", "--T", "1000000000"], "T=1000000000 is out of range"),
@@ -282,11 +282,15 @@ def test_mismatched_checkpoints_are_errors(finished_run, tiny_suite, tmp_path):
     from bench.errors import BenchError
     from bench.runs import load_method
 
-    load_method(finished_run, "ddim")  # a sampler of the same checkpoint is fine
-    others = [n for n in methods.list_methods() if methods.get_method(n).checkpoint_name() != "ddpm"]
+    from bench.runs import build_sampler
+
+    model, _, _ = load_method(finished_run)
+    build_sampler("ddim", model, 5, None)  # a sampler of the same checkpoint is fine
+    others = [n for n in methods.list_samplers() if methods.get_sampler(n).runs_on(type(model)) is not None]
+    assert others
     for name in others:
-        with pytest.raises(BenchError, match=f"{name} samples .* checkpoints, but .* holds a ddpm run"):
-            load_method(finished_run, name)
+        with pytest.raises(BenchError, match=f"{name} needs a .*; ddpm"):
+            build_sampler(name, model, 4, None)
     cfg_path = finished_run / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["model"]["net"]["hidden"] *= 2  # the weights no longer fit the architecture

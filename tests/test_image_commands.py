@@ -106,7 +106,7 @@ def test_image_compare_has_a_floor_row_grids_and_labelled_metrics_then_sample_an
     x = np.load(tmp_path / "s.npz")["samples"]
     assert x.dtype == np.uint8 and x.shape == (6, 1, 28, 28)
     meta = json.loads((tmp_path / "s.json").read_text())
-    assert meta["label"] == "ddim-2" and meta["nfe_measured"] == 2 and meta["trained_as"] == "ddpm"
+    assert meta["label"] == "ddim-2" and meta["nfe_measured"] == 2 and meta["model"] == "ddpm"
 
     result = invoke(["evaluate", str(tmp_path / "s.npz"), "--dataset", "mnist", "--suite", str(tiny_image_suite),
                      "--out", str(tmp_path / "ev"), *args], tmp_path)

@@ -20,8 +20,10 @@ from bench.metrics.likelihood import bits_per_dim
 from bench.timing import count_calls
 from bench.train import train
 from methods.schedules import GAMMA_SCHEDULES, build_gamma, gaussian_eps_vp
-from methods.vdm import VDM, VDMConfig, vdm_sample
-from tests.conftest import IMAGE_SHAPE, VECTOR_SHAPE, invoke, one_error_line, tiny_model_config
+from methods.prediction import ContinuousSchedule, Prediction
+from methods.samplers.vdm import vdm_sample
+from methods.vdm import VDM, VDMConfig
+from tests.conftest import IMAGE_SHAPE, VECTOR_SHAPE, invoke, native_sampler, one_error_line, tiny_model_config
 
 MU = torch.tensor([1.0, -0.5])
 STD = torch.tensor([0.5, 0.2])
@@ -127,23 +129,24 @@ def test_bpd_is_deterministic_given_the_generator_and_leaves_the_global_rng_alon
 
 # --- the sampler ------------------------------------------------------------------------------------
 
-def exact_eps(z_t: torch.Tensor, gamma_t: torch.Tensor) -> torch.Tensor:
-    return gaussian_eps_vp(z_t, gamma_t, MU, STD)
+def exact_prediction() -> Prediction:
+    """The exact E[eps | z_t] of Gaussian data on the fixed linear gamma, as a continuous-time model."""
+    gamma = build_gamma("fixed_linear", -13.3, 5.0)
+    return Prediction(lambda z, t: gaussian_eps_vp(z, gamma(t), MU, STD), "eps", ContinuousSchedule(gamma, {}))
 
 
 def test_sampler_with_the_exact_gaussian_denoiser_reproduces_the_data_moments():
     gamma = build_gamma("fixed_linear", -13.3, 5.0)
     noise = torch.randn(20_000, 2, generator=torch.Generator().manual_seed(0))
-    z_0 = vdm_sample(exact_eps, gamma, noise, steps=1000, generator=torch.Generator().manual_seed(1))
+    z_0 = vdm_sample(exact_prediction(), noise, steps=1000, generator=torch.Generator().manual_seed(1))
     x = z_0 / torch.sigmoid(-gamma(torch.tensor(0.0))).sqrt()
     assert torch.allclose(x.mean(0), MU, atol=0.02), f"mean {x.mean(0)} != {MU}"
     assert torch.allclose(x.std(0) / STD, torch.ones(2), atol=0.03), f"std {x.std(0)} != {STD}"
 
 
 def test_sampler_draws_only_from_its_generator():
-    gamma = build_gamma("fixed_linear", -13.3, 5.0)
     noise = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
-    run = functools.partial(vdm_sample, exact_eps, gamma, noise, steps=20)
+    run = functools.partial(vdm_sample, exact_prediction(), noise, steps=20)
     a = run(generator=torch.Generator().manual_seed(1))
     torch.manual_seed(123)  # the global RNG must not matter
     assert torch.equal(a, run(generator=torch.Generator().manual_seed(1)))
@@ -153,7 +156,7 @@ def test_sampler_draws_only_from_its_generator():
 @pytest.mark.parametrize("steps", [1, 7, 64])
 def test_measured_nfe_equals_steps(steps):
     m = tiny().eval()
-    sampler = m.make_sampler(steps)
+    sampler = native_sampler(m, steps)
     with count_calls(m.denoisers()) as counter:
         x = sampler(torch.randn(16, 2), generator=torch.Generator().manual_seed(0))
     assert counter["calls"] == steps == sampler.nfe and x.shape == (16, 2)
@@ -161,7 +164,7 @@ def test_measured_nfe_equals_steps(steps):
 
 def test_image_samples_are_on_the_8_bit_grid():
     m = tiny(IMAGE_SHAPE).eval()
-    x = m.make_sampler(3)(torch.randn(2, *IMAGE_SHAPE), generator=torch.Generator().manual_seed(0))
+    x = native_sampler(m, 3)(torch.randn(2, *IMAGE_SHAPE), generator=torch.Generator().manual_seed(0))
     k = (x + 1) * 255 / 2
     assert torch.allclose(k, k.round(), atol=1e-4) and x.min() >= -1 and x.max() <= 1
 
@@ -172,7 +175,7 @@ def test_bad_configs_and_steps_are_rejected():
     with pytest.raises(ValueError, match="gamma_min"):
         VDM.check_config(VDMConfig(gamma_min=5.0, gamma_max=-5.0))
     with pytest.raises(ValueError, match="steps=0 is not valid: use 1..100000"):
-        tiny().make_sampler(0)
+        native_sampler(tiny(), 0)
 
 
 # --- wiring: training, comparisons, CLI ---------------------------------------------------------------
