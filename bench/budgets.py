@@ -79,6 +79,11 @@ def budget_reading(df: pd.DataFrame) -> list[str]:
     rows = df[(df["method"] != FLOOR_METHOD) & df["model"].notna()]
     models = list(dict.fromkeys(rows["model"]))
     out = []
+    floor = df.loc[df["method"] == FLOOR_METHOD, col].dropna()
+    if len(floor):
+        near = rows[rows[col] <= 1.1 * floor.iloc[0]]
+        out.append(f"Real data scores {name} {floor.iloc[0]:.4g} at this sample count (the floor row):"
+                   f" {len(near)} rows are within 10% of it, where rankings are mostly sampling noise.")
     for m in models:
         wins = []
         for b in found:

@@ -142,6 +142,10 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
         raise BenchError(f"{reason}; {run} holds a {cfg.method} run (its samplers: "
                          f"{', '.join(methods.samplers_for(cfg.method))})")
     options = cls.Options(**sampler_options(cls, parse_sets(sampler_opts), cls.name))
+    try:
+        cls.validate(options)
+    except ValueError as e:
+        raise BenchError(str(e)) from None
     steps = cls.default_steps(model_cls, cfg.model) if steps is None else steps
     error = cls.valid_steps(model_cls, cfg.model, options).error(steps)
     if error:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.budgets import best_table, budget_reading
+from bench.budgets import best_table, budget_reading, budgets, model_name, primary_metric
 from bench.checkpoint import atomic_write_text
 from bench.errors import BenchError
 from bench.plots import plt, scatter, show_grid
@@ -42,6 +42,7 @@ METRICS = [
     Metric("mode_kl", "mode KL", "coverage", False, "{:.3f}"),
     Metric("bpd", "bits/dim (test)", "likelihood", False, "{:.3f}", per_sampler=False),
 ]
+LOG_Y = {"fid", "kid", "swd", "fd_classifier"}  # distances spanning decades: drawn on a log axis
 UNAVAILABLE = "unavailable"  # shown for a metric that the setup could not compute (reason in the notes)
 
 
@@ -148,6 +149,8 @@ def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path, spec: dict) -> b
         if len(floor) and not np.isnan(floor[m.column].iloc[0]):
             ax.axhline(floor[m.column].iloc[0], color="k", ls="--", lw=1, label="data (floor)")
         ax.set_xscale("log")
+        if m.column in LOG_Y and (models[m.column].dropna() > 0).all():
+            ax.set_yscale("log")
         xs = models[x][models[x] > 0]
         if len(xs):  # explicit limits: a metric with no finite model value (e.g. mode KL) leaves no data
             ax.set_xlim(xs.min() / 1.5, xs.max() * 1.5)
@@ -161,6 +164,44 @@ def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path, spec: dict) -> b
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
+
+
+def _plot_by_model(df: pd.DataFrame, path: Path) -> bool:
+    """The primary quality metric against measured NFE, one panel per model, one line per sampler
+    (the same colour on every panel): a solver's discretisation error (exact-score panel) next to
+    discretisation plus network error (trained panels). Only for grids with NFE budgets."""
+    metric = primary_metric(df)
+    models = df[(df["method"] != FLOOR_METHOD) & df["model"].notna()] if "model" in df else df.iloc[0:0]
+    if metric is None or not budgets(df) or models.empty:
+        return False
+    col, name, _ = metric
+    names = list(dict.fromkeys(models["model"]))
+    colours = {s: plt.cm.tab20(i % 20) for i, s in enumerate(sorted(set(models.apply(_sampler_name, axis=1))))}
+    floor = df[df["method"] == FLOOR_METHOD]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.8), squeeze=False, sharey=True)
+    for ax, model in zip(axes[0], names):
+        rows = models[models["model"] == model]
+        for sampler, g in rows.groupby(rows.apply(_sampler_name, axis=1), sort=True):
+            g = g.sort_values("nfe_measured")
+            ax.plot(g["nfe_measured"], g[col], marker="o", ms=3, color=colours[sampler], label=sampler)
+        if len(floor) and pd.notna(floor[col].iloc[0]):
+            ax.axhline(floor[col].iloc[0], color="k", ls="--", lw=1, label="data (floor)")
+        ax.set_xscale("log")
+        if (models[col].dropna() > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(model_name(models, model), fontsize=9)
+        ax.set_xlabel("network function evaluations (measured)")
+    axes[0][0].set_ylabel(f"{name} (lower is better)")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def _sampler_name(row: pd.Series) -> str:
+    variant = row.get("variant")
+    return variant if isinstance(variant, str) and variant else row["method"]
 
 
 MAX_SAMPLE_PANELS = 40
@@ -377,6 +418,8 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
                                 ("sample_ms_per_100", "ms per 100 samples", "quality_vs_time.png")):
             if _plot_vs(df, x, xlabel, report_dir / name, spec):
                 figures.append(name)
+    if _plot_by_model(df, report_dir / "solvers_vs_nfe.png"):
+        figures.insert(0, "solvers_vs_nfe.png")
     shown, caption = sample_rows(df)
     if _plot_samples(shown, results_dir / "samples", report_dir / "samples.png"):
         figures.append("samples.png")

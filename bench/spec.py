@@ -256,8 +256,9 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
                                name)
         try:
             options = sampler.Options(**opts)
+            sampler.validate(options)
         except (TypeError, ValueError) as e:
-            raise BenchError(f"{name}: {e}") from None
+            raise BenchError(str(e) if str(e).startswith(sampler.name) else f"{name}: {e}") from None
         for model_name in usable:
             model = methods.get_method(model_name)
             if model.needs_mixture and not info.mixture:

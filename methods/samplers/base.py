@@ -78,6 +78,10 @@ class SamplerDef:
         return best
 
     @classmethod
+    def validate(cls, opts: Any) -> None:
+        """Raise ValueError naming the option when a value is out of range (checked before any work)."""
+
+    @classmethod
     def build(cls, model: Method, steps: int, opts: Any) -> LoopSampler:
         raise NotImplementedError
 
@@ -85,6 +89,7 @@ class SamplerDef:
     def check(cls, model: Method, steps: int, opts: Any) -> Any:
         """Shared validation of build(): the model kind and the step count; returns the options."""
         opts = cls.Options() if opts is None else opts
+        cls.validate(opts)
         reason = cls.runs_on(type(model))
         if reason:
             raise ValueError(reason)

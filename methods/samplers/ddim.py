@@ -61,12 +61,15 @@ class DDIM(SamplerDef):
     summary = "DDIM (eta = 0 deterministic, eta > 0 stochastic), timesteps from diffusers DDIMScheduler"
 
     @classmethod
-    def build(cls, model, steps: int, opts: DDIMOptions | None = None) -> LoopSampler:
-        opts = cls.check(model, steps, opts)
+    def validate(cls, opts: DDIMOptions) -> None:
         if opts.timestep_spacing not in SPACINGS:
             raise ValueError(f"ddim: unknown timestep_spacing {opts.timestep_spacing!r}; choose from {', '.join(SPACINGS)}")
         if opts.eta < 0:
             raise ValueError(f"ddim: eta must be >= 0, got {opts.eta}")
+
+    @classmethod
+    def build(cls, model, steps: int, opts: DDIMOptions | None = None) -> LoopSampler:
+        opts = cls.check(model, steps, opts)
         pred = model.prediction().discrete()
         grid = DDIMScheduler(**pred.schedule.diffusers, timestep_spacing=opts.timestep_spacing, steps_offset=0)
         grid.set_timesteps(steps)

@@ -77,6 +77,7 @@ class DiffusersSampler(SamplerDef):
         spacing = getattr(opts, "timestep_spacing", None)
         if spacing is not None and spacing not in SPACINGS:
             raise ValueError(f"{cls.name}: unknown timestep_spacing {spacing!r}; choose from {', '.join(SPACINGS)}")
+        cls.scheduler_kwargs(opts)  # raises on an unknown sigma schedule
 
     @classmethod
     def label(cls, steps: int, opts: Any) -> str:
@@ -85,7 +86,6 @@ class DiffusersSampler(SamplerDef):
     @classmethod
     def build(cls, model: Method, steps: int, opts: Any = None) -> LoopSampler:
         opts = cls.check(model, steps, opts)
-        cls.validate(opts)
         pred = model.prediction().discrete()
         kwargs = {**pred.schedule.diffusers, "prediction_type": PREDICTION_TYPES[pred.kind],
                   **cls.scheduler_kwargs(opts)}
