@@ -40,7 +40,8 @@ def model_name(df: pd.DataFrame, model: str) -> str:
     return f"{model} (exact score, no network)" if untrained else f"{model} (trained)"
 
 
-def _sampler(row: pd.Series) -> str:
+def sampler_of(row: pd.Series) -> str:
+    """A row's sampler, or its variant's name when it has one."""
     variant = row.get("variant")
     return variant if isinstance(variant, str) and variant else row["method"]
 
@@ -89,14 +90,14 @@ def budget_reading(df: pd.DataFrame) -> list[str]:
         for b in found:
             ranked = _ranked(rows[(rows["model"] == m) & (rows["nfe_measured"] <= b)], col, lower)
             if len(ranked):
-                wins.append(f"≤ {b}: {_sampler(ranked.iloc[0])} ({ranked.iloc[0][col]:.4g})")
+                wins.append(f"≤ {b}: {sampler_of(ranked.iloc[0])} ({ranked.iloc[0][col]:.4g})")
         if wins:
             out.append(f"Best {name} within each NFE budget on **{model_name(rows, m)}**: " + "; ".join(wins) + ".")
     for b in found:
         orders = {}
         for m in models:
             at = _ranked(rows[(rows["model"] == m) & (rows["nfe_target"] == b)], col, lower)
-            orders[m] = [_sampler(r) for _, r in at.iterrows()]
+            orders[m] = [sampler_of(r) for _, r in at.iterrows()]
         common = set.intersection(*(set(o) for o in orders.values())) if orders else set()
         shared = {m: [s for s in o if s in common] for m, o in orders.items()}
         if len(models) > 1 and len(common) > 1 and len({tuple(o) for o in shared.values()}) > 1:

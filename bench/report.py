@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.budgets import best_table, budget_reading, budgets, model_name, primary_metric
+from bench.budgets import best_table, budget_reading, budgets, model_name, primary_metric, sampler_of
 from bench.checkpoint import atomic_write_text
 from bench.errors import BenchError
 from bench.plots import plt, scatter, show_grid
@@ -176,12 +176,12 @@ def _plot_by_model(df: pd.DataFrame, path: Path) -> bool:
         return False
     col, name, _ = metric
     names = list(dict.fromkeys(models["model"]))
-    colours = {s: plt.cm.tab20(i % 20) for i, s in enumerate(sorted(set(models.apply(_sampler_name, axis=1))))}
+    colours = {s: plt.cm.tab20(i % 20) for i, s in enumerate(sorted(set(models.apply(sampler_of, axis=1))))}
     floor = df[df["method"] == FLOOR_METHOD]
     fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.8), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], names):
         rows = models[models["model"] == model]
-        for sampler, g in rows.groupby(rows.apply(_sampler_name, axis=1), sort=True):
+        for sampler, g in rows.groupby(rows.apply(sampler_of, axis=1), sort=True):
             g = g.sort_values("nfe_measured")
             ax.plot(g["nfe_measured"], g[col], marker="o", ms=3, color=colours[sampler], label=sampler)
         if len(floor) and pd.notna(floor[col].iloc[0]):
@@ -197,11 +197,6 @@ def _plot_by_model(df: pd.DataFrame, path: Path) -> bool:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
-
-
-def _sampler_name(row: pd.Series) -> str:
-    variant = row.get("variant")
-    return variant if isinstance(variant, str) and variant else row["method"]
 
 
 MAX_SAMPLE_PANELS = 40

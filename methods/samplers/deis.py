@@ -33,12 +33,6 @@ class DEIS(DiffusersSampler):
     summary = "DEIS: exponential integrator, multistep, order 1-3 (default 2; diffusers DEISMultistepScheduler, logrho)"
 
     @classmethod
-    def validate(cls, opts: DEISOptions) -> None:
-        super().validate(opts)
-        if opts.order not in (1, 2, 3):
-            raise ValueError(f"deis: order must be 1, 2 or 3, got {opts.order}")
-
-    @classmethod
     def scheduler_kwargs(cls, opts: DEISOptions) -> dict:
         return dict(solver_order=opts.order, algorithm_type="deis", solver_type="logrho",
                     timestep_spacing=opts.timestep_spacing, lower_order_final=opts.lower_order_final,

@@ -60,7 +60,7 @@ class DiffusersSampler(SamplerDef):
     """A sampler whose update is a diffusers scheduler's `step`."""
 
     scheduler_cls: ClassVar[type]
-    calls_per_step: ClassVar[int] = 1
+    max_order: ClassVar[int] = 3  # the highest `order` option the scheduler supports
 
     @classmethod
     def scheduler_kwargs(cls, opts: Any) -> dict[str, Any]:
@@ -77,6 +77,9 @@ class DiffusersSampler(SamplerDef):
         spacing = getattr(opts, "timestep_spacing", None)
         if spacing is not None and spacing not in SPACINGS:
             raise ValueError(f"{cls.name}: unknown timestep_spacing {spacing!r}; choose from {', '.join(SPACINGS)}")
+        order = getattr(opts, "order", None)
+        if order is not None and not 1 <= order <= cls.max_order:
+            raise ValueError(f"{cls.name}: order must be in 1..{cls.max_order}, got {order}")
         cls.scheduler_kwargs(opts)  # raises on an unknown sigma schedule
 
     @classmethod

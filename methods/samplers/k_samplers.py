@@ -83,13 +83,8 @@ class LMS(DiffusersSampler):
     Options = LMSOptions
     scheduler_cls = LMSDiscreteScheduler
     order = 4
+    max_order = 4
     summary = "Linear multistep (k-diffusion LMS, order 4 by default; diffusers LMSDiscreteScheduler)"
-
-    @classmethod
-    def validate(cls, opts: LMSOptions) -> None:
-        super().validate(opts)
-        if not 1 <= opts.order <= 4:
-            raise ValueError(f"lms: order must be in 1..4, got {opts.order}")
 
     @classmethod
     def scheduler_kwargs(cls, opts: LMSOptions) -> dict:

@@ -34,8 +34,6 @@ class UniPC(DiffusersSampler):
     @classmethod
     def validate(cls, opts: UniPCOptions) -> None:
         super().validate(opts)
-        if opts.order not in (1, 2, 3):
-            raise ValueError(f"unipc: order must be 1, 2 or 3, got {opts.order}")
         if opts.solver_type not in ("bh1", "bh2"):
             raise ValueError(f"unipc: solver_type must be bh1 or bh2, got {opts.solver_type!r}")
 
