@@ -50,7 +50,7 @@ def train_command(method: str, *, dataset: str | None, preset: str | None, confi
     cfg = resolve_run_config(method, model_cls=cls.Config, preset=preset, dataset=dataset, config_file=config,
                              flags=flags, sets=parse_sets(sets))
     run_dir = Path(out) if out is not None else run_dir_for(cfg, runs_dir)
-    return train(cfg, run_dir, resume=resume, progress=progress, log=log)
+    return train(cfg, run_dir, resume=resume, progress=progress, log=log, runs_dir=runs_dir)
 
 
 def compare_command(*, suite: str | None, methods: str | None, dataset: str | None, steps: str | None,

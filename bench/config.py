@@ -5,6 +5,12 @@
 Keys are dotted paths: `train.steps`, `model.T`, `model.net.hidden`, `data.seed`.
 A bare key (`steps`) is accepted when exactly one section has it. Unknown keys and
 values of the wrong type are errors that list what is valid.
+
+Runs may depend on runs (a reflow student on its teacher, a distilled model on its
+diffusion model): a method's `parents(cfg)` names them, and each parent is resolved from
+the same preset and data as the child, with the parent's own overrides (never the
+child's flags). The parents' run ids enter the child's run id, so a changed parent is a
+different child, never a silent mix.
 """
 
 from __future__ import annotations
@@ -71,14 +77,26 @@ class RunConfig:
     model: Any  # the method's Config dataclass
     data: DataConfig
     train: TrainConfig
+    parents: tuple[tuple[str, "RunConfig"], ...] = ()  # (role, config) of the runs this one is built from
 
-    def to_dict(self) -> dict[str, Any]:
+    def own_dict(self) -> dict[str, Any]:
         return {"method": self.method, "preset": self.preset, "model": dataclasses.asdict(self.model),
                 "data": dataclasses.asdict(self.data), "train": dataclasses.asdict(self.train)}
 
+    def to_dict(self) -> dict[str, Any]:
+        d = self.own_dict()
+        if self.parents:
+            d["parents"] = {role: p.to_dict() for role, p in self.parents}
+        return d
+
+    def parent(self, role: str) -> "RunConfig":
+        return dict(self.parents)[role]
+
     def semantic_dict(self) -> dict[str, Any]:
-        """What determines the trained weights: everything but cadence and paths."""
-        flat = {k: v for k, v in flatten(self.to_dict()).items() if k not in CADENCE_KEYS}
+        """What determines the trained weights: everything but cadence and paths, and each parent's
+        run id (runs without parents keep the ids they had before parents existed)."""
+        flat = {k: v for k, v in flatten(self.own_dict()).items() if k not in CADENCE_KEYS}
+        flat.update({f"parents.{role}": p.run_id() for role, p in self.parents})
         return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
 
     def run_id(self) -> str:
@@ -293,20 +311,46 @@ def resolve_run_config(method: str, *, model_cls: type, preset: str, dataset: st
         values = deep_update(values, {"data": {"name": dataset}})
     for layer in (flags or {}, sets or {}):
         values = deep_update(values, unflatten(qualify(layer, sections)))
-    return RunConfig(method=method, preset=preset, model=build(model_cls, values.get("model", {}), "model."),
-                     data=build(DataConfig, values.get("data", {}), "data."),
-                     train=build(TrainConfig, values.get("train", {}), "train."))
+    cfg = RunConfig(method=method, preset=preset, model=build(model_cls, values.get("model", {}), "model."),
+                    data=build(DataConfig, values.get("data", {}), "data."),
+                    train=build(TrainConfig, values.get("train", {}), "train."))
+    return dataclasses.replace(cfg, parents=_resolve_parents(cfg))
+
+
+def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
+    """Each parent named by the method, on the child's preset and data, with its own overrides."""
+    import methods
+
+    try:
+        wanted = methods.get_method(cfg.method).parents(cfg.model)
+    except ValueError as e:
+        raise BenchError(f"{cfg.method}: {e}") from None
+    data = {f"data.{k}": v for k, v in dataclasses.asdict(cfg.data).items()}
+    out = []
+    for role, (method, sets) in wanted.items():
+        cls = methods.get_method(method)
+        out.append((role, resolve_run_config(method, model_cls=cls.Config, preset=cfg.preset,
+                                             sets={**data, **sets})))
+    return tuple(out)
 
 
 def run_config_from_dict(d: dict[str, Any], model_cls: type) -> RunConfig:
-    """Rebuild a RunConfig from a run's config.json."""
+    """Rebuild a RunConfig (and its parents) from a run's config.json."""
+    import methods
+
+    parents = tuple((role, run_config_from_dict(p, methods.get_method(p["method"]).Config))
+                    for role, p in d.get("parents", {}).items())
     return RunConfig(method=d["method"], preset=d.get("preset", ""), model=build(model_cls, d["model"], "model."),
-                     data=build(DataConfig, d["data"], "data."), train=build(TrainConfig, d["train"], "train."))
+                     data=build(DataConfig, d["data"], "data."), train=build(TrainConfig, d["train"], "train."),
+                     parents=parents)
 
 
 def diff_configs(a: RunConfig, b: RunConfig, *, ignore: frozenset[str] = CADENCE_KEYS) -> list[str]:
     """Human-readable differences between two run configs (semantic keys only)."""
-    fa, fb = flatten(a.to_dict()), flatten(b.to_dict())
+    def flat(c: RunConfig) -> dict[str, Any]:
+        return {**flatten(c.own_dict()), **{f"parents.{role}": p.run_id() for role, p in c.parents}}
+
+    fa, fb = flat(a), flat(b)
     keys = sorted((set(fa) | set(fb)) - ignore)
     return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in keys if fa.get(k) != fb.get(k)]
 

@@ -6,6 +6,10 @@ distributed) module, back-propagates and steps that phase's optimizer. EMA copie
 the method's `ema_modules` follow every iteration. Checkpoints (atomic, see
 bench/checkpoint.py) hold weights, EMA, optimizers, LR schedules, RNG and data order,
 so `resume=True` continues exactly where the last checkpoint left off.
+
+A run with parents (RunConfig.parents: a reflow student's teacher, ...) trains the missing
+ones first, into the same runs folder, and hands them to the method before its EMA copies
+are made (`Method.attach_parents`).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from bench.config import CADENCE_KEYS, RunConfig, TrainConfig, diff_configs, val
 from bench.data import IndexStream, load_dataset
 from bench.errors import BenchError, DivergenceError
 from bench.provenance import environment
-from bench.runs import read_run_config
+from bench.runs import completed_step, is_complete, load_method, read_run_config, run_dir_for
 
 
 def lr_factor(cfg: TrainConfig, base_lr: float) -> Callable[[int], float]:
@@ -134,9 +138,30 @@ def _truncate_stats(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
+def train_parents(cfg: RunConfig, runs_dir: Path, *, progress: bool = True,
+                  log: Callable[[str], None] = print) -> dict[str, methods.Method]:
+    """Each parent of `cfg`, trained into `runs_dir` when missing or unfinished, loaded with its EMA
+    weights on the CPU in eval mode."""
+    out = {}
+    for role, parent in cfg.parents:
+        parent_dir = run_dir_for(parent, runs_dir)
+        if not is_complete(parent_dir, parent):
+            resume = parent_dir.exists() and completed_step(parent_dir) > 0
+            log(f"[parent] {cfg.method} needs its {role}: training {parent.method} -> {parent_dir}"
+                + (" (resuming)" if resume else ""))
+            train(parent, parent_dir, resume=resume, progress=progress, log=log, runs_dir=runs_dir)
+        method, got, _ = load_method(parent_dir)
+        if got.run_id() != parent.run_id():
+            raise BenchError(f"{parent_dir} does not hold the {role} this run needs"
+                             f" ({'; '.join(diff_configs(got, parent)[:2])}); delete it to retrain")
+        out[role] = method
+    return out
+
+
 def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool = True,
-          log: Callable[[str], None] = print) -> Path:
-    """Train `cfg` into `run_dir` (created); with `resume`, continue from its latest checkpoint."""
+          log: Callable[[str], None] = print, runs_dir: Path | None = None) -> Path:
+    """Train `cfg` into `run_dir` (created); with `resume`, continue from its latest checkpoint.
+    Parents are looked for (and trained) in `runs_dir`, by default the folder holding `run_dir`."""
     validate_train(cfg.train)
     cls = methods.get_method(cfg.method)
     if not cls.trainable:
@@ -148,6 +173,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     run_dir = Path(run_dir)
     check_writable(run_dir)
     resume_from = prepare_run_dir(cfg, run_dir, resume=resume)
+    parents = train_parents(cfg, Path(runs_dir) if runs_dir is not None else run_dir.parent, progress=progress,
+                            log=log) if cfg.parents else {}
 
     # --- setup: devices, data, method, optimizers, schedules, EMA --------------------------------
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision)
@@ -159,6 +186,11 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     stream = IndexStream(len(data), cfg.train.batch_size // accelerator.num_processes,
                          seed=cfg.train.seed * 1000 + accelerator.process_index + 1)
     method = cls(cfg.model, data.shape)
+    if parents:
+        if accelerator.is_main_process:  # config.json first: a folder holding a cache is always a run
+            _write_run_files(cfg, run_dir, accelerator.device)
+        accelerator.wait_for_everyone()
+        method.attach_parents(parents, run_dir=run_dir, seed=cfg.train.seed, log=log)
     groups = method.param_groups()
     optimizers = {name: torch.optim.AdamW(g.params, lr=g.lr, betas=g.betas, weight_decay=g.weight_decay)
                   for name, g in groups.items()}

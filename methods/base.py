@@ -60,6 +60,7 @@ class Sampler(Protocol):
     nfe: int
     label: str
     settings: dict[str, Any]
+    adaptive: bool
 
     def __call__(self, noise: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor: ...
 
@@ -77,6 +78,7 @@ class LoopSampler:
     nfe: int
     label: str
     settings: dict[str, Any] = dataclasses.field(default_factory=dict)
+    adaptive: bool = False  # the solver picks its steps: `nfe` is 0 (unknown in advance), hooks measure it
 
     @torch.no_grad()
     def __call__(self, noise: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
@@ -112,6 +114,19 @@ class Method(nn.Module):
     def num_timesteps(cls, cfg: Any) -> int | None:
         """T of a discrete schedule (samplers take at most T steps); None in continuous time."""
         return None
+
+    @classmethod
+    def parents(cls, cfg: Any) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The runs this one is built from: {role: (model name, config overrides)}, e.g. a reflow
+        student's {"teacher": ("flow", {"model.reflow": 0})}. The harness trains them first and
+        passes them to `attach_parents`; their run ids are part of this run's id. {} for most."""
+        return {}
+
+    def attach_parents(self, parents: dict[str, "Method"], *, run_dir: Any, seed: int,
+                       log: Callable[[str], None] = print) -> None:
+        """Called once before training starts or resumes (before the EMA copies are made), with
+        the trained parents (EMA weights, eval mode). Anything derived from them that training
+        needs (reflow couplings) must be deterministic given `seed`; it may be cached in `run_dir`."""
 
     @classmethod
     def steps_overrides(cls, steps: int) -> dict[str, Any]:
