@@ -73,7 +73,8 @@ def cell_label(cell: Cell, sampler_label: str) -> str:
 
 def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: int, device: torch.device,
                  to_data: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
-    """n samples in blocks of `batch`, block b seeded (seed, b); returns (samples, NFE per call).
+    """n samples in blocks of `batch`, block b seeded (seed, b); returns (samples, NFE per call: the
+    mean over blocks, rounded, for an adaptive solver whose calls vary).
     `to_data` maps each block to data space as it comes (uint8 images stay small in memory)."""
     out, calls = [], []
     for b in range(math.ceil(n / batch)):
@@ -83,9 +84,9 @@ def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: i
             x = sampler(noise, generator=gen).cpu()
         out.append(to_data(x) if to_data is not None else x)
         calls.append(counter["calls"])
-    if len(set(calls)) > 1:
+    if len(set(calls)) > 1 and not getattr(sampler, "adaptive", False):
         raise BenchError(f"{sampler.label}: network calls per batch varied ({sorted(set(calls))})")
-    return torch.cat(out)[:n], calls[0]
+    return torch.cat(out)[:n], round(sum(calls) / len(calls))
 
 
 def save_diagnostics(method: methods.Method, path: Path) -> None:
@@ -122,6 +123,13 @@ def budget_note(cell: Cell, nfe: int) -> list[str]:
             f" {cell.steps} steps, the most steps within the budget"]
 
 
+def adaptive_note(sampler) -> list[str]:
+    if not sampler.adaptive:
+        return []
+    return [f"adaptive solver: NFE is measured (mean over sample blocks), none declared; tolerances in"
+            f" sampler_settings"]
+
+
 def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device,
                  diagnostics_dir: Path | None = None, per_checkpoint: dict | None = None,
                  images=None) -> tuple[dict, np.ndarray]:
@@ -144,7 +152,8 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     row = {
         "method": cell.method, "label": cell_label(cell, sampler.label), "variant": cell.variant,
         "model": cfg.method, "steps": cell.steps, "nfe_target": cell.nfe_target or None, "seed": spec.seed,
-        "num_samples": spec.num_samples, "nfe_declared": sampler.nfe, "nfe_measured": nfe,
+        "num_samples": spec.num_samples, "nfe_declared": None if sampler.adaptive else sampler.nfe,
+        "nfe_measured": nfe,
         "sample_ms_per_100": sample_t.mean_ms, "sample_ms_per_100_std": sample_t.std_ms,
         "forward_ms_per_100": forward_t.mean_ms,
         "sampler_efficiency": nfe * forward_t.mean_ms / sample_t.mean_ms,
@@ -152,7 +161,7 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
         **metrics, **likelihood,
         "run_id": cfg.run_id(), "checkpoint_step": meta["step"],
         "sampler_settings": json.dumps(sampler.settings, sort_keys=True, default=str),
-        "notes": "; ".join(budget_note(cell, nfe) + notes + bpd_notes),
+        "notes": "; ".join(budget_note(cell, nfe) + adaptive_note(sampler) + notes + bpd_notes),
     }
     return row, kept(data, x)
 
@@ -197,7 +206,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
             resume = completed_step(run_dir) > 0 if run_dir.exists() else False
             log(f"[train {i}/{len(pending)}] {cfg.method} on {cfg.data.name} -> {run_dir}"
                 + (" (resuming)" if resume else ""))
-            train(cfg, run_dir, resume=resume, progress=progress, log=log)
+            train(cfg, run_dir, resume=resume, progress=progress, log=log, runs_dir=runs_dir)
 
     # --- 2. measure each cell; rows are saved as soon as they exist ------------------------------
     results_dir.mkdir(parents=True, exist_ok=True)

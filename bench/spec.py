@@ -160,6 +160,9 @@ def _steps_for(name: str, sampler: type, model: type, wanted: list[tuple[int | N
     """Valid (steps, budget) pairs among `wanted`. A suite's step grid must be all valid (strict);
     --steps and NFE budgets keep each sampler's valid values (what they skip goes into `notes`) and
     are errors only when they leave a sampler with none."""
+    if sampler.adaptive and flag == "--nfe":  # its tolerances, not a budget, set its calls: one row
+        notes.append(f"{name} on {model.name} is adaptive: one row, whose NFE is measured rather than budgeted")
+        return [(sampler.valid_steps(model, base, opts).lo, 0)]
     keep, errors = [], []
     for s, budget in wanted:
         if s is None:

@@ -1,4 +1,5 @@
-"""The exact-score oracle of an isotropic Gaussian mixture: a model with no weights.
+"""The exact oracles of an isotropic Gaussian mixture: models with no weights. `oracle` gives the
+exact eps of DDPM's schedule, `flow-oracle` the exact velocity of the flow's linear path.
 
 For x_0 ~ (1/K) sum_k N(mu_k, s^2 I) and x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, the noised
 marginal is again a mixture, p_t(x) = (1/K) sum_k N(x; a mu_k, v I) with a = sqrt(abar_t) and
@@ -13,6 +14,13 @@ Every sampler run on it measures its own discretisation error with no network er
 schedule is DDPM's (T linear betas, the same defaults as the `ddpm` model), so its rows sit
 beside the trained checkpoint's. Fractional timesteps (Karras-sigma solvers) get alpha_bar by
 the log-sigma interpolation diffusers uses to place them (methods/prediction.py).
+
+Under the linear path x_t = (1 - t) x_0 + t eps (methods/flow.py) the marginal is the mixture
+(1/K) sum_k N(x; a mu_k, v I) with a = 1 - t and v = a^2 s^2 + t^2, and given x_t = x and the
+component k, x_0 and eps have the Gaussian posterior means
+    E[x_0 | x, k] = mu_k + a s^2 (x - a mu_k) / v,    E[eps | x, k] = t (x - a mu_k) / v,
+so the exact velocity is
+    u*(x, t) = E[eps - x_0 | x_t = x] = sum_k w_k(x) [(t - a s^2) (x - a mu_k) / v - mu_k].
 """
 
 from __future__ import annotations
@@ -54,13 +62,81 @@ class MixtureEps(nn.Module):
         return ((1 - abar).sqrt() * (w * diff).sum(1, keepdim=True) / v).reshape(x.shape).to(x.dtype)
 
 
+class MixtureVelocity(nn.Module):
+    """u*(x_t, t) of an isotropic Gaussian mixture under the linear path, in float64."""
+
+    def __init__(self, means: torch.Tensor, std: float):
+        super().__init__()
+        self.register_buffer("means", means.double())
+        self.std = float(std)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        t = torch.as_tensor(t, device=x.device).double().reshape(-1)
+        t = (t.expand(x.shape[0]) if t.numel() == 1 else t).reshape(-1, 1, 1)
+        a = 1 - t
+        v = a**2 * self.std**2 + t**2
+        mu = self.means.reshape(1, len(self.means), -1)
+        diff = x.double().reshape(x.shape[0], 1, -1) - a * mu  # (B, K, D)
+        w = torch.softmax(-diff.pow(2).sum(-1, keepdim=True) / (2 * v), dim=1)
+        u = (w * ((t - a * self.std**2) * diff / v - mu)).sum(1)
+        return u.reshape(x.shape).to(x.dtype)
+
+
+class MixtureModel(Method):
+    """What both oracles share: built from the data's mixture, nothing to train."""
+
+    trainable = False
+    needs_mixture = True
+
+    @classmethod
+    def from_data(cls, cfg, data):
+        """The oracle of `data.mixture` (means (K, D), std): any isotropic Gaussian mixture dataset."""
+        mixture = getattr(data, "mixture", None)
+        if mixture is None:
+            raise ValueError(f"the {cls.name} needs isotropic Gaussian mixture data; {getattr(data, 'name', 'this data')}"
+                             " has no closed-form score")
+        return cls(cfg, tuple(data.shape), means=mixture.means, std=mixture.std)
+
+    def param_groups(self) -> dict[str, ParamGroup]:
+        return {"model": ParamGroup([], lr=0.0)}
+
+    def forward(self, x0: torch.Tensor, *, phase: str, step: int) -> dict[str, torch.Tensor]:
+        raise RuntimeError(f"the {self.name} is exact: there is nothing to train")
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowOracleConfig:
+    """No options: the linear path has no schedule to choose."""
+
+
+@register_method("flow-oracle")
+class FlowOracle(MixtureModel):
+    """No training: the exact velocity of the data's Gaussian mixture under the linear path."""
+
+    Config = FlowOracleConfig
+    kind = "velocity"
+    time = "continuous"
+    native_sampler = "flow"
+    summary = "exact-velocity oracle of an isotropic Gaussian mixture under the flow's linear path (no weights)"
+
+    def __init__(self, cfg: FlowOracleConfig, data_shape: tuple[int, ...], *, means: torch.Tensor | None = None,
+                 std: float = 1.0):
+        super().__init__(cfg, data_shape)
+        means = torch.zeros(1, *self.data_shape) if means is None else means
+        self.velocity = MixtureVelocity(means.reshape(len(means), -1), std)
+
+    def denoisers(self) -> list[nn.Module]:
+        return [self.velocity]
+
+    def prediction(self) -> Prediction:
+        return Prediction(self.velocity, "velocity", None)
+
+
 @register_method("oracle")
-class Oracle(Method):
+class Oracle(MixtureModel):
     """No training: the exact eps of the data's Gaussian mixture, on DDPM's discrete schedule."""
 
     Config = OracleConfig
-    trainable = False
-    needs_mixture = True
     native_sampler = "ddim"
     summary = "exact-score oracle of an isotropic Gaussian mixture (no weights, no training) on DDPM's schedule"
 
@@ -72,15 +148,6 @@ class Oracle(Method):
         self.eps = MixtureEps(means.reshape(len(means), -1), std, self.schedule)
 
     @classmethod
-    def from_data(cls, cfg: OracleConfig, data) -> "Oracle":
-        """The oracle of `data.mixture` (means (K, D), std): any isotropic Gaussian mixture dataset."""
-        mixture = getattr(data, "mixture", None)
-        if mixture is None:
-            raise ValueError(f"the oracle needs isotropic Gaussian mixture data; {getattr(data, 'name', 'this data')}"
-                             " has no closed-form score")
-        return cls(cfg, tuple(data.shape), means=mixture.means, std=mixture.std)
-
-    @classmethod
     def check_config(cls, cfg: OracleConfig) -> None:
         if not 0 < cfg.beta_start <= cfg.beta_end < 1 or cfg.T < 1:
             raise ValueError(f"oracle schedule needs T >= 1 and 0 < beta_start <= beta_end < 1, got {cfg}")
@@ -88,12 +155,6 @@ class Oracle(Method):
     @classmethod
     def num_timesteps(cls, cfg: OracleConfig) -> int:
         return cfg.T
-
-    def param_groups(self) -> dict[str, ParamGroup]:
-        return {"model": ParamGroup([], lr=0.0)}
-
-    def forward(self, x0: torch.Tensor, *, phase: str, step: int) -> dict[str, torch.Tensor]:
-        raise RuntimeError("the oracle is exact: there is nothing to train")
 
     def denoisers(self) -> list[nn.Module]:
         return [self.eps]

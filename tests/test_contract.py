@@ -82,7 +82,10 @@ def test_sampler_shape_determinism_and_measured_nfe(sampler, model, shape):
         b = built(noise, generator=torch.Generator().manual_seed(3))
         assert a.shape == noise.shape and torch.isfinite(a).all()
         assert torch.equal(a, b), "same noise and seed must give the same samples"
-        assert counter["calls"] == built.nfe, f"{sampler} on {model}: measured NFE {counter['calls']} != {built.nfe}"
+        if built.adaptive:  # the solver picks its steps: nothing declared, the hooks measure the calls
+            assert cls.adaptive and built.nfe == 0 and counter["calls"] > 0
+        else:
+            assert counter["calls"] == built.nfe, f"{sampler} on {model}: measured NFE {counter['calls']} != {built.nfe}"
 
 
 @pytest.mark.parametrize("sampler,model", PAIRS)

@@ -40,6 +40,7 @@ class SamplerDef:
     default_model: ClassVar[str] = "ddpm"  # the model it samples when none is named
     order: ClassVar[int] = 1  # nominal order of the ODE solver (stochastic samplers: of their drift)
     stochastic: ClassVar[bool] = False  # True: fresh noise at each step (SDE / ancestral)
+    adaptive: ClassVar[bool] = False  # True: the solver picks its steps (NFE is measured, never declared)
     summary: ClassVar[str] = ""  # one line for `bench list`
 
     @classmethod

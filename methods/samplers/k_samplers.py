@@ -1,7 +1,11 @@
 """The sigma-parameterised samplers of Karras et al. 2022 / k-diffusion, through diffusers:
 Euler, Euler ancestral, Heun (two network calls per step but the last: N steps = 2N - 1 calls)
 and the linear multistep LMS. They integrate in x / alpha (variance exploding form): the loop
-starts at noise * init_noise_sigma and feeds the network scale_model_input(x, t)."""
+starts at noise * init_noise_sigma and feeds the network scale_model_input(x, t).
+
+`euler` and `heun` also run on flow models (velocity prediction): there they are the plain ODE
+loops of methods/samplers/flow.py on a uniform time grid, with the same call counts (N; 2N - 1),
+and the sigma options do not apply."""
 
 from __future__ import annotations
 
@@ -13,6 +17,23 @@ from diffusers import (EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, 
 from methods.registry import register_sampler
 from methods.samplers.diffusers_loop import DiffusersSampler
 from methods.samplers.dpm_solver import sigma_kwargs
+from methods.samplers.flow import build_on_flow
+
+
+class AlsoOnFlows:
+    """Mixin: on a velocity model, build the flow ODE loop of the same name instead."""
+
+    kinds = ("eps", "velocity")
+
+    @classmethod
+    def build(cls, model, steps: int, opts=None):
+        if model.kind != "velocity":
+            return super().build(model, steps, opts)
+        opts = cls.check(model, steps, opts)
+        if opts != cls.Options():
+            raise ValueError(f"{cls.name} on a flow model integrates a uniform time grid: its options"
+                             " (timestep_spacing, sigmas) apply to eps models only")
+        return build_on_flow(cls.name, model, steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +55,10 @@ class LMSOptions:
 
 
 @register_sampler("euler")
-class Euler(DiffusersSampler):
+class Euler(AlsoOnFlows, DiffusersSampler):
     Options = SigmaOptions
     scheduler_cls = EulerDiscreteScheduler
-    summary = "Euler on the probability-flow ODE in sigma (diffusers EulerDiscreteScheduler)"
+    summary = "Euler on the probability-flow ODE in sigma (diffusers EulerDiscreteScheduler); on flows, Euler in t"
 
     @classmethod
     def scheduler_kwargs(cls, opts: SigmaOptions) -> dict:
@@ -62,11 +83,11 @@ class EulerAncestral(DiffusersSampler):
 
 
 @register_sampler("heun")
-class Heun(DiffusersSampler):
+class Heun(AlsoOnFlows, DiffusersSampler):
     Options = SigmaOptions
     scheduler_cls = HeunDiscreteScheduler
     order = 2
-    summary = "Heun (EDM Algorithm 1): 2N - 1 network calls for N steps (diffusers HeunDiscreteScheduler)"
+    summary = "Heun (EDM Algorithm 1): 2N - 1 network calls for N steps (diffusers HeunDiscreteScheduler; on flows, in t)"
 
     @classmethod
     def nfe(cls, steps: int, opts) -> int:
