@@ -16,6 +16,7 @@ from bench.checkpoint import atomic_write_text
 from bench.errors import BenchError
 from bench.plots import plt, scatter, show_grid
 from bench.schema import FLOOR_METHOD, safe_name
+from bench.straightening import straightening_reading
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,7 +299,8 @@ def reading(df: pd.DataFrame, spec: dict | None = None) -> list[str]:
     out.append(f"Lowest sampler efficiency: **{eff['label']}** ({eff['sampler_efficiency']:.2f}): that share of its"
                " time is spent in the network, the rest is sampler overhead (scheduler arithmetic, noise draws,"
                " Python).")
-    mismatch = models[models["nfe_measured"] != models["nfe_declared"]]
+    adaptive = models[models["nfe_declared"].isna() & models["nfe_measured"].notna()]
+    mismatch = models[models["nfe_declared"].notna() & (models["nfe_measured"] != models["nfe_declared"])]
     if "nfe_target" in models:
         short = models[models["nfe_target"].notna() & (models["nfe_measured"] != models["nfe_target"])]
         if len(short):
@@ -307,6 +309,9 @@ def reading(df: pd.DataFrame, spec: dict | None = None) -> list[str]:
                                    for _, r in short.iterrows()) + ".")
     if len(mismatch):
         out.append("Measured NFE differs from the declared NFE for: " + ", ".join(mismatch["label"]) + ".")
+    if len(adaptive):
+        out.append("Adaptive solvers, whose tolerances choose their steps (NFE measured, mean over sample blocks): "
+                   + ", ".join(f"{r['label']} ({r['nfe_measured']:.0f})" for _, r in adaptive.iterrows()) + ".")
     return out
 
 
@@ -449,7 +454,8 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
         "",
         "## Reading",
         "",
-        *[f"- {line}" for line in reading(df, spec) + budget_reading(df) + schedule_lines],
+        *[f"- {line}" for line in reading(df, spec) + straightening_reading(df, spec) + budget_reading(df)
+          + schedule_lines],
         "",
         "## Figures",
         "",

@@ -1,14 +1,18 @@
 """compare(spec): train what is missing, then sample and measure every cell into results.csv.
 
 Results are written per cell, atomically (the whole CSV is rewritten to a temporary
-file and renamed), so an interrupted comparison resumes where it stopped: a cell
-whose row exists is skipped. The floor row scores fresh real data the same way.
+file and renamed), so an interrupted comparison resumes where it stopped: a cell whose row
+exists and was measured from the same weights (the checkpoint's sha256, recorded in the row)
+is skipped. A row from other weights (another machine's training, a committed results file on
+a fresh clone, a retrained run) is measured again and replaced, never inherited. The floor
+row scores fresh real data the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -20,7 +24,7 @@ import pandas as pd
 import torch
 
 import methods
-from bench.checkpoint import atomic_write_text, check_writable
+from bench.checkpoint import atomic_write_text, check_writable, latest_checkpoint, read_meta
 from bench.config import diff_configs
 from bench.data import load_dataset
 from bench.errors import BenchError
@@ -212,7 +216,19 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "samples").mkdir(exist_ok=True)
     _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev, images)
-    rows = read_results(results_dir).to_dict("records")
+    weights = {cell: weights_sha256(run_dir_for(cfg, runs_dir), cfg) for cell, cfg in run_cfgs.items()}
+    wanted = {_key(c.method, run_cfgs[c].method, c.variant, c.steps): weights[c] for c in spec.cells}
+    rows, stale = [], 0
+    for r in read_results(results_dir).to_dict("records"):
+        key = _row_key(r)
+        if key in wanted and r.get("weights_sha256") != wanted[key]:
+            stale += 1  # measured from other weights: measured again below
+            continue
+        rows.append(r)
+    if stale:
+        log(f"{stale} rows in {results_dir} were measured from other weights (or before weights were recorded):"
+            " measuring them again")
+        write_results(results_dir, rows)
     done = {_row_key(r) for r in rows}
     common = {"device": device_name(dev), "torch_threads": torch.get_num_threads(), "git_sha": git_sha()}
 
@@ -232,13 +248,28 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
             log(f"[cell {i}/{len(spec.cells)}] {name}: already measured, skipped")
             continue
         log(f"[cell {i}/{len(spec.cells)}] {name}: sampling {spec.num_samples}, timing")
-        save(*measure_cell(cell, spec, run_dir_for(run_cfgs[cell], runs_dir), data, dev,
-                           diagnostics_dir=results_dir / "diagnostics", per_checkpoint=per_checkpoint, images=images))
+        row, samples = measure_cell(cell, spec, run_dir_for(run_cfgs[cell], runs_dir), data, dev,
+                                    diagnostics_dir=results_dir / "diagnostics", per_checkpoint=per_checkpoint,
+                                    images=images)
+        save({**row, "weights_sha256": weights[cell]}, samples)
 
     from bench.report import render_report
 
     render_report(results_dir, report_dir)
     return read_results(results_dir)
+
+
+def weights_sha256(run_dir: Path, cfg) -> str:
+    """What identifies the weights a cell samples: the sha256 of the latest checkpoint's weight files
+    (from its meta.json), or "exact" for a model built from the data."""
+    if not methods.get_method(cfg.method).trainable:
+        return "exact"
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise BenchError(f"{run_dir} has no checkpoint after training; delete it and run again")
+    files = read_meta(ckpt).get("files", {})
+    weights = {k: v for k, v in files.items() if k.endswith(".safetensors")}  # not the optimizer state
+    return hashlib.sha256(json.dumps(weights, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _key(method, model, variant, steps) -> tuple[str, ...]:
@@ -265,9 +296,11 @@ def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, runs_dir
     cells = []
     for cell in spec.cells:
         cfg = spec.run_config(cell)
-        trained = methods.get_method(cfg.method).trainable
+        cls = methods.get_method(cfg.method)
         cells.append({**dataclasses.asdict(cell), "model": cfg.method,
-                      "run_dir": str(run_dir_for(cfg, runs_dir)) if trained else None, "run_id": cfg.run_id()})
+                      "run_dir": str(run_dir_for(cfg, runs_dir)) if cls.trainable else None, "run_id": cfg.run_id(),
+                      "key_params": {k: getattr(cfg.model, k) for k in cls.key_params},
+                      "parents": {role: p.run_id() for role, p in cfg.parents}})
     doc = {
         "name": spec.name, "suite": spec.suite, "dataset": spec.dataset, "preset": spec.preset,
         "grid_hash": spec.grid_hash(), "grid": spec.grid_dict(), "cells": cells,

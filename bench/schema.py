@@ -26,7 +26,9 @@ Image coverage recall (same features and k as precision); StackedMNIST: modes (d
 Domain         fd_classifier (Frechet distance in the bench MNIST-family classifier's
                penultimate features), is_classifier (Inception-style score from that
                classifier's softmax): MNIST-family only, NOT Inception FID/IS
-Provenance     run_id, checkpoint_step, sampler_settings (JSON), device, torch_threads, git_sha,
+Provenance     run_id, checkpoint_step, weights_sha256 (of the checkpoint's weight files; a row is
+               reused by a later `bench compare` only when it matches the checkpoint there; "exact"
+               for a model with no weights), sampler_settings (JSON), device, torch_threads, git_sha,
                timestamp, notes (why a metric is empty)
 Empty cells mean "does not apply / unavailable"; `notes` says which and why.
 """
@@ -38,7 +40,8 @@ TOY = ["modes", "hq_fraction", "mode_kl", "swd"]
 LIKELIHOOD = ["bpd"]
 IMAGE = ["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "fd_classifier", "is_classifier",
          "inception_samples", "reference_samples"]
-PROVENANCE = ["run_id", "checkpoint_step", "sampler_settings", "device", "torch_threads", "git_sha", "timestamp",
+PROVENANCE = ["run_id", "checkpoint_step", "weights_sha256", "sampler_settings", "device", "torch_threads", "git_sha",
+              "timestamp",
               "notes"]
 
 COLUMNS = IDENTITY + SPEED + TOY + IMAGE + LIKELIHOOD + PROVENANCE

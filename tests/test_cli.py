@@ -46,9 +46,28 @@ def test_tiny_compare_end_to_end_then_report_and_resume(tiny_suite, tmp_path):
     assert len(pd.read_csv(out / "results.csv")) == 4
 
 
+def test_rows_from_other_weights_are_measured_again_never_inherited(tiny_suite, tmp_path):
+    """A fresh clone holds committed rows measured from other weights (or written before weights were
+    recorded): they are measured again from this checkpoint and replaced, without duplicates."""
+    out = tmp_path / "out"
+    assert invoke(["compare", "--suite", str(tiny_suite), "--out", str(out), "--no-progress"], tmp_path).exit_code == 0
+    df = pd.read_csv(out / "results.csv")
+    models = df["method"] != "data"
+    assert df.loc[models, "weights_sha256"].str.fullmatch(r"[0-9a-f]{16}").all()
+    df.loc[df["label"] == "ddim-1", "weights_sha256"] = "0123456789abcdef"  # measured elsewhere
+    df.loc[df["label"] == "ddim-5", "weights_sha256"] = None  # written before weights were recorded
+    df.loc[df["label"].isin(["ddim-1", "ddim-5"]), "git_sha"] = "elsewhere"
+    df.to_csv(out / "results.csv", index=False)
+    again = invoke(["compare", "--suite", str(tiny_suite), "--out", str(out), "--no-progress"], tmp_path)
+    assert again.exit_code == 0, again.output
+    assert "2 rows" in again.output and again.output.count("already measured") == 1
+    df = pd.read_csv(out / "results.csv")
+    assert len(df) == 4 and df["label"].is_unique and "elsewhere" not in set(df["git_sha"])
+
+
 @pytest.mark.parametrize("args,message", [
     (["compare", "--methods", "nope"], "unknown method 'nope'; choose a sampler from: ddgan, ddim, ddpm, deis"),
-    (["compare", "--model", "nope"], "unknown model 'nope'; choose from: ddgan, ddpm, oracle, vdm"),
+    (["compare", "--model", "nope"], "unknown model 'nope'; choose from: ddgan, ddpm, flow, flow-oracle, oracle, vdm"),
     (["compare", "--methods", "ddgan", "--model", "oracle"],
      "ddgan cannot run on oracle: ddgan needs a model predicting sample; oracle predicts eps"),
     (["compare", "--methods", "vdm", "--model", "ddpm"], "vdm cannot run on ddpm: vdm needs a continuous-time model"),

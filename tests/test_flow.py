@@ -194,3 +194,20 @@ def test_bad_flow_input_is_one_line(args, message, tmp_path):
     result = invoke(args, tmp_path)
     assert message in one_error_line(result)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("swd_2rf,verdict", [(0.10, "beats"), (0.40, "does not beat")])
+def test_the_report_states_whether_reflow_straightens_either_way(swd_2rf, verdict):
+    from bench.straightening import straightening_reading
+
+    df = pd.DataFrame([
+        {"method": "flow", "variant": None, "steps": 1, "nfe_measured": 1, "swd": 0.30, "modes": 25, "hq_fraction": 0.5},
+        {"method": "flow", "variant": "2-rf", "steps": 1, "nfe_measured": 1, "swd": swd_2rf, "modes": 25,
+         "hq_fraction": 0.8},
+        {"method": "ddim", "variant": None, "steps": 1, "nfe_measured": 1, "swd": 0.9, "modes": 3, "hq_fraction": 0.1},
+    ])
+    spec = {"cells": [{"method": "flow", "variant": "", "steps": 1, "key_params": {"reflow": 0}},
+                      {"method": "flow", "variant": "2-rf", "steps": 1, "key_params": {"reflow": 1}},
+                      {"method": "ddim", "variant": "", "steps": 1, "key_params": {}}]}
+    [line] = straightening_reading(df, spec)
+    assert f"2-rectified flow **{verdict}** the 1-rectified flow" in line and f"{swd_2rf:.3f} vs 0.300" in line
