@@ -43,11 +43,11 @@ def straightening_reading(df: pd.DataFrame, spec: dict) -> list[str]:
             verdict = "beats" if better else ("ties" if b[col] == a[col] else "does not beat")
             extra = ""
             if "modes" in g and pd.notna(a.get("modes")) and pd.notna(b.get("modes")):
-                extra = f"; modes {a['modes']:.0f} vs {b['modes']:.0f}"
+                extra = f"; modes {b['modes']:.0f} vs {a['modes']:.0f}"
             if "hq_fraction" in g and pd.notna(a.get("hq_fraction")):
-                extra += f", high-quality fraction {a['hq_fraction']:.3f} vs {b['hq_fraction']:.3f}"
+                extra += f", high-quality fraction {b['hq_fraction']:.3f} vs {a['hq_fraction']:.3f}"
             out.append(f"Straightening at {b['nfe_measured']:.0f} NFE ({method}, {int(steps)} steps): the"
                        f" {k + 2}-rectified flow **{verdict}** the {k + 1}-rectified flow on {name}"
-                       f" ({b[col]:.3f} vs {a[col]:.3f}, {'lower' if lower else 'higher'} is better{extra});"
-                       " one training seed each.")
+                       f" ({b[col]:.3f} vs {a[col]:.3f}, {'lower' if lower else 'higher'} is better{extra}, the"
+                       f" {k + 2}-rectified flow first); one training seed each.")
     return out

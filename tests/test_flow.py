@@ -211,3 +211,4 @@ def test_the_report_states_whether_reflow_straightens_either_way(swd_2rf, verdic
                       {"method": "ddim", "variant": "", "steps": 1, "key_params": {}}]}
     [line] = straightening_reading(df, spec)
     assert f"2-rectified flow **{verdict}** the 1-rectified flow" in line and f"{swd_2rf:.3f} vs 0.300" in line
+    assert "high-quality fraction 0.800 vs 0.500" in line
