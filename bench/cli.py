@@ -14,6 +14,27 @@ import typer
 
 from bench.errors import BenchError
 
+
+def _click_exceptions(name: str) -> tuple[type, ...]:
+    """Exception class `name` from click and from the copy of click that typer >= 0.2x ships as
+    `typer._click` (its parser raises those, not click's)."""
+    found = []
+    for module in ("click.exceptions", "typer._click.exceptions", "typer.exceptions"):
+        try:
+            cls = getattr(__import__(module, fromlist=[name]), name, None)
+        except ImportError:
+            continue
+        if isinstance(cls, type) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+EXIT = _click_exceptions("Exit") + (typer.Exit,)
+ABORT = _click_exceptions("Abort") + (typer.Abort,)
+USAGE = _click_exceptions("UsageError")
+CLICK = _click_exceptions("ClickException")
+NO_ARGS = _click_exceptions("NoArgsIsHelpError")
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Train, sample and measure fast diffusion samplers on one harness.")
 
@@ -206,12 +227,20 @@ def main() -> None:
     """Console entry point: like app(), but internal errors print one line unless BENCH_DEBUG=1."""
     try:
         rc = app(standalone_mode=False)
-    except click.exceptions.Exit as e:
+    except EXIT as e:
         sys.exit(e.exit_code)
-    except click.ClickException as e:
+    except NO_ARGS as e:  # `bench` alone: the help text
+        e.show()
+        sys.exit(0)
+    except USAGE as e:  # a bad option, value or argument: one line, like every other user error
+        message = " ".join(e.format_message().split())
+        command = e.ctx.command_path if getattr(e, "ctx", None) is not None else "bench"
+        typer.echo(f"error: {message} (see `{command} --help`)", err=True)
+        sys.exit(2)
+    except CLICK as e:
         e.show()
         sys.exit(e.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except ABORT + (KeyboardInterrupt,):
         typer.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as e:  # a bug: say so in one line, keep the traceback one switch away

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -114,3 +115,25 @@ def test_bad_input_is_one_line_nonzero_and_writes_nothing(args, message, tmp_pat
     result = invoke(args, tmp_path)
     assert message in one_error_line(result)
     assert files_under(tmp_path) == [], "bad input must not write anything"
+
+
+@pytest.mark.parametrize("args,env,message", [
+    (["compare", "--num-samples", "abc"], {}, "Invalid value for '--num-samples'"),
+    (["compare", "--bogus-flag", "1"], {}, "No such option: --bogus-flag"),
+    (["train", "ddpm", "--T", "four"], {}, "Invalid value for '--T'"),
+    (["sample", "runs/none"], {}, "Missing option '--num'"),
+    (["compare"], {"BENCH_OFFLINE": "maybe"}, "Invalid value for '--offline'"),
+])
+def test_usage_errors_of_the_installed_typer_are_one_line_exit_2(args, env, message, tmp_path):
+    """Through the real entry point (`python -m bench`), not CliRunner: the parser of the installed
+    typer raises its own click copy's exceptions, which must end as one `error:` line too."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "bench", *args], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+                          timeout=120)
+    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert list(tmp_path.iterdir()) == []

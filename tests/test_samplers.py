@@ -122,7 +122,10 @@ CONTINUOUS = [s for s in methods.list_samplers() if methods.get_sampler(s).runs_
 
 
 def test_every_sampler_is_tested_against_an_exact_denoiser():
-    assert set(DISCRETE) | set(CONTINUOUS) | {"ddgan"} == set(methods.list_samplers())
+    """eps samplers here, DDGAN's below, flow samplers on the exact velocity in tests/test_flow.py."""
+    from tests.test_flow import FLOW_SAMPLERS
+
+    assert set(DISCRETE) | set(CONTINUOUS) | set(FLOW_SAMPLERS) | {"ddgan"} == set(methods.list_samplers())
 
 
 @pytest.mark.parametrize("name", DISCRETE)
