@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import sys
 import typing
 from pathlib import Path
@@ -158,7 +159,10 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if tp is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise BenchError(f"{key}={value!r} is not a finite number; give e.g. {key}={_example(tp)}")
+            return number
         if tp is str:
             if not isinstance(value, str):
                 raise ValueError
@@ -355,8 +359,28 @@ def diff_configs(a: RunConfig, b: RunConfig, *, ignore: frozenset[str] = CADENCE
     return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in keys if fa.get(k) != fb.get(k)]
 
 
+MAX_SEED = 2**31 - 1
+
+
+def validate_run(cfg: RunConfig) -> None:
+    """What every run needs, whatever its method: a valid train section, data of at least one example,
+    seeds in range, and positive learning rates (every model field named lr or lr_*)."""
+    validate_train(cfg.train)
+    if not 0 <= cfg.data.seed <= MAX_SEED:
+        raise BenchError(f"data.seed must be in 0..{MAX_SEED}, got {cfg.data.seed}")
+    if cfg.data.num_train < 1:
+        raise BenchError(f"data.num_train must be >= 1, got {cfg.data.num_train}")
+    for key, value in flatten(dataclasses.asdict(cfg.model)).items():
+        leaf = key.rsplit(".", 1)[-1]
+        if (leaf == "lr" or leaf.startswith("lr_")) and isinstance(value, float) and not value > 0:
+            raise BenchError(f"model.{key} must be > 0, got {value}")
+    for _, parent in cfg.parents:
+        validate_run(parent)
+
+
 def validate_train(cfg: TrainConfig) -> None:
     checks = [
+        (0 <= cfg.seed <= MAX_SEED, f"train.seed must be in 0..{MAX_SEED}"),
         (cfg.steps >= 1, "train.steps must be >= 1"),
         (cfg.batch_size >= 1, "train.batch_size must be >= 1"),
         (cfg.lr_schedule in {"constant", "cosine"}, "train.lr_schedule must be constant or cosine"),

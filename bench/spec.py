@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import methods
-from bench.config import DataConfig, RunConfig, TrainConfig, build, load_toml, qualify, resolve_run_config
+from bench.config import (DataConfig, RunConfig, TrainConfig, build, load_toml, qualify, resolve_run_config,
+                          validate_run)
 from bench.data import DATASETS, get_dataset_info
 from bench.errors import BenchError
 from bench.metrics.options import MetricOptions, validate_options
@@ -304,4 +305,6 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
         own = None
     if spec.grid_hash() != own:
         spec = dataclasses.replace(spec, name=f"{spec.name}-{spec.grid_hash()[:6]}")
+    for cfg in {spec.run_config(cell).run_id(): spec.run_config(cell) for cell in spec.cells}.values():
+        validate_run(cfg)  # every checkpoint the grid needs is trainable as configured, before any work
     return spec

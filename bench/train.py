@@ -29,7 +29,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import methods
 from bench.checkpoint import atomic_write_text, check_writable, latest_checkpoint, load_training_state, load_weights, save_checkpoint
-from bench.config import CADENCE_KEYS, RunConfig, TrainConfig, diff_configs, validate_train
+from bench.config import CADENCE_KEYS, RunConfig, TrainConfig, diff_configs, validate_run
 from bench.data import IndexStream, load_dataset
 from bench.errors import BenchError, DivergenceError
 from bench.provenance import environment
@@ -162,7 +162,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
           log: Callable[[str], None] = print, runs_dir: Path | None = None) -> Path:
     """Train `cfg` into `run_dir` (created); with `resume`, continue from its latest checkpoint.
     Parents are looked for (and trained) in `runs_dir`, by default the folder holding `run_dir`."""
-    validate_train(cfg.train)
+    validate_run(cfg)
     cls = methods.get_method(cfg.method)
     if not cls.trainable:
         raise BenchError(f"{cfg.method} has nothing to train: it is built from the data (bench compare --model {cfg.method})")

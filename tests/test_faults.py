@@ -263,6 +263,13 @@ BAD_INPUTS = [
     (["train", "ddgan", "--T", "-1"], "ddgan: T=-1 is out of range"),
     (["train", "ddgan", "--T", "5000"], "ddgan: T=5000 is out of range"),
     (["compare", "--methods", "ddgan", "--steps", "1000"], "ddgan: T=1000 is out of range"),
+    (["train", "ddpm", "--set", "model.lr=nan"], "model.lr='nan' is not a finite number"),
+    (["train", "ddpm", "--set", "model.lr=inf"], "model.lr='inf' is not a finite number"),
+    (["train", "ddpm", "--set", "model.lr=-1"], "model.lr must be > 0, got -1.0"),
+    (["train", "ddgan", "--set", "model.lr_d=0"], "model.lr_d must be > 0, got 0.0"),
+    (["train", "flow", "--set", "model.reflow=1", "--set", "model.lr=-0.5"], "model.lr must be > 0"),
+    (["train", "ddpm", "--set", f"train.seed={10**30}"], "train.seed must be in 0..2147483647"),
+    (["train", "ddpm", "--set", "data.num_train=0"], "data.num_train must be >= 1, got 0"),
 ] + [(["train", name, "--T", "4"], f"--T does not apply to {name}") for name in NO_T]
 
 
