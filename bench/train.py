@@ -185,7 +185,10 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     data = load_dataset(cfg.data)
     stream = IndexStream(len(data), cfg.train.batch_size // accelerator.num_processes,
                          seed=cfg.train.seed * 1000 + accelerator.process_index + 1)
-    method = cls(cfg.model, data.shape)
+    try:
+        method = cls(cfg.model, data.shape)
+    except ValueError as e:  # a network config that cannot be built (unknown net.kind, wrong data kind)
+        raise BenchError(f"{cfg.method}: {e}") from None
     if parents:
         if accelerator.is_main_process:  # config.json first: a folder holding a cache is always a run
             _write_run_files(cfg, run_dir, accelerator.device)

@@ -270,6 +270,8 @@ BAD_INPUTS = [
     (["train", "flow", "--set", "model.reflow=1", "--set", "model.lr=-0.5"], "model.lr must be > 0"),
     (["train", "ddpm", "--set", f"train.seed={10**30}"], "train.seed must be in 0..2147483647"),
     (["train", "ddpm", "--set", "data.num_train=0"], "data.num_train must be >= 1, got 0"),
+    (["train", "ddpm", "--set", "model.net.kind=bogus"], "ddpm: unknown net.kind 'bogus'; choose from: auto, mlp, unet"),
+    (["train", "flow", "--set", "model.net.kind=unet"], "flow: net.kind=unet needs image data"),
 ] + [(["train", name, "--T", "4"], f"--T does not apply to {name}") for name in NO_T]
 
 
