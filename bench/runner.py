@@ -216,7 +216,8 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "samples").mkdir(exist_ok=True)
     _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev, images)
-    weights = {cell: weights_sha256(run_dir_for(cfg, runs_dir), cfg) for cell, cfg in run_cfgs.items()}
+    by_run = {cfg.run_id(): weights_sha256(run_dir_for(cfg, runs_dir), cfg) for cfg in run_cfgs.values()}
+    weights = {cell: by_run[cfg.run_id()] for cell, cfg in run_cfgs.items()}
     wanted = {_key(c.method, run_cfgs[c].method, c.variant, c.steps): weights[c] for c in spec.cells}
     rows, stale = [], 0
     for r in read_results(results_dir).to_dict("records"):

@@ -305,6 +305,7 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
         own = None
     if spec.grid_hash() != own:
         spec = dataclasses.replace(spec, name=f"{spec.name}-{spec.grid_hash()[:6]}")
-    for cfg in {spec.run_config(cell).run_id(): spec.run_config(cell) for cell in spec.cells}.values():
+    configs = (spec.run_config(cell) for cell in spec.cells)
+    for cfg in {cfg.run_id(): cfg for cfg in configs}.values():
         validate_run(cfg)  # every checkpoint the grid needs is trainable as configured, before any work
     return spec

@@ -116,10 +116,10 @@ class FlowSampler(SamplerDef):
                            settings=cls.settings(opts))
 
 
-def build_on_flow(name: str, model: Method, steps: int) -> LoopSampler:
-    """`euler` / `heun` asked of a flow model: the loop of this file, labelled with the asked name."""
+def build_on_flow(name: str, model: Method, steps: int, nfe: int) -> LoopSampler:
+    """`euler` / `heun` asked of a flow model: the loop of this file, labelled with the asked name and
+    declaring the asked sampler's own call count."""
     loop = {"euler": euler, "heun": heun}[name]
-    nfe = steps if name == "euler" else 2 * steps - 1
     return LoopSampler(functools.partial(loop, model.prediction(), steps=steps), steps=steps, nfe=nfe,
                        label=f"{name}-{steps}", settings={"solver": name, "time_grid": GRID})
 

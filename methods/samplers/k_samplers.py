@@ -33,7 +33,7 @@ class AlsoOnFlows:
         if opts != cls.Options():
             raise ValueError(f"{cls.name} on a flow model integrates a uniform time grid: its options"
                              " (timestep_spacing, sigmas) apply to eps models only")
-        return build_on_flow(cls.name, model, steps)
+        return build_on_flow(cls.name, model, steps, cls.nfe(steps, opts))
 
 
 @dataclasses.dataclass(frozen=True)
