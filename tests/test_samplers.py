@@ -283,3 +283,38 @@ def test_sampler_options_are_recorded_and_change_the_samples():
         cls.build(model, 10, cls.Options(sigmas="cosine"))
     assert dataclasses.asdict(methods.get_sampler("ddim").Options()) == {"eta": 0.0, "timestep_spacing": "trailing",
                                                                          "clip_sample": False}
+
+
+class FarEps(nn.Module):
+    """An eps far off the data (x0 predictions around +-20): what an undertrained image model gives
+    at the noisiest steps, where x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) amplifies eps errors."""
+
+    def forward(self, x, t):
+        return -3.0 * torch.sign(x) - 0.5 * x
+
+
+CLIPPING = [s for s in methods.list_samplers()
+            if "clip_sample" in {f.name for f in dataclasses.fields(methods.get_sampler(s).Options)}]
+
+
+def test_every_diffusion_solver_with_an_x0_can_clip_it():
+    assert {"ddpm", "ddim", "dpmpp-2m", "dpmpp-3m", "dpmpp-2s", "dpmpp-2m-sde", "unipc", "deis"} <= set(CLIPPING)
+
+
+@pytest.mark.parametrize("name", CLIPPING)
+def test_clip_sample_keeps_every_x0_and_the_sample_in_the_image_range(name):
+    model = GaussianModel()
+    model.eps, model.data_shape = FarEps(), (1, 4, 4)
+    steps = 1000 if name == "ddpm" else 10
+    free = run(name, model, steps=steps, n=256)
+    clipped = run(name, model, steps=steps, n=256, clip_sample=True)
+    assert free.abs().max() > 1.5, name
+    # DEIS ends on t = 0 (sigma 0.01), not on the clean x0: its eps-form step keeps sigma_0 times its
+    # extrapolated eps (about 4 here)
+    bound = 1.0 + (0.01 * 6 if name == "deis" else 1e-5)
+    assert clipped.abs().max() <= bound, f"{name}: |x| = {clipped.abs().max():.3f} with clip_sample"
+
+
+def test_clip_sample_on_vectors_is_a_clear_error():
+    with pytest.raises(ValueError, match="dpmpp-2m: clip_sample clips images"):
+        run("dpmpp-2m", GaussianModel(), steps=10, n=8, clip_sample=True)

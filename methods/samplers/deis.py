@@ -14,7 +14,7 @@ from diffusers import DEISMultistepScheduler
 
 from methods.registry import register_sampler
 from methods.samplers.diffusers_loop import DiffusersSampler
-from methods.samplers.dpm_solver import sigma_kwargs
+from methods.samplers.dpm_solver import clip_kwargs, sigma_kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +23,7 @@ class DEISOptions:
     timestep_spacing: str = "trailing"
     sigmas: str = "default"
     lower_order_final: bool = True
+    clip_sample: bool = False  # clip each x0 prediction to [-1, 1] (images)
 
 
 @register_sampler("deis")
@@ -36,4 +37,4 @@ class DEIS(DiffusersSampler):
     def scheduler_kwargs(cls, opts: DEISOptions) -> dict:
         return dict(solver_order=opts.order, algorithm_type="deis", solver_type="logrho",
                     timestep_spacing=opts.timestep_spacing, lower_order_final=opts.lower_order_final,
-                    thresholding=False, steps_offset=0, **sigma_kwargs(opts.sigmas, cls.name))
+                    steps_offset=0, **clip_kwargs(opts.clip_sample), **sigma_kwargs(opts.sigmas, cls.name))

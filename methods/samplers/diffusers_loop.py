@@ -89,6 +89,10 @@ class DiffusersSampler(SamplerDef):
     @classmethod
     def build(cls, model: Method, steps: int, opts: Any = None) -> LoopSampler:
         opts = cls.check(model, steps, opts)
+        if getattr(opts, "clip_sample", False) and len(model.data_shape) < 3:
+            # diffusers' thresholding reshapes per image and fails on (N, D) vectors
+            raise ValueError(f"{cls.name}: clip_sample clips images to [-1, 1]; this model's data are "
+                             f"{len(model.data_shape)}-D vectors, leave clip_sample off")
         pred = model.prediction().discrete()
         kwargs = {**pred.schedule.diffusers, "prediction_type": PREDICTION_TYPES[pred.kind],
                   **cls.scheduler_kwargs(opts)}

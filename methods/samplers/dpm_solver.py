@@ -22,6 +22,7 @@ class DPMOptions:
     euler_at_final: bool = False
     final_sigmas_type: str = "zero"  # zero: the last step lands on the clean sample; sigma_min: on t = 0
     solver_type: str = "midpoint"  # midpoint | heun (second-order correction term)
+    clip_sample: bool = False  # clip each x0 prediction to [-1, 1] (images); never for unbounded data
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +31,14 @@ class DPMSingleOptions:
     lower_order_final: bool = True
     final_sigmas_type: str = "zero"
     solver_type: str = "midpoint"
+    clip_sample: bool = False
+
+
+def clip_kwargs(clip_sample: bool) -> dict:
+    """x0 clipped to [-1, 1], as DDIM's `clip_sample`, through diffusers' dynamic thresholding: with
+    sample_max_value = 1 its per-sample scale s = clamp(quantile(|x0|), 1, 1) is exactly 1, so the
+    threshold is the plain clip clamp(x0, -1, 1)."""
+    return dict(thresholding=clip_sample, sample_max_value=1.0, dynamic_thresholding_ratio=0.995)
 
 
 def sigma_kwargs(sigmas: str, name: str) -> dict:
@@ -48,7 +57,7 @@ class _Multistep(DiffusersSampler):
         return dict(solver_order=cls.order, algorithm_type=cls.algorithm_type, solver_type=opts.solver_type,
                     timestep_spacing=opts.timestep_spacing, lower_order_final=opts.lower_order_final,
                     euler_at_final=opts.euler_at_final, final_sigmas_type=opts.final_sigmas_type,
-                    use_lu_lambdas=False, thresholding=False, steps_offset=0,
+                    use_lu_lambdas=False, steps_offset=0, **clip_kwargs(opts.clip_sample),
                     **sigma_kwargs(opts.sigmas, cls.name))
 
 
@@ -83,4 +92,4 @@ class DPMpp2S(DiffusersSampler):
     def scheduler_kwargs(cls, opts: DPMSingleOptions) -> dict:
         return dict(solver_order=2, algorithm_type="dpmsolver++", solver_type=opts.solver_type,
                     lower_order_final=opts.lower_order_final, final_sigmas_type=opts.final_sigmas_type,
-                    thresholding=False, **sigma_kwargs(opts.sigmas, cls.name))
+                    **clip_kwargs(opts.clip_sample), **sigma_kwargs(opts.sigmas, cls.name))

@@ -11,7 +11,7 @@ from diffusers import UniPCMultistepScheduler
 
 from methods.registry import register_sampler
 from methods.samplers.diffusers_loop import DiffusersSampler
-from methods.samplers.dpm_solver import sigma_kwargs
+from methods.samplers.dpm_solver import clip_kwargs, sigma_kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +22,7 @@ class UniPCOptions:
     sigmas: str = "default"
     lower_order_final: bool = True
     final_sigmas_type: str = "zero"
+    clip_sample: bool = False  # clip each x0 prediction to [-1, 1] (images)
 
 
 @register_sampler("unipc")
@@ -41,5 +42,5 @@ class UniPC(DiffusersSampler):
     def scheduler_kwargs(cls, opts: UniPCOptions) -> dict:
         return dict(solver_order=opts.order, solver_type=opts.solver_type, predict_x0=True,
                     timestep_spacing=opts.timestep_spacing, lower_order_final=opts.lower_order_final,
-                    final_sigmas_type=opts.final_sigmas_type, thresholding=False, steps_offset=0,
+                    final_sigmas_type=opts.final_sigmas_type, steps_offset=0, **clip_kwargs(opts.clip_sample),
                     **sigma_kwargs(opts.sigmas, cls.name))
