@@ -42,7 +42,7 @@ def train_command(method: str, *, dataset: str | None, preset: str | None, confi
     if T is not None:
         if "T" not in cls.Config.__dataclass_fields__:
             raise BenchError(f"--T does not apply to {method}: it has no discrete T"
-                             f"{' (continuous time; choose steps when sampling)' if method == 'vdm' else ''}")
+                             f"{' (continuous time; choose steps when sampling)' if cls.time == 'continuous' else ''}")
         flags["model.T"] = T
     if data_dir:
         flags["data.root"] = data_dir
@@ -157,7 +157,7 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
     image = get_dataset_info(cfg.data.name).kind == "image"
     log(f"sampling {num} with {sampler.label} from {run}")
     x, nfe = draw_samples(sampler, m, n=num, seed=seed, batch=min(batch, num), device=dev,
-                          to_data=to_uint8 if image else None)
+                          to_data=to_uint8 if image else None, require_finite=True)
     write_samples(out, x, {
         "run_dir": str(run), "run_id": cfg.run_id(), "method": cls.name, "model": cfg.method,
         "label": sampler.label, "steps": steps, "nfe_declared": sampler.nfe, "nfe_measured": nfe, "seed": seed,
@@ -167,22 +167,18 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
     return out
 
 
-NATIVE_SIZES = {"mnist": (1, (28, 32)), "fashion-mnist": (1, (28, 32)), "stackedmnist": (3, (28, 32)),
-                "cifar10": (3, (32,))}  # channels, accepted sizes (28 native, 32 padded); folders: 3 channels, any size
-
-
 def eval_data_config(dataset: str, shape: tuple[int, ...], data_dir: str):
     """The data a sample file is scored against: the dataset's preset data section (e.g. StackedMNIST's
     fixed training set) at the samples' resolution; a one-line error if the shape cannot be that data."""
     from bench.config import DataConfig, build, load_preset
 
     info = get_dataset_info(dataset)
-    channels, sizes = NATIVE_SIZES.get(info.name, (3, ()))
+    channels, sizes = info.channels, info.sizes
     c, h = shape[0], shape[1]
     if c != channels or (sizes and h not in sizes):
         allowed = " or ".join(f"{channels} x {s} x {s}" for s in sizes) if sizes else f"{channels} x S x S"
         raise BenchError(f"{dataset} samples are {allowed}, got {' x '.join(map(str, shape))}")
-    values = {**load_preset(info.preset, "ddpm").get("data", {}), "name": dataset, "root": data_dir, "resolution": h}
+    values = {**load_preset(info.preset, "").get("data", {}), "name": dataset, "root": data_dir, "resolution": h}
     return build(DataConfig, values, "data.")
 
 
@@ -253,8 +249,10 @@ def classifier_command(*, dataset: str, data_dir: str, cache_dir: Path | None, r
     from bench.metrics.classifier import SOURCES, load_or_train
 
     if dataset not in SOURCES:
+        users = ", ".join(f"{d} uses the {i.classifier} classifier" for d, i in DATASETS.items()
+                          if i.classifier and i.classifier != d)
         raise BenchError(f"the domain classifier trains on {' or '.join(SOURCES)}, not {dataset!r}"
-                         " (stackedmnist uses the mnist classifier)")
+                         + (f" ({users})" if users else ""))
     dev = resolve_device(device)
     data = load_dataset(DataConfig(name=dataset, root=data_dir))
     clf = load_or_train(dataset, data, cache_dir=Path(cache_dir).expanduser() if cache_dir else None, device=dev,

@@ -332,7 +332,10 @@ def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
     data = {f"data.{k}": v for k, v in dataclasses.asdict(cfg.data).items()}
     out = []
     for role, (method, sets) in wanted.items():
-        cls = methods.get_method(method)
+        try:
+            cls = methods.get_method(method)
+        except ValueError as e:
+            raise BenchError(f"{cfg.method}'s {role}: {e}") from None
         out.append((role, resolve_run_config(method, model_cls=cls.Config, preset=cfg.preset,
                                              sets={**data, **sets})))
     return tuple(out)

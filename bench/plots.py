@@ -25,15 +25,13 @@ def scatter(ax, x: np.ndarray, title: str, *, limit: float = TOY_LIMIT) -> None:
 
 
 def image_grid(images: np.ndarray, ncol: int = 8) -> np.ndarray:
-    """uint8 (N, C, H, W) -> one (rows*H, ncol*W, C) image with 1-px gaps."""
-    n, c, h, w = images.shape
-    ncol = min(ncol, n)
-    rows = -(-n // ncol)
-    grid = np.full((rows * (h + 1) + 1, ncol * (w + 1) + 1, c), 255, dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, k = divmod(i, ncol)
-        grid[1 + r * (h + 1):1 + r * (h + 1) + h, 1 + k * (w + 1):1 + k * (w + 1) + w] = img.transpose(1, 2, 0)
-    return grid
+    """uint8 (N, C, H, W) -> one (rows*H, ncol*W, C) image with 1-px white gaps (torchvision's make_grid)."""
+    from torchvision.utils import make_grid
+
+    c = images.shape[1]
+    grid = make_grid(torch.from_numpy(np.ascontiguousarray(images)), nrow=min(ncol, len(images)), padding=1,
+                     pad_value=255).numpy().transpose(1, 2, 0)
+    return grid[..., :1] if c == 1 else grid  # make_grid repeats one channel into three
 
 
 def show_grid(ax, images: np.ndarray, title: str, ncol: int = 8) -> None:

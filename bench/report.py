@@ -367,7 +367,7 @@ def metric_definitions(spec: dict) -> list[str]:
                    f" of bench's own {clf['dataset']} classifier (version {clf['version']}, test accuracy"
                    f" {clf['test_accuracy']:.4f}) against {ref.get('classifier_images')} training images: fast domain"
                    " metrics, not Inception FID/IS.")
-        if spec.get("dataset") == "stackedmnist":
+        if _digit_triples(spec.get("dataset")):
             out.append("StackedMNIST modes: each channel classified as a digit, a sample's mode is its digit"
                        " triple; modes = distinct triples among the samples (of 1000), mode KL ="
                        " KL(histogram ‖ uniform(1000)).")
@@ -467,3 +467,13 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
     path = report_dir / "report.md"
     atomic_write_text(path, "\n".join(md) + "\n")
     return path
+
+
+def _digit_triples(dataset) -> bool:
+    """Whether the dataset's modes are classifier digit triples (StackedMNIST); False for unknown names."""
+    from bench.data import get_dataset_info
+
+    try:
+        return isinstance(dataset, str) and get_dataset_info(dataset).digit_triples
+    except Exception:  # a results folder from elsewhere may name a dataset this version lacks
+        return False

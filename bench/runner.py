@@ -31,11 +31,11 @@ from bench.errors import BenchError
 from bench.metrics import MetricResources, evaluate, floor_samples, image_evaluator, is_image_data
 from bench.metrics.likelihood import bits_per_dim
 from bench.provenance import device_name, git_sha, resolve_device, versions
-from bench.runs import build_sampler, completed_step, is_complete, load_method, run_dir_for
+from bench.runs import build_sampler, load_method, run_dir_for
 from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, safe_name
 from bench.spec import Cell, CompareSpec
 from bench.timing import count_calls, time_sampler
-from bench.train import train
+from bench.train import ensure_trained
 
 SAMPLES_KEPT = 2000  # samples per cell saved for figures (2-D points)
 IMAGES_KEPT = 64  # images per cell saved for the report's sample grids (uint8)
@@ -76,16 +76,22 @@ def cell_label(cell: Cell, sampler_label: str) -> str:
 
 
 def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: int, device: torch.device,
-                 to_data: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, int]:
+                 to_data: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 require_finite: bool = False) -> tuple[torch.Tensor, int]:
     """n samples in blocks of `batch`, block b seeded (seed, b); returns (samples, NFE per call: the
     mean over blocks, rounded, for an adaptive solver whose calls vary).
-    `to_data` maps each block to data space as it comes (uint8 images stay small in memory)."""
+    `to_data` maps each block to data space as it comes (uint8 images stay small in memory).
+    `require_finite`: a NaN or inf sample is an error (before quantising, which would hide it)."""
     out, calls = [], []
     for b in range(math.ceil(n / batch)):
         gen = torch.Generator().manual_seed(seed * 1_000_003 + b)
         noise = torch.randn(batch, *method.data_shape, generator=gen).to(device)
         with count_calls(method.denoisers()) as counter:
             x = sampler(noise, generator=gen).cpu()
+        if require_finite and not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x.flatten(1))).any(1).sum())
+            raise BenchError(f"{sampler.label} produced {bad} non-finite samples in block {b} (of {len(x)}): the"
+                             " checkpoint or the sampler options diverge; nothing was written")
         out.append(to_data(x) if to_data is not None else x)
         calls.append(counter["calls"])
     if len(set(calls)) > 1 and not getattr(sampler, "adaptive", False):
@@ -206,11 +212,8 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     # --- 1. train every checkpoint that is missing or unfinished --------------------------------
     pending = {run_dir_for(cfg, runs_dir): cfg for cfg in run_cfgs.values() if methods.get_method(cfg.method).trainable}
     for i, (run_dir, cfg) in enumerate(pending.items(), 1):
-        if not is_complete(run_dir, cfg):
-            resume = completed_step(run_dir) > 0 if run_dir.exists() else False
-            log(f"[train {i}/{len(pending)}] {cfg.method} on {cfg.data.name} -> {run_dir}"
-                + (" (resuming)" if resume else ""))
-            train(cfg, run_dir, resume=resume, progress=progress, log=log, runs_dir=runs_dir)
+        ensure_trained(cfg, run_dir, runs_dir=runs_dir, progress=progress, log=log,
+                       what=f"[train {i}/{len(pending)}] {cfg.method} on {cfg.data.name} -> {run_dir}")
 
     # --- 2. measure each cell; rows are saved as soon as they exist ------------------------------
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -232,6 +235,9 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
         write_results(results_dir, rows)
     done = {_row_key(r) for r in rows}
     common = {"device": device_name(dev), "torch_threads": torch.get_num_threads(), "git_sha": git_sha()}
+    if common["git_sha"].endswith("+dirty"):
+        log(f"warning: the working tree has uncommitted changes (code {common['git_sha']}): these rows cannot be"
+            " traced to a commit; commit first for results you keep")
 
     def save(row: dict, samples: np.ndarray) -> None:
         row = {**row, **common, "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -85,4 +85,7 @@ def read_samples(path: Path, *, image: bool) -> torch.Tensor:
         return to_nchw(a, path)
     if a.ndim != 2 or a.shape[1] != 2 or not np.issubdtype(a.dtype, np.floating) or len(a) == 0:
         raise BenchError(f"{path}: 2-D toy samples must be a float array N x 2, got {a.dtype} {tuple(a.shape)}")
+    bad = int((~np.isfinite(a)).any(axis=1).sum())
+    if bad:
+        raise BenchError(f"{path}: {bad} of {len(a)} toy samples are NaN or inf; remove them or sample again")
     return torch.from_numpy(a.astype(np.float32))

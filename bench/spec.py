@@ -25,10 +25,10 @@ from bench.config import (DataConfig, RunConfig, TrainConfig, build, load_toml, 
 from bench.data import DATASETS, get_dataset_info
 from bench.errors import BenchError
 from bench.metrics.options import MetricOptions, validate_options
+from bench.suite_schema import MAX_SAMPLES, MAX_SEED, check_suite
 from bench.timing import TimingSpec
 
 SUITES_DIR = Path(__file__).parent / "suites"
-MAX_SAMPLES = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +112,7 @@ def load_suite(name: str) -> dict[str, Any]:
     path = suite_path(name)
     if not path.exists():
         raise BenchError(f"unknown suite {name!r}; choose from: {', '.join(list_suites())}, or a path to a .toml file")
-    return load_toml(path, "suite")
+    return check_suite(load_toml(path, "suite"), f"suite {path}")
 
 
 def parse_int_list(text: str, what: str) -> list[int]:
@@ -235,6 +235,8 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
         raise BenchError(f"--num-samples must be in 1..{MAX_SAMPLES}, got {num_samples}")
     if int(raw.get("bpd_images", 10_000)) < 1:
         raise BenchError(f"bpd_images must be >= 1, got {raw['bpd_images']}")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise BenchError(f"--seed must be in 0..{MAX_SEED}, got {seed}")
     if steps is not None and any(s < 1 for s in steps):
         raise BenchError(f"--steps must be positive integers, got {','.join(map(str, steps))}")
     if steps and nfe:

@@ -3,7 +3,8 @@
 Each iteration draws a batch, then for each of the method's `phases` (DDPM: "model";
 DDGAN: "disc" then "gen") computes that phase's loss through the (possibly
 distributed) module, back-propagates and steps that phase's optimizer. EMA copies of
-the method's `ema_modules` follow every iteration. Checkpoints (atomic, see
+the method's `ema_modules` follow every iteration; before them, the method's target networks
+(`target_modules`, with their own step-dependent decay) and its `after_step` hook. Checkpoints (atomic, see
 bench/checkpoint.py) hold weights, EMA, optimizers, LR schedules, RNG and data order,
 so `resume=True` continues exactly where the last checkpoint left off.
 
@@ -78,6 +79,29 @@ class EMA:
             getattr(method, name).load_state_dict(avg.module.state_dict())
 
 
+@torch.no_grad()
+def update_targets(method: methods.Method, step: int) -> float | None:
+    """theta- <- mu theta- + (1 - mu) theta for each of the method's target modules, with
+    mu = method.target_decay(step); buffers are copied. Returns mu (None without targets)."""
+    if not method.target_modules:
+        return None
+    mu = float(method.target_decay(step))
+    for target_name, online_name in method.target_modules.items():
+        target, online = getattr(method, target_name), getattr(method, online_name)
+        t_params, o_params = list(target.parameters()), list(online.parameters())
+        torch._foreach_lerp_(t_params, o_params, 1.0 - mu)
+        for tb, ob in zip(target.buffers(), online.buffers()):
+            tb.copy_(ob)
+    return mu
+
+
+def after_optimizer_step(method: methods.Method, step: int) -> dict[str, float]:
+    """The per-iteration hooks after the optimizer steps: target networks, then `after_step`."""
+    mu = update_targets(method, step)
+    logs = {} if mu is None else {"target/decay": mu}
+    return {**logs, **method.after_step(step)}
+
+
 @contextlib.contextmanager
 def stop_requested():
     """SIGINT (Ctrl-C) and SIGTERM (pre-emption) ask the loop to stop at the next iteration boundary,
@@ -112,7 +136,7 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Path | No
             raise BenchError(f"{run_dir} holds a different run ({'; '.join(diffs[:3])}); use another --out")
         if ckpt is not None and not resume:
             raise BenchError(f"{run_dir} already has checkpoints; continue it with --resume or choose another --out")
-    elif run_dir.exists() and any(run_dir.iterdir()):
+    elif run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise BenchError(f"{run_dir} exists and is not a training run; choose another --out")
     return ckpt if resume else None
 
@@ -138,18 +162,54 @@ def _truncate_stats(path: Path, step: int) -> None:
     atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
+LOCK_FILE = ".lock"
+
+
+def ensure_trained(cfg: RunConfig, run_dir: Path, *, runs_dir: Path, progress: bool, log: Callable[[str], None],
+                   what: str) -> None:
+    """Train `cfg` into `run_dir` unless it is complete, resuming an unfinished run. The run folder is
+    locked meanwhile (`run_dir/.lock`), so that two processes that need the same run train it once:
+    the second waits, then finds it complete."""
+    from filelock import FileLock, Timeout
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_dir / LOCK_FILE))
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        log(f"waiting: another process is training {run_dir}")
+        lock.acquire()
+    try:
+        if is_complete(run_dir, cfg):
+            return
+        resume = completed_step(run_dir) > 0
+        log(what + (" (resuming)" if resume else ""))
+        train(cfg, run_dir, resume=resume, progress=progress, log=log, runs_dir=runs_dir)
+    finally:
+        lock.release()
+
+
 def train_parents(cfg: RunConfig, runs_dir: Path, *, progress: bool = True,
                   log: Callable[[str], None] = print) -> dict[str, methods.Method]:
     """Each parent of `cfg`, trained into `runs_dir` when missing or unfinished, loaded with its EMA
-    weights on the CPU in eval mode."""
+    weights on the CPU in eval mode; a parent with nothing to train (the oracle) is built from its data."""
     out = {}
     for role, parent in cfg.parents:
+        parent_cls = methods.get_method(parent.method)
+        if not parent_cls.trainable:  # an exact model (the oracle) is built from the data: no run folder
+            try:
+                out[role] = parent_cls.from_data(parent.model, load_dataset(parent.data)).eval()
+            except ValueError as e:
+                raise BenchError(f"{cfg.method}'s {role}: {e}") from None
+            continue
         parent_dir = run_dir_for(parent, runs_dir)
-        if not is_complete(parent_dir, parent):
-            resume = parent_dir.exists() and completed_step(parent_dir) > 0
-            log(f"[parent] {cfg.method} needs its {role}: training {parent.method} -> {parent_dir}"
-                + (" (resuming)" if resume else ""))
-            train(parent, parent_dir, resume=resume, progress=progress, log=log, runs_dir=runs_dir)
+        if (parent_dir / "config.json").exists():
+            diffs = diff_configs(read_run_config(parent_dir), parent, ignore=CADENCE_KEYS | {"train.steps"})
+            if diffs:
+                raise BenchError(f"{parent_dir} does not hold the {role} this {cfg.method} run needs"
+                                 f" ({'; '.join(diffs[:2])}); delete it to train the {role} again")
+        ensure_trained(parent, parent_dir, runs_dir=runs_dir, progress=progress, log=log,
+                       what=f"[parent] {cfg.method} needs its {role}: training {parent.method} -> {parent_dir}")
         method, got, _ = load_method(parent_dir)
         if got.run_id() != parent.run_id():
             raise BenchError(f"{parent_dir} does not hold the {role} this run needs"
@@ -219,6 +279,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
 
     def checkpoint(at: int) -> None:
         accelerator.wait_for_everyone()
+        _check_finite_weights(accelerator.unwrap_model(model), ema, at, run_dir)
         if accelerator.is_main_process:
             _save_state(run_dir, at, accelerator.unwrap_model(model), optimizers, schedules, ema, stream, cfg,
                         data.shape, elapsed + time.perf_counter() - t_start)
@@ -241,6 +302,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
                 optimizers[phase].step()
                 schedules[phase].step()
                 logs.update({f"{phase}/{k}": v.detach() for k, v in out.items()})
+            logs.update(after_optimizer_step(accelerator.unwrap_model(model), step))
             ema.update(accelerator.unwrap_model(model))
             step += 1
 
@@ -309,6 +371,18 @@ def _check_finite(out: dict[str, torch.Tensor], phase: str, step: int, run_dir: 
         kept = f"the last good checkpoint is {ckpt.name}" if ckpt else "no checkpoint was written yet"
         raise DivergenceError(f"training diverged at step {step}: the {phase} loss is {loss.item()}; {kept};"
                               f" lower the learning rate or raise train.grad_clip, then --resume")
+
+
+def _check_finite_weights(method: methods.Method, ema: EMA, step: int, run_dir: Path) -> None:
+    """A step can leave the weights non-finite while its loss was finite (an update that overflows):
+    such weights are never saved, so the latest checkpoint is always a good one."""
+    bad = next((name for name, t in [*method.state_dict().items(), *ema.weights().items()]
+                if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:
+        ckpt = latest_checkpoint(run_dir)
+        kept = f"the last good checkpoint is {ckpt.name}" if ckpt else "no checkpoint was written yet"
+        raise DivergenceError(f"training diverged at step {step}: the weights ({bad}) are no longer finite though"
+                              f" the loss was; {kept}; lower the learning rate or raise train.grad_clip, then --resume")
 
 
 def _save_state(run_dir, step, method, optimizers, schedules, ema, stream, cfg, data_shape, elapsed) -> None:

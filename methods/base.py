@@ -8,7 +8,10 @@ Training: the harness builds one optimizer per entry of `param_groups()` and, ea
 iteration, for each name in `phases` calls the module's forward as
 `loss = model(x0, phase=name, step=step)["loss"]`, back-propagates and steps that
 optimizer before running the next phase. Going through `forward` (not a side method)
-is what lets a multi-GPU wrapper synchronise gradients for every phase.
+is what lets a multi-GPU wrapper synchronise gradients for every phase. After the
+optimizer steps the harness moves each target network (`target_modules`, e.g. a
+consistency model's theta-) toward its online module with the step-dependent decay
+`target_decay(step)`, then calls `after_step(step)`; the evaluation EMA is separate.
 
 Sampling: `prediction()` returns what every sampler needs (methods/prediction.py): the
 prediction function with its kind (eps, x0, v, velocity, sample) and its noise schedule.
@@ -100,6 +103,7 @@ class Method(nn.Module):
     needs_mixture: ClassVar[bool] = False  # True: only for isotropic Gaussian mixture data (the oracle)
     key_params: ClassVar[tuple[str, ...]] = ()  # config fields that name a run folder, e.g. ("T",)
     summary: ClassVar[str] = ""  # one line for `bench list`
+    target_modules: dict[str, str] = {}  # {target attribute: online attribute}, moved after each optimizer step
 
     def __init__(self, cfg: Any, data_shape: tuple[int, ...]):
         super().__init__()
@@ -149,6 +153,16 @@ class Method(nn.Module):
         raise NotImplementedError
 
     # --- optional hooks: the defaults say "this method has none" ------------------------------------
+    def target_decay(self, step: int) -> float:
+        """mu(step) of every target module: theta- <- mu theta- + (1 - mu) theta after the optimizer
+        step of iteration `step` (0: a copy; 1: frozen)."""
+        return 1.0
+
+    def after_step(self, step: int) -> dict[str, float]:
+        """Called after the optimizer steps and target updates of iteration `step` (curricula, ...);
+        returns scalars to log."""
+        return {}
+
     def eval_metrics(self, x0: torch.Tensor, *, generator: torch.Generator) -> dict[str, float]:
         """Metrics of a held-out batch, logged during training (VDM: bits/dim); {} when none.
         Every random draw must use `generator`, so that evaluating never moves the training RNG."""

@@ -10,6 +10,8 @@ x0          the clean sample x_0
 v           v = alpha_t eps - sigma_t x_0 (Salimans & Ho 2022)
 velocity    dx/dt of a flow (flow matching)
 sample      a generator's proposal (DDGAN), only for the sampler trained with it
+consistency F of a consistency model, called as F(c_in x, c_noise) on the Karras sigmas of a
+            KarrasSchedule; its sampler applies the boundary condition f = c_skip x + c_out F
 
 Schedules
 - DiscreteSchedule: alpha_bar_t = prod_{s <= t}(1 - beta_s) for integer t = 0..T-1 (t = 0 least
@@ -27,7 +29,7 @@ from typing import Any, Callable
 
 import torch
 
-KINDS = ("eps", "x0", "v", "velocity", "sample")
+KINDS = ("eps", "x0", "v", "velocity", "sample", "consistency")
 GRID = 1000  # points of the discrete view of a continuous schedule
 
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -50,6 +52,15 @@ class DiscreteSchedule:
     @property
     def T(self) -> int:
         return len(self.alphas_cumprod)
+
+    def timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The fractional timestep of noise level sigma = sqrt((1 - abar) / abar): the inverse of
+        `alpha_bar`, clamped to 0..T-1 outside the table's sigmas."""
+        log_sigma = 0.5 * torch.log((1 - self.alphas_cumprod) / self.alphas_cumprod).to(sigma.device)
+        ls = torch.log(sigma.to(torch.float64)).clamp(log_sigma[0], log_sigma[-1])
+        hi = torch.searchsorted(log_sigma, ls).clamp(1, self.T - 1)
+        lo = hi - 1
+        return lo + (ls - log_sigma[lo]) / (log_sigma[hi] - log_sigma[lo])
 
     def alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
         """alpha_bar at (fractional) timesteps t, float64: log sigma interpolated linearly between
@@ -88,6 +99,29 @@ class ContinuousSchedule:
 
 
 @dataclasses.dataclass(frozen=True)
+class KarrasSchedule:
+    """The variance-exploding noise levels of a consistency model (Karras et al. 2022; Song et al.
+    2023): x_sigma = x_0 + sigma z for sigma in [sigma_min, sigma_max], discretised with rho."""
+
+    sigma_min: float
+    sigma_max: float
+    sigma_data: float
+    rho: float
+
+    def sigmas(self, n: int) -> torch.Tensor:
+        """sigma_1 = sigma_min < ... < sigma_n = sigma_max, float64."""
+        ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+        lo, hi = self.sigma_min ** (1 / self.rho), self.sigma_max ** (1 / self.rho)
+        out = (lo + ramp * (hi - lo)) ** self.rho
+        out[0], out[-1] = self.sigma_min, self.sigma_max  # exact ends: f(x, sigma_1) = x must hold exactly
+        return out
+
+    @property
+    def describe(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
 class Prediction:
     """A model as samplers see it. `fn(x_t, t)`: t is a timestep index (discrete schedules) or a
     time in [0, 1] (continuous ones), a 0-d tensor or one value per sample. `decode` maps the
@@ -95,7 +129,7 @@ class Prediction:
 
     fn: Fn
     kind: str
-    schedule: DiscreteSchedule | ContinuousSchedule | None
+    schedule: DiscreteSchedule | ContinuousSchedule | KarrasSchedule | None
     decode: Callable[[torch.Tensor], torch.Tensor] = _identity
 
     def __post_init__(self):

@@ -315,3 +315,17 @@ def test_mismatched_checkpoints_are_errors(finished_run, tiny_suite, tmp_path):
     cfg["model"]["lr"] = 0.123
     (run_dir / "config.json").write_text(json.dumps(cfg))
     one_line_error(run(bench(*args, "--out", str(tmp_path / "b")), tmp_path), "does not hold the run this cell needs")
+
+
+def test_two_compares_that_need_one_run_train_it_once(tiny_suite, tmp_path):
+    """The second process waits on the run folder's lock, then finds the run complete."""
+    runs = tmp_path / "runs"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [subprocess.Popen(bench("compare", "--suite", str(tiny_suite), "--runs-dir", str(runs), "--no-progress",
+                                    "--out", str(tmp_path / name)), cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+    assert stats_steps(run_dir) == [10, 20, 30], "the run was trained once, not twice into one folder"
+    assert sum("[train 1/1]" in out for out, _ in outs) == 1

@@ -122,10 +122,13 @@ CONTINUOUS = [s for s in methods.list_samplers() if methods.get_sampler(s).runs_
 
 
 def test_every_sampler_is_tested_against_an_exact_denoiser():
-    """eps samplers here, DDGAN's below, flow samplers on the exact velocity in tests/test_flow.py."""
+    """eps samplers here, DDGAN's below, flow samplers on the exact velocity in tests/test_flow.py,
+    consistency sampling on the exact consistency function in tests/test_cm.py."""
+    from tests.test_cm import CM_SAMPLERS
     from tests.test_flow import FLOW_SAMPLERS
 
-    assert set(DISCRETE) | set(CONTINUOUS) | set(FLOW_SAMPLERS) | {"ddgan"} == set(methods.list_samplers())
+    covered = set(DISCRETE) | set(CONTINUOUS) | set(FLOW_SAMPLERS) | set(CM_SAMPLERS) | {"ddgan"}
+    assert covered == set(methods.list_samplers())
 
 
 @pytest.mark.parametrize("name", DISCRETE)
@@ -293,8 +296,8 @@ class FarEps(nn.Module):
         return -3.0 * torch.sign(x) - 0.5 * x
 
 
-CLIPPING = [s for s in methods.list_samplers()
-            if "clip_sample" in {f.name for f in dataclasses.fields(methods.get_sampler(s).Options)}]
+CLIPPING = [s for s in methods.list_samplers() if methods.get_sampler(s).runs_on(GaussianModel) is None
+            and "clip_sample" in {f.name for f in dataclasses.fields(methods.get_sampler(s).Options)}]
 
 
 def test_every_diffusion_solver_with_an_x0_can_clip_it():

@@ -91,7 +91,7 @@ def test_unknown_sampler_options_and_tables_are_one_line_errors(tmp_path, tiny_p
     for body, message in [('[sampler.nope]\nx = 1', "unknown method 'nope'"),
                           ('[sampler.ddim]\nkarras = true', "unknown config key 'sampler.ddim.karras'"),
                           ('[sampler.ddim]\ntimestep_spacing = "cosine"', "unknown timestep_spacing 'cosine'"),
-                          ('models = "oracle"', "models must be a list")]:
+                          ('models = "oracle"', "models must be a non-empty list of names")]:
         suite.write_text(f'description = "x"\ndataset = "gaussians25"\npreset = "{tiny_preset}"\n'
                          f'{body if body.startswith("models") else ""}\nmethods = ["ddim"]\n[steps]\nddim = [2]\n'
                          f'{"" if body.startswith("models") else body}\n')

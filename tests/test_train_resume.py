@@ -66,9 +66,35 @@ def test_existing_run_needs_resume_and_a_matching_config(tiny_preset, tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tiny_preset, tmp_path):
-    cfg = tiny_cfg(tiny_preset, model__lr="1e30", train__grad_clip="0")
-    with pytest.raises(DivergenceError, match=r"diverged at step \d+: the model loss is"):
+    # a checkpoint after every step: the first step leaves finite (huge) weights, the next loss overflows
+    cfg = tiny_cfg(tiny_preset, model__lr="1e30", train__grad_clip="0", train__ckpt_every="1")
+    with pytest.raises(DivergenceError, match=r"diverged at step \d+: the model loss is") as err:
         train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
-    for ckpt in list_checkpoints(tmp_path / "run"):
-        for t in weights(ckpt)[0].values():
+    ckpts = list_checkpoints(tmp_path / "run")
+    assert ckpts, "the run must have saved a checkpoint before it diverged"
+    assert f"the last good checkpoint is {ckpts[-1].name}" in str(err.value)
+    for ckpt in ckpts:
+        for t in [*weights(ckpt)[0].values(), *weights(ckpt)[1].values()]:
             assert torch.isfinite(t).all(), "a checkpoint holds non-finite weights"
+
+
+def test_weights_made_non_finite_by_a_finite_loss_are_never_saved(tiny_preset, tmp_path, monkeypatch):
+    """An update that overflows (simulated: the third iteration's hook writes an inf into one weight,
+    after a finite loss) is caught by the check before the save: the run stops, naming the step and
+    the weight, and the latest checkpoint is the last finite one."""
+    import bench.train
+
+    hook = bench.train.after_optimizer_step
+
+    def overflow(method, step):
+        if step == 2:
+            with torch.no_grad():
+                next(method.parameters()).view(-1)[0] = float("inf")
+        return hook(method, step)
+
+    monkeypatch.setattr(bench.train, "after_optimizer_step", overflow)
+    cfg = tiny_cfg(tiny_preset, train__ckpt_every="1")
+    with pytest.raises(DivergenceError, match=r"diverged at step 3: the weights \(.*\) are no longer finite") as err:
+        train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
+    assert "the last good checkpoint is step-00000002" in str(err.value)
+    assert [c.name for c in list_checkpoints(tmp_path / "run")] == ["step-00000001", "step-00000002"]

@@ -24,6 +24,10 @@ class DatasetInfo:
     suite: str  # default benchmark suite
     description: str
     mixture: bool = False  # an isotropic Gaussian mixture: the exact-score oracle applies
+    channels: int = 3  # image channels of its samples
+    sizes: tuple[int, ...] = ()  # sample sides accepted for scoring (native, padded); () = any
+    classifier: str = ""  # the digit classifier of its domain metrics (bench classifier), "" = none
+    digit_triples: bool = False  # its modes are classifier digit triples, one per channel (StackedMNIST)
 
 
 DATASETS = {d.name: d for d in [
@@ -32,11 +36,14 @@ DATASETS = {d.name: d for d in [
     DatasetInfo("gaussians8", "toy2d", "toy", "toy", "8 Gaussians on a circle of radius 2, std 0.02 (8 modes)",
                 mixture=True),
     DatasetInfo("swissroll", "toy2d", "toy", "toy", "2-D swiss roll (no modes: distance metrics only)"),
-    DatasetInfo("mnist", "image", "mnist", "mnist-cpu", "MNIST digits, 1x28x28 (presets pad to 32)"),
-    DatasetInfo("fashion-mnist", "image", "mnist", "mnist-cpu", "Fashion-MNIST, 1x28x28 (presets pad to 32)"),
+    DatasetInfo("mnist", "image", "mnist", "mnist-cpu", "MNIST digits, 1x28x28 (presets pad to 32)",
+                channels=1, sizes=(28, 32), classifier="mnist"),
+    DatasetInfo("fashion-mnist", "image", "mnist", "mnist-cpu", "Fashion-MNIST, 1x28x28 (presets pad to 32)",
+                channels=1, sizes=(28, 32), classifier="fashion-mnist"),
     DatasetInfo("stackedmnist", "image", "stackedmnist", "stackedmnist",
-                "three MNIST digits as RGB channels, 3x28x28 (1000 modes)"),
-    DatasetInfo("cifar10", "image", "cifar10", "cifar10", "CIFAR-10, 3x32x32"),
+                "three MNIST digits as RGB channels, 3x28x28 (1000 modes)", sizes=(28, 32), classifier="mnist",
+                digit_triples=True),
+    DatasetInfo("cifar10", "image", "cifar10", "cifar10", "CIFAR-10, 3x32x32", sizes=(32,)),
     DatasetInfo("folder", "image", "celebahq256", "folder",
                 "folder:PATH, any folder of images (CelebA-HQ, LSUN exports), resized to data.resolution"),
 ]}

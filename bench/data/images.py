@@ -45,6 +45,7 @@ class ImageData:
     test_x: torch.Tensor
     test_y: torch.Tensor | None
     hflip: bool = False
+    padded_from: int = 0  # the native side before padding with background (MNIST 28 -> 32), 0 if not padded
     mixture = None  # images have no exact mixture; see bench.metrics for their metrics
 
     @property
@@ -205,8 +206,9 @@ def load_images(cfg: DataConfig) -> ImageData:
         if name == "stackedmnist":
             (tx, ty), (vx, vy) = (stack_digits(tx, ty, cfg.num_train, cfg.seed),
                                   stack_digits(vx, vy, STACKED_TEST_SIZE, cfg.seed + 1))
+        native = tx.shape[-1]
         return ImageData(name, resize(tx, cfg.resolution, pad=True), ty, resize(vx, cfg.resolution, pad=True), vy,
-                         hflip=cfg.hflip)
+                         hflip=cfg.hflip, padded_from=native if cfg.resolution > native else 0)
     if name == "cifar10":
         (tx, ty), (vx, vy) = (load_cifar10(root, train=t, download=cfg.download) for t in (True, False))
         return ImageData(name, resize(tx, cfg.resolution, pad=False), ty, resize(vx, cfg.resolution, pad=False), vy,

@@ -42,6 +42,9 @@ def evaluate(data, samples: torch.Tensor, *, seed: int, images=None) -> tuple[di
             raise ValueError("image data is scored by an ImageEvaluator: pass images=image_evaluator(...)")
         return images.evaluate(samples)
     notes: list[str] = []
+    finite = torch.isfinite(samples.flatten(1)).all(1)
+    if not bool(finite.all()):  # a diverging sampler or checkpoint: no metric of part of the samples
+        return {}, [f"no toy metrics: {int((~finite).sum())} of {len(samples)} samples are NaN or inf"]
     reference = data.sample_data(len(samples), torch.Generator().manual_seed(EVAL_SEED_OFFSET + seed))
     metrics = {"swd": sliced_wasserstein(samples, reference)}
     if data.mixture is not None:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from bench.config import DataConfig
+from bench.data import DatasetInfo, get_dataset_info
 from bench.data.images import STACKED_TEST_SIZE
 from bench.errors import BenchError
 from bench.metrics import domain, fidelity
@@ -33,7 +34,6 @@ from bench.metrics.options import MetricOptions, MetricResources, validate_optio
 from bench.schema import safe_name
 
 REFERENCE_SEED = 0
-CLASSIFIER_SOURCE = {"mnist": "mnist", "fashion-mnist": "fashion-mnist", "stackedmnist": "mnist"}
 PAPER_MODE_SAMPLES = STACKED_TEST_SIZE  # the paper counts modes over 26,000 samples
 
 
@@ -50,6 +50,10 @@ class ImageEvaluator:
                  data_cfg: DataConfig, device: torch.device, log: Callable[[str], None] = print):
         validate_options(options)
         self.data, self.options, self.resources, self.device, self.log = data, options, resources, device, log
+        try:
+            self.info = get_dataset_info(data.name)
+        except BenchError:  # an image set without a registration (tests, a caller's own data): no domain facts
+            self.info = DatasetInfo(data.name, "image", "", "", "")
         self.cache_dir = Path(resources.cache_dir).expanduser() if resources.cache_dir else None
         self.k = min(options.inception_samples or num_samples, num_samples)
         self.n_ref = min(options.reference_samples or self.k, len(data.train_x))
@@ -99,7 +103,7 @@ class ImageEvaluator:
         return self.inception
 
     def _load_classifier(self, data_cfg: DataConfig) -> Classifier | None:
-        source = CLASSIFIER_SOURCE.get(self.data.name)
+        source = self.info.classifier or None
         if not self.options.classifier:
             self.unavailable["classifier"] = "Domain metrics are off in this suite (metrics.classifier = false)"
             return None
@@ -164,7 +168,7 @@ class ImageEvaluator:
             metrics.update(self._domain_metrics(x))
         notes = list(self.notes) + [why for key, why in self.unavailable.items()
                                     if key != "is" or self.inception is not None]
-        if self.data.name == "stackedmnist" and self.classifier is not None and len(x) != PAPER_MODE_SAMPLES:
+        if self.info.digit_triples and self.classifier is not None and len(x) != PAPER_MODE_SAMPLES:
             notes.append(f"Modes counted over {len(x)} samples (the paper's protocol uses {PAPER_MODE_SAMPLES})")
         return metrics, notes
 
@@ -193,7 +197,7 @@ class ImageEvaluator:
         out = {"fd_classifier": fidelity.frechet_distance(fidelity.statistics(feats), self._domain_reference())}
         if len(x) >= fidelity.IS_SPLITS:
             out["is_classifier"] = fidelity.inception_score(log_probs)[0]
-        if self.data.name == "stackedmnist":
+        if self.info.digit_triples:
             out.update(domain.stacked_modes(log_probs))
         return out
 
@@ -205,12 +209,11 @@ class ImageEvaluator:
         labels = {
             "fid": "FID (Inception pool3)", "kid": "KID (Inception pool3)", "is": "IS (Inception logits)",
             "precision": f"precision ({prc_space}, k={k})", "recall": f"recall ({prc_space}, k={k})",
-            "fd_classifier": "FD (MNIST-classifier features)", "is_classifier": "IS (MNIST-classifier labels)",
         }
-        if self.data.name == "fashion-mnist":
-            labels.update(fd_classifier="FD (Fashion-MNIST-classifier features)",
-                          is_classifier="IS (Fashion-MNIST-classifier labels)")
-        if self.data.name == "stackedmnist":
+        if self.info.classifier:
+            clf = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(self.info.classifier, self.info.classifier)
+            labels.update(fd_classifier=f"FD ({clf}-classifier features)", is_classifier=f"IS ({clf}-classifier labels)")
+        if self.info.digit_triples:
             labels.update(modes=f"modes (of {domain.STACKED_MODES})", mode_kl="mode KL to uniform")
         return {
             "options": {**self.options.__dict__},
