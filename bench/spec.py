@@ -233,16 +233,12 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
     num_samples = raw.get("num_samples", 5000) if num_samples is None else num_samples
     if not 1 <= num_samples <= MAX_SAMPLES:
         raise BenchError(f"--num-samples must be in 1..{MAX_SAMPLES}, got {num_samples}")
-    if int(raw.get("bpd_images", 10_000)) < 1:
-        raise BenchError(f"bpd_images must be >= 1, got {raw['bpd_images']}")
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise BenchError(f"--seed must be in 0..{MAX_SEED}, got {seed}")
     if steps is not None and any(s < 1 for s in steps):
         raise BenchError(f"--steps must be positive integers, got {','.join(map(str, steps))}")
     if steps and nfe:
         raise BenchError("give --steps or --nfe, not both: --nfe picks each sampler's steps from its NFE budget")
-    if not isinstance(raw.get("models", []), list):
-        raise BenchError(f"models must be a list of model names, got {raw['models']!r}")
     for m in models_ or raw.get("models", []):
         _model_or_error(m)
     for name in raw.get("sampler", {}):

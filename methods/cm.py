@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import math
 
 import torch
@@ -234,7 +235,8 @@ class ConsistencyModel(Method):
             raise RuntimeError("consistency distillation needs its teacher: train it with `bench train cm`,"
                                " which trains and attaches the teacher run first")
         teacher, pred = self._teacher
-        if next(teacher.parameters(), torch.empty(0, device=x.device)).device != x.device:
+        state = next(itertools.chain(teacher.parameters(), teacher.buffers()), None)  # the oracle has buffers only
+        if state is not None and state.device != x.device:
             teacher.to(x.device)
         s = _bcast(sigma, x).to(x.dtype)
         t = pred.schedule.timestep(sigma).to(x.device).float()
