@@ -287,3 +287,17 @@ def test_report_shows_bpd_as_a_checkpoint_column_not_a_curve(tmp_path):
     assert "**vdm** bounds the test likelihood at 1.234 bits/dim" in text
     assert "ddpm-1000: bpd: ddpm defines no likelihood" in text
     assert "steps: ." not in text, "no empty sweep line when no per-sampler metric exists"
+
+
+def test_the_prior_term_charges_data_that_is_not_unit_scale():
+    """The toy data (modes at -4..4, E[x^2] = 8 per coordinate) is not rescaled: the exact prior KL
+    carries the mismatch, 0.5 alpha_1^2 E[x^2] per dimension beyond the KL at x = 0 (0.027 nats at
+    gamma_1 = 5), as methods/vdm.py states."""
+    from methods.vdm import prior_kl
+
+    gamma_1 = torch.tensor(5.0)
+    grid = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
+    x = torch.cartesian_prod(grid, grid)  # the 25 modes: E[x^2] = 8 per coordinate
+    extra = (prior_kl(x, gamma_1) - prior_kl(torch.zeros_like(x), gamma_1)).mean() / 2
+    assert float(extra) == pytest.approx(0.5 * torch.sigmoid(-gamma_1).item() * 8.0, rel=1e-5)
+    assert float(extra) == pytest.approx(0.02677, abs=1e-4)
