@@ -13,17 +13,16 @@ import math
 
 import pandas as pd
 
-from bench.schema import FLOOR_METHOD
+from bench.schema import FLOOR_METHOD, METRIC
 
-# (column, name, lower is better): the first with values ranks the samplers
-PRIMARY = [("fid", "FID", True), ("swd", "sliced W1", True), ("fd_classifier", "FD (classifier features)", True),
-           ("kid", "KID", True)]
+# the first of these columns with values ranks the samplers (names and directions: bench/schema.py METRICS)
+PRIMARY = ["fid", "swd", "fd_classifier", "kid"]
 
 
 def primary_metric(df: pd.DataFrame) -> tuple[str, str, bool] | None:
-    for col, name, lower in PRIMARY:
+    for col in PRIMARY:
         if col in df and df[col].notna().any():
-            return col, name, lower
+            return col, METRIC[col].header, not METRIC[col].higher_is_better
     return None
 
 

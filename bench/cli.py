@@ -105,7 +105,11 @@ def compare(
     nfe: Optional[str] = typer.Option(None, "--nfe", help="Comma-separated NFE budgets: each sampler takes the most "
                                                           "steps whose network calls fit (Heun: 2N-1 for N steps)."),
     num_samples: Optional[int] = typer.Option(None, "--num-samples", help="Samples per cell."),
-    seed: Optional[int] = typer.Option(None, help="Sampling seed."),
+    seed: Optional[int] = typer.Option(None, help="Sampling seed (of a grid without a seeds axis)."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated training seeds, e.g. 0,1,2: each cell "
+                                                              "is trained and sampled once per seed (mean ± 95% interval)."),
+    bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Resamples for a bootstrap interval over "
+                                                                      "samples within each row (0: none)."),
     out: Optional[Path] = typer.Option(None, help="Write results.csv, spec.json and report.md here."),
     device: str = DEVICE,
     runs_dir: Path = RUNS_DIR,
@@ -124,7 +128,8 @@ def compare(
                                      offline=offline)
         results_dir, report = compare_command(suite=suite, methods=methods, model=model, dataset=dataset, steps=steps,
                                               nfe=nfe,
-                                              num_samples=num_samples, seed=seed, out=out, device=device,
+                                              num_samples=num_samples, seed=seed, seeds=seeds,
+                                              bootstrap=bootstrap, out=out, device=device,
                                               runs_dir=runs_dir, data_dir=data_dir, progress=_progress(progress),
                                               log=typer.echo, resources=resources)
         typer.echo(f"results: {results_dir / 'results.csv'}\nreport: {report}")

@@ -57,7 +57,8 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
                     num_samples: int | None, seed: int | None, out: Path | None, device: str, runs_dir: Path,
                     data_dir: str, progress: bool, log: Callable[[str], None],
                     resources: MetricResources | None = None, nfe: str | None = None,
-                    model: str | None = None) -> tuple[Path, Path]:
+                    model: str | None = None, seeds: str | None = None,
+                    bootstrap: int | None = None) -> tuple[Path, Path]:
     from bench.runner import compare
 
     resolve_device(device)  # a bad --device fails before any work
@@ -65,7 +66,8 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
                                 dataset=dataset, steps=parse_int_list(steps, "--steps") if steps else None,
                                 nfe=parse_int_list(nfe, "--nfe") if nfe else None,
                                 models_=parse_names(model, "--model") if model else None,
-                                num_samples=num_samples, seed=seed, data_root=data_dir)
+                                num_samples=num_samples, seed=seed, data_root=data_dir,
+                                seeds=parse_int_list(seeds, "--seeds") if seeds else None, bootstrap=bootstrap)
     results_dir = Path(out) if out else Path("results") / spec.name
     report_dir = Path(out) if out else Path("reports") / spec.name
     compare(spec, runs_dir=runs_dir, results_dir=results_dir, report_dir=report_dir, device=device,

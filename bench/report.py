@@ -14,36 +14,12 @@ import pandas as pd
 from bench.budgets import best_table, budget_reading, budgets, model_name, primary_metric, sampler_of
 from bench.checkpoint import atomic_write_text
 from bench.errors import BenchError
+from bench import stats
 from bench.plots import plt, scatter, show_grid
-from bench.schema import FLOOR_METHOD, safe_name
+from bench.schema import FLOOR_METHOD, METRICS, Metric, safe_name
 from bench.straightening import straightening_reading
 
 
-@dataclasses.dataclass(frozen=True)
-class Metric:
-    column: str
-    header: str
-    group: str  # quality | coverage | likelihood
-    higher_is_better: bool
-    fmt: str
-    per_sampler: bool = True  # False: a property of the checkpoint (same at every step count), not plotted vs NFE
-
-
-METRICS = [
-    Metric("fid", "FID", "quality", False, "{:.2f}"),
-    Metric("kid", "KID", "quality", False, "{:.4f}"),
-    Metric("is", "IS", "quality", True, "{:.2f}"),
-    Metric("precision", "precision", "quality", True, "{:.3f}"),
-    Metric("fd_classifier", "FD (classifier features)", "quality", False, "{:.2f}"),
-    Metric("is_classifier", "IS (classifier labels)", "quality", True, "{:.2f}"),
-    Metric("hq_fraction", "high-quality fraction", "quality", True, "{:.3f}"),
-    Metric("swd", "sliced W1 to data", "quality", False, "{:.3f}"),
-    Metric("recall", "recall", "coverage", True, "{:.3f}"),
-    Metric("modes", "modes covered", "coverage", True, "{:.0f}"),
-    Metric("mode_kl", "mode KL", "coverage", False, "{:.3f}"),
-    Metric("bpd", "bits/dim (test)", "likelihood", False, "{:.3f}", per_sampler=False),
-]
-LOG_Y = {"fid", "kid", "swd", "fd_classifier"}  # distances spanning decades: drawn on a log axis
 UNAVAILABLE = "unavailable"  # shown for a metric that the setup could not compute (reason in the notes)
 
 
@@ -88,7 +64,30 @@ def _fmt(value, fmt: str, missing: str = "–") -> str:
 
 def _cell(row: pd.Series, m: Metric, spec: dict) -> str:
     missing = UNAVAILABLE if m.column in _metrics_info(spec).get("unavailable", {}) else "–"
+    if f"{m.column}_lo" in row and pd.notna(row.get(m.column)):  # a mean over seeds: mean ± 95% interval
+        return stats.mean_pm(row, m.column)
     return _fmt(row.get(m.column), m.fmt, missing)
+
+
+def _speed(row: pd.Series) -> str:
+    """ms per 100 samples: the mean ± interval over seeds, or one run's median (IQR); older results
+    folders hold a mean ± std."""
+    ms = row.get("sample_ms_per_100")
+    if "sample_ms_per_100_lo" in row and pd.notna(row.get("sample_ms_per_100_lo")):
+        return stats.mean_pm(row, "sample_ms_per_100")
+    for col, text in (("sample_ms_per_100_iqr", "{:.1f} (IQR {:.1f})"), ("sample_ms_per_100_std", "{:.1f} ± {:.1f}")):
+        if col in row and pd.notna(row.get(col)):
+            return text.format(ms, row[col])
+    return _fmt(ms, "{:.1f}")
+
+
+def _efficiency(row: pd.Series) -> str:
+    """A flagged timing is a measurement error, never a number (bench/timing.py)."""
+    flag = row.get("timing_flag")
+    if isinstance(flag, str) and flag and pd.isna(row.get("sampler_efficiency")):
+        return "measurement error"
+    cell = _fmt(row.get("sampler_efficiency"), "{:.2f}")
+    return cell + (" (some seeds: measurement error)" if isinstance(flag, str) and flag else "")
 
 
 def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:
@@ -121,8 +120,8 @@ def trilemma_table(df: pd.DataFrame, spec: dict | None = None) -> str:
         ms = r.get("sample_ms_per_100")
         cells = [f"**{r['label']}**" if floor else r["label"], "–" if floor else _fmt(r.get("nfe_measured"), "{:.0f}")]
         cells += [_cell(r, m, spec) for m in metrics]
-        cells += ["–" if floor else f"{ms:.1f} ± {r['sample_ms_per_100_std']:.1f}",
-                  "–" if floor else f"{slowest / ms:.1f}×", _fmt(r.get("sampler_efficiency"), "{:.2f}")]
+        cells += ["–" if floor else _speed(r), "–" if floor else f"{slowest / ms:.1f}×",
+                  "–" if floor else _efficiency(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -145,12 +144,17 @@ def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path, spec: dict) -> b
         for fam, g in models.groupby(families, sort=True):
             g = g.sort_values(x)
             exact = _untrained(g)  # dashed, hollow: the exact score (no network error)
-            ax.plot(g[x], g[m.column], marker="o", ls="--" if exact else "-", mfc="none" if exact else None,
-                    color=colours[g["method"].iloc[0]], label=fam + (" (exact score)" if exact else ""))
+            style = dict(marker="o", ls="--" if exact else "-", mfc="none" if exact else None,
+                         color=colours[g["method"].iloc[0]], label=fam + (" (exact score)" if exact else ""))
+            if f"{m.column}_lo" in g and g[f"{m.column}_lo"].notna().any():  # spread over seeds: 95% intervals
+                err = np.vstack([g[m.column] - g[f"{m.column}_lo"], g[f"{m.column}_hi"] - g[m.column]])
+                ax.errorbar(g[x], g[m.column], yerr=np.nan_to_num(err), capsize=2, **style)
+            else:
+                ax.plot(g[x], g[m.column], **style)
         if len(floor) and not np.isnan(floor[m.column].iloc[0]):
             ax.axhline(floor[m.column].iloc[0], color="k", ls="--", lw=1, label="data (floor)")
         ax.set_xscale("log")
-        if m.column in LOG_Y and (models[m.column].dropna() > 0).all():
+        if m.log_scale and (models[m.column].dropna() > 0).all():
             ax.set_yscale("log")
         xs = models[x][models[x] > 0]
         if len(xs):  # explicit limits: a metric with no finite model value (e.g. mode KL) leaves no data
@@ -295,10 +299,16 @@ def reading(df: pd.DataFrame, spec: dict | None = None) -> list[str]:
         out.append(line + ".")
     if "modes" in models and models["modes"].notna().any() and len(floor):
         out.extend(_coverage_lines(models, floor))
-    eff = models.loc[models["sampler_efficiency"].idxmin()]
-    out.append(f"Lowest sampler efficiency: **{eff['label']}** ({eff['sampler_efficiency']:.2f}): that share of its"
-               " time is spent in the network, the rest is sampler overhead (scheduler arithmetic, noise draws,"
-               " Python).")
+    if models["sampler_efficiency"].notna().any():
+        eff = models.loc[models["sampler_efficiency"].idxmin()]
+        out.append(f"Lowest sampler efficiency: **{eff['label']}** ({eff['sampler_efficiency']:.2f}): that share of"
+                   " its time is spent in the network, the rest is sampler overhead (scheduler arithmetic, noise"
+                   " draws, Python).")
+    flagged = models[stats.flagged(models)] if "timing_flag" in models else []
+    if len(flagged):
+        out.append("Timing measurement errors (sampler efficiency above 1 in two measurements; their efficiency is"
+                   " not a result, and their ms per 100 samples are suspect): "
+                   + ", ".join(f"{r['label']}" for _, r in flagged.iterrows()) + ".")
     adaptive = models[models["nfe_declared"].isna() & models["nfe_measured"].notna()]
     mismatch = models[models["nfe_declared"].notna() & (models["nfe_measured"] != models["nfe_declared"])]
     if "nfe_target" in models:
@@ -377,9 +387,14 @@ def metric_definitions(spec: dict) -> list[str]:
 
 
 def _notes(df: pd.DataFrame) -> list[str]:
-    """Row notes; a note shared by every row is listed once."""
-    per_row = [(r["label"], [n for n in r["notes"].split("; ") if n]) for _, r in df.iterrows()
-               if isinstance(r.get("notes"), str) and r["notes"]]
+    """Row notes; a note shared by every row is listed once, and a label's notes once over its seeds."""
+    per_label: dict[str, list[str]] = {}
+    for _, r in df.iterrows():
+        if isinstance(r.get("notes"), str) and r["notes"]:
+            own = per_label.setdefault(r["label"], [])
+            own += [n for n in r["notes"].split("; ") if n and n not in own]
+    df = df.drop_duplicates("label")
+    per_row = list(per_label.items())
     if not per_row:
         return []
     common = [n for n in per_row[0][1] if len(per_row) == len(df) and all(n in notes for _, notes in per_row)]
@@ -406,6 +421,9 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
     """Write report.md and figures; returns the report path."""
     results_dir = Path(results_dir)
     df, spec = load(results_dir)
+    per_seed, seeded = df, stats.seeded(df)
+    if seeded:  # the tables, figures and reading use the means over seeds, with intervals
+        df = stats.summarise(df)
     report_dir = Path(report_dir) if report_dir is not None else (results_dir / spec.get("report_dir", ".")).resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
     df = df.sort_values([c for c in ("method", "model", "variant", "steps") if c in df], key=lambda c: c.fillna("") if c.dtype == object else c,
@@ -428,17 +446,18 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
         figures.append("noise_schedule.png")
     grid = spec.get("grid", {})
     timing = grid.get("timing", {})
-    notes = [f"- {n}" for n in spec.get("notes", [])] + _notes(df)
+    notes = [f"- {n}" for n in spec.get("notes", [])] + _notes(per_seed)
     md = [
         f"# {spec['name']}: {spec['dataset']}",
         "",
         f"- suite `{spec['suite']}`, training preset `{spec['preset']}`, {grid.get('num_samples')} samples per"
-        f" sampler, seed {grid.get('seed')}; {spec.get('seeding', '')}",
-        f"- device: {spec.get('device')}, torch threads: {spec.get('torch_threads')}, code: {spec.get('git_sha')}",
+        f" sampler; {spec.get('seeding', '')}",
+        *([f"- every number is the mean ± 95% Student-t interval over {_seed_count(df)} training seeds"
+           " (per-seed rows: results.csv; the aggregate: summary.csv, `bench/stats.py`)"] if seeded else []),
+        f"- device: {spec.get('device')}, torch threads: {spec.get('torch_threads')}, CPU affinity:"
+        f" {spec.get('cpu_affinity', 'not recorded')}, code: {spec.get('git_sha')}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in spec.get("versions", {}).items()),
-        f"- wall-clock protocol: fixed noise, batch {timing.get('batch')}, {timing.get('warmup')} warm-up runs then"
-        f" {timing.get('repeats')} timed runs (capped at {timing.get('max_seconds')} s per sampler; the counts used are"
-        " in results.csv), device-synchronised; mean ± std. NFE is counted by forward hooks on the network.",
+        _protocol(timing, interleaved="sample_ms_per_100_iqr" in per_seed),
         f"- rerun: `bench compare --suite {spec['suite']}` (training is cached in the runs folder);"
         f" re-render: `bench report {results_dir}`",
         "",
@@ -455,7 +474,7 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
         "## Reading",
         "",
         *[f"- {line}" for line in reading(df, spec) + straightening_reading(df, spec) + budget_reading(df)
-          + schedule_lines],
+          + schedule_lines + stats.significance_lines(df, [m.column for m in _present(df, spec, per_sampler_only=True)])],
         "",
         "## Figures",
         "",
@@ -467,6 +486,25 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
     path = report_dir / "report.md"
     atomic_write_text(path, "\n".join(md) + "\n")
     return path
+
+
+def _seed_count(df: pd.DataFrame) -> str:
+    lo, hi = int(df["n_seeds"].min()), int(df["n_seeds"].max())
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
+def _protocol(timing: dict, *, interleaved: bool) -> str:
+    """The wall-clock protocol the rows were measured by (older results folders: mean ± std)."""
+    head = (f"- wall-clock protocol: fixed noise, batch {timing.get('batch')}, {timing.get('warmup')} warm-up then"
+            f" {timing.get('repeats')} timed")
+    cap = f" (capped at {timing.get('max_seconds')} s per sampler; the counts used are in results.csv)"
+    if interleaved:
+        return (head + " rounds" + cap + ", each timing one sampler call and then each network's forward, back to"
+                " back; medians over rounds with the IQR; sampler efficiency = median over rounds of network time /"
+                " sampler time, and one above 1 (measured twice) is flagged a measurement error"
+                " (`bench/timing.py`). NFE is counted by forward hooks on the networks.")
+    return (head + " runs" + cap + ", device-synchronised; mean ± std (the protocol before interleaved"
+            " rounds). NFE is counted by forward hooks on the network.")
 
 
 def _digit_triples(dataset) -> bool:

@@ -34,7 +34,7 @@ from bench.provenance import device_name, git_sha, resolve_device, versions
 from bench.runs import build_sampler, load_method, run_dir_for
 from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, safe_name
 from bench.spec import Cell, CompareSpec
-from bench.timing import count_calls, time_sampler
+from bench.timing import block_noise, count_calls, cpu_affinity, time_sampler
 from bench.train import ensure_trained
 
 SAMPLES_KEPT = 2000  # samples per cell saved for figures (2-D points)
@@ -84,8 +84,7 @@ def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: i
     `require_finite`: a NaN or inf sample is an error (before quantising, which would hide it)."""
     out, calls = [], []
     for b in range(math.ceil(n / batch)):
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + b)
-        noise = torch.randn(batch, *method.data_shape, generator=gen).to(device)
+        noise, gen = block_noise(method.data_shape, batch=batch, seed=seed * 1_000_003 + b, device=device)
         with count_calls(method.denoisers()) as counter:
             x = sampler(noise, generator=gen).cpu()
         if require_finite and not bool(torch.isfinite(x).all()):
@@ -146,45 +145,52 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     """One results row and the samples kept for figures. `per_checkpoint` caches what depends on the
     checkpoint only (bits/dim), across the cells that sample it; `images` scores image samples."""
     method, cfg, meta = load_model(cell, spec, run_dir, data, device)
-    if diagnostics_dir is not None:
+    seed = spec.sampling_seed(cell)
+    if diagnostics_dir is not None and cell.seed in (None, spec.seed_list[0]):
         save_diagnostics(method, diagnostics_dir / f"{safe_name(cell.variant or cfg.method)}.npz")
-    key = (str(run_dir), cfg.method)
+    key = (str(run_dir), cfg.method, seed)
     cache = per_checkpoint if per_checkpoint is not None else {}
     if key not in cache:
-        cache[key] = bits_per_dim(method, data, name=cfg.method, num_images=spec.bpd_images, seed=spec.seed,
+        cache[key] = bits_per_dim(method, data, name=cfg.method, num_images=spec.bpd_images, seed=seed,
                                   device=device)
     likelihood, bpd_notes = cache[key]
     sampler = build_sampler(cell.method, method, cell.steps, cell.options())
-    x, nfe = draw_samples(sampler, method, n=spec.num_samples, seed=spec.seed, batch=spec.sample_batch, device=device,
+    x, nfe = draw_samples(sampler, method, n=spec.num_samples, seed=seed, batch=spec.sample_batch, device=device,
                           to_data=data.to_data)
-    sample_t, forward_t = time_sampler(sampler, method.denoisers(), method.data_shape, device, spec.timing)
-    metrics, notes = evaluate(data, x, seed=spec.seed, images=images)
+    timing = time_sampler(sampler, method.denoisers(), method.data_shape, device, spec.timing, seed=seed)
+    metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap)
     row = {
         "method": cell.method, "label": cell_label(cell, sampler.label), "variant": cell.variant,
-        "model": cfg.method, "steps": cell.steps, "nfe_target": cell.nfe_target or None, "seed": spec.seed,
+        "model": cfg.method, "steps": cell.steps, "nfe_target": cell.nfe_target or None, "seed": seed,
         "num_samples": spec.num_samples, "nfe_declared": None if sampler.adaptive else sampler.nfe,
-        "nfe_measured": nfe,
-        "sample_ms_per_100": sample_t.mean_ms, "sample_ms_per_100_std": sample_t.std_ms,
-        "forward_ms_per_100": forward_t.mean_ms,
-        "sampler_efficiency": nfe * forward_t.mean_ms / sample_t.mean_ms,
-        "timing_warmup": sample_t.warmup, "timing_repeats": sample_t.repeats,
+        "nfe_measured": nfe, **timing_columns(timing),
         **metrics, **likelihood,
         "run_id": cfg.run_id(), "checkpoint_step": meta["step"],
         "sampler_settings": json.dumps(sampler.settings, sort_keys=True, default=str),
-        "notes": "; ".join(budget_note(cell, nfe) + adaptive_note(sampler) + notes + bpd_notes),
+        "notes": "; ".join(budget_note(cell, nfe) + adaptive_note(sampler) + notes + bpd_notes
+                           + ([timing.flag] if timing.flag else [])),
     }
     return row, kept(data, x)
 
 
-def floor_row(spec: CompareSpec, data, images=None) -> tuple[dict, np.ndarray]:
-    x = floor_samples(data, spec.num_samples, seed=spec.seed)
-    metrics, notes = evaluate(data, x, seed=spec.seed, images=images)
+def timing_columns(t) -> dict:
+    """A Timing as results columns (bench/schema.py); `timing_flag` is empty unless it is an error."""
+    return {"sample_ms_per_100": t.sample_ms, "sample_ms_per_100_iqr": t.sample_iqr_ms,
+            "forward_ms_per_100": t.forward_ms, "sampler_efficiency": t.efficiency,
+            "sampler_efficiency_iqr": t.efficiency_iqr, "timing_warmup": t.warmup, "timing_repeats": t.repeats,
+            "timing_flag": "measurement error" if t.flag else ""}
+
+
+def floor_row(spec: CompareSpec, data, images=None, seed: int | None = None) -> tuple[dict, np.ndarray]:
+    seed = spec.seed if seed is None else seed
+    x = floor_samples(data, spec.num_samples, seed=seed)
+    metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap)
     first = "fresh real samples scored like a method"
     if is_image_data(data):
         first = "real test images scored like a method against the training reference"
         if len(x) < spec.num_samples:
             first += f" (the test split holds only {len(x)} images)"
-    row = {"method": FLOOR_METHOD, "label": "data (floor)", "seed": spec.seed, "num_samples": len(x),
+    row = {"method": FLOOR_METHOD, "label": "data (floor)", "seed": seed, "num_samples": len(x),
            **metrics, "notes": "; ".join([first] + notes)}
     return row, kept(data, x)
 
@@ -198,6 +204,12 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     for path in (results_dir, report_dir, runs_dir):
         check_writable(path)
     old = _read_spec(results_dir)
+    if old is None and (results_dir / "results.csv").exists():
+        raise BenchError(f"{results_dir} holds a results.csv without spec.json: its grid cannot be checked, so its rows"
+                         " are never reused; delete the folder or choose another --out")
+    if old is not None and not isinstance(old, dict):
+        raise BenchError(f"{results_dir / 'spec.json'} is not a spec written by `bench compare`; delete {results_dir}"
+                         " or choose another --out")
     if old is not None and old.get("grid_hash") != spec.grid_hash():
         raise BenchError(f"{results_dir} holds results of a different grid (suite {old.get('suite')!r});"
                          " choose another --out or delete it")
@@ -221,7 +233,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev, images)
     by_run = {cfg.run_id(): weights_sha256(run_dir_for(cfg, runs_dir), cfg) for cfg in run_cfgs.values()}
     weights = {cell: by_run[cfg.run_id()] for cell, cfg in run_cfgs.items()}
-    wanted = {_key(c.method, run_cfgs[c].method, c.variant, c.steps): weights[c] for c in spec.cells}
+    wanted = {_cell_key(c, spec, run_cfgs): weights[c] for c in spec.cells}
     rows, stale = [], 0
     for r in read_results(results_dir).to_dict("records"):
         key = _row_key(r)
@@ -234,24 +246,28 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
             " measuring them again")
         write_results(results_dir, rows)
     done = {_row_key(r) for r in rows}
-    common = {"device": device_name(dev), "torch_threads": torch.get_num_threads(), "git_sha": git_sha()}
+    common = {"device": device_name(dev), "torch_threads": torch.get_num_threads(), "cpu_affinity": cpu_affinity(),
+              "git_sha": git_sha()}
     if common["git_sha"].endswith("+dirty"):
         log(f"warning: the working tree has uncommitted changes (code {common['git_sha']}): these rows cannot be"
             " traced to a commit; commit first for results you keep")
 
     def save(row: dict, samples: np.ndarray) -> None:
         row = {**row, **common, "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        np.savez_compressed(results_dir / "samples" / f"{safe_name(row['label'])}.npz", samples=samples)
+        np.savez_compressed(samples_path(results_dir, row["label"], row["seed"], spec), samples=samples)
         rows.append(row)
         write_results(results_dir, rows)
 
     per_checkpoint: dict = {}
-    if _key(FLOOR_METHOD, "", "", "") not in done:
-        log(f"[floor] scoring {spec.num_samples} real samples")
-        save(*floor_row(spec, data, images))
+    for seed in spec.seed_list:
+        seed = spec.seed if seed is None else seed
+        if _key(FLOOR_METHOD, "", "", "", seed) not in done:
+            log(f"[floor] scoring {spec.num_samples} real samples (seed {seed})")
+            save(*floor_row(spec, data, images, seed=seed))
     for i, cell in enumerate(spec.cells, 1):
         name = f"{cell.variant or cell.method}{'@' + cell.model if cell.model else ''} steps={cell.steps}"
-        if _key(cell.method, run_cfgs[cell].method, cell.variant, cell.steps) in done:
+        name += f" seed={cell.seed}" if cell.seed is not None else ""
+        if _cell_key(cell, spec, run_cfgs) in done:
             log(f"[cell {i}/{len(spec.cells)}] {name}: already measured, skipped")
             continue
         log(f"[cell {i}/{len(spec.cells)}] {name}: sampling {spec.num_samples}, timing")
@@ -261,7 +277,9 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
         save({**row, "weights_sha256": weights[cell]}, samples)
 
     from bench.report import render_report
+    from bench.stats import write_summary
 
+    write_summary(results_dir)
     render_report(results_dir, report_dir)
     return read_results(results_dir)
 
@@ -279,14 +297,27 @@ def weights_sha256(run_dir: Path, cfg) -> str:
     return hashlib.sha256(json.dumps(weights, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _key(method, model, variant, steps) -> tuple[str, ...]:
+def samples_path(results_dir: Path, label: str, seed, spec: CompareSpec) -> Path:
+    """samples/<label>.npz for the grid's first seed (the one the report draws), <label>.seed<s>.npz
+    for the other seeds of a seeds axis."""
+    first = spec.seed_list[0]
+    first = spec.seed if first is None else first
+    suffix = "" if seed is None or int(seed) == first else f".seed{int(seed)}"
+    return Path(results_dir) / "samples" / f"{safe_name(label)}{suffix}.npz"
+
+
+def _cell_key(cell: Cell, spec: CompareSpec, run_cfgs: dict) -> tuple[str, ...]:
+    return _key(cell.method, run_cfgs[cell].method, cell.variant, cell.steps, spec.sampling_seed(cell))
+
+
+def _key(method, model, variant, steps, seed) -> tuple[str, ...]:
     """Identity of a row within one grid; CSV round trips turn '' into NaN and ints into floats."""
     def norm(v):
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return ""
         return str(int(v)) if isinstance(v, (int, float)) else str(v)
 
-    return norm(method), norm(model), norm(variant), norm(steps)
+    return norm(method), norm(model), norm(variant), norm(steps), norm(seed)
 
 
 def _row_key(row: dict) -> tuple[str, ...]:
@@ -294,8 +325,17 @@ def _row_key(row: dict) -> tuple[str, ...]:
     model = row.get("model")
     if model is None or (isinstance(model, float) and math.isnan(model)):
         model = row.get("trained_as")
-    return _key(row["method"], model, row.get("variant"), row.get("steps"))
+    return _key(row["method"], model, row.get("variant"), row.get("steps"), row.get("seed"))
 
+
+
+def seeding(spec: CompareSpec) -> str:
+    blocks = (f"samples drawn in blocks of {spec.sample_batch}; block b uses torch seed s*1000003+b for its noise"
+              " and every random draw inside the sampler")
+    if spec.seeds:
+        return (f"training seeds {', '.join(map(str, spec.seeds))}: seed s trains each checkpoint with train.seed = s"
+                f" and samples it with sampling seed s; {blocks}")
+    return f"one training run per checkpoint (the preset's train.seed); sampling seed s = {spec.seed}; {blocks}"
 
 
 def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, runs_dir: Path, pending: dict,
@@ -312,10 +352,9 @@ def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, runs_dir
         "name": spec.name, "suite": spec.suite, "dataset": spec.dataset, "preset": spec.preset,
         "grid_hash": spec.grid_hash(), "grid": spec.grid_dict(), "cells": cells,
         "report_dir": os.path.relpath(Path(report_dir).resolve(), Path(results_dir).resolve()),
-        "device": device_name(device), "torch_threads": torch.get_num_threads(), "git_sha": git_sha(),
-        "versions": versions(),
-        "seeding": f"samples drawn in blocks of {spec.sample_batch}; block b uses torch seed"
-                   f" {spec.seed}*1000003+b for its noise and every random draw inside the sampler",
+        "device": device_name(device), "torch_threads": torch.get_num_threads(), "cpu_affinity": cpu_affinity(),
+        "git_sha": git_sha(), "versions": versions(),
+        "seeding": seeding(spec),
         "notes": list(spec.notes),
     }
     if images is not None:

@@ -5,10 +5,13 @@ Identity       method (the sampler's registry name), label, variant, model (the 
                nfe_target (the NFE budget the steps were chosen for; empty when steps were asked for),
                seed, num_samples
 Speed          nfe_declared (what the sampler says), nfe_measured (network calls counted by
-               forward hooks, per sampler call), sample_ms_per_100 (+ _std; mean over
-               timing_repeats runs after timing_warmup runs, batch 100), forward_ms_per_100 (one
-               network call at batch 100), sampler_efficiency = nfe_measured * forward_ms_per_100
-               / sample_ms_per_100 (1.0 = all time in the network)
+               forward hooks, per sampler call), sample_ms_per_100 (median over timing_repeats
+               rounds after timing_warmup rounds, batch 100; + _iqr, the interquartile range),
+               forward_ms_per_100 (one network call at batch 100, timed in the same rounds; the
+               calls-weighted mean over the networks a sampler calls), sampler_efficiency (median
+               over rounds of network time / sampler time; 1.0 = all time in the networks; + _iqr),
+               timing_flag ("measurement error" when the efficiency came out above 1 twice: the
+               timing is not a result; bench/timing.py)
 Toy quality    hq_fraction (share within 3 std of a mode), swd (sliced Wasserstein-1 to fresh
                data, data units)
 Toy coverage   modes (covered modes), mode_kl (KL of the mode histogram to uniform, nats)
@@ -26,28 +29,68 @@ Image coverage recall (same features and k as precision); StackedMNIST: modes (d
 Domain         fd_classifier (Frechet distance in the bench MNIST-family classifier's
                penultimate features), is_classifier (Inception-style score from that
                classifier's softmax): MNIST-family only, NOT Inception FID/IS
+Intervals      bootstrap (resamples, when the grid asks for them), bootstrap_ci (JSON {metric: [lo,
+               hi]}: 95% percentile interval over resampled samples of this row; training noise is
+               the seeds axis, summarised in summary.csv by bench/stats.py)
 Provenance     run_id, checkpoint_step, weights_sha256 (of the checkpoint's weight files; a row is
                reused by a later `bench compare` only when it matches the checkpoint there; "exact"
-               for a model with no weights), sampler_settings (JSON), device, torch_threads, git_sha,
+               for a model with no weights), sampler_settings (JSON), device, torch_threads, cpu_affinity
+               (the CPUs the process could run on), git_sha,
                timestamp, notes (why a metric is empty)
 Empty cells mean "does not apply / unavailable"; `notes` says which and why.
+METRICS registers each metric column's header, group, direction and format (the report reads them).
 """
 
+import dataclasses
+
 IDENTITY = ["method", "label", "variant", "model", "steps", "nfe_target", "seed", "num_samples"]
-SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100_std", "forward_ms_per_100",
-         "sampler_efficiency", "timing_warmup", "timing_repeats"]
+SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100_iqr", "forward_ms_per_100",
+         "sampler_efficiency", "sampler_efficiency_iqr", "timing_warmup", "timing_repeats", "timing_flag"]
 TOY = ["modes", "hq_fraction", "mode_kl", "swd"]
 LIKELIHOOD = ["bpd"]
+INTERVALS = ["bootstrap", "bootstrap_ci"]
 IMAGE = ["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "fd_classifier", "is_classifier",
          "inception_samples", "reference_samples"]
-PROVENANCE = ["run_id", "checkpoint_step", "weights_sha256", "sampler_settings", "device", "torch_threads", "git_sha",
-              "timestamp",
-              "notes"]
+PROVENANCE = ["run_id", "checkpoint_step", "weights_sha256", "sampler_settings", "device", "torch_threads",
+              "cpu_affinity", "git_sha", "timestamp", "notes"]
 
-COLUMNS = IDENTITY + SPEED + TOY + IMAGE + LIKELIHOOD + PROVENANCE
+COLUMNS = IDENTITY + SPEED + TOY + IMAGE + LIKELIHOOD + INTERVALS + PROVENANCE
 
 INTEGER = ["steps", "nfe_target", "seed", "num_samples", "nfe_declared", "nfe_measured", "timing_warmup", "timing_repeats", "modes",
-           "inception_samples", "reference_samples", "checkpoint_step", "torch_threads"]
+           "inception_samples", "reference_samples", "checkpoint_step", "torch_threads", "bootstrap"]
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    """A metric column's registration: how the report heads, groups, orders and formats it."""
+
+    column: str
+    header: str
+    group: str  # quality | coverage | likelihood
+    higher_is_better: bool
+    fmt: str
+    per_sampler: bool = True  # False: a property of the checkpoint (same at every step count), not plotted vs NFE
+    log_scale: bool = False  # a distance spanning decades: drawn on a log axis
+
+
+METRICS = [
+    Metric("fid", "FID", "quality", False, "{:.2f}", log_scale=True),
+    Metric("kid", "KID", "quality", False, "{:.4f}", log_scale=True),
+    Metric("is", "IS", "quality", True, "{:.2f}"),
+    Metric("precision", "precision", "quality", True, "{:.3f}"),
+    Metric("fd_classifier", "FD (classifier features)", "quality", False, "{:.2f}", log_scale=True),
+    Metric("is_classifier", "IS (classifier labels)", "quality", True, "{:.2f}"),
+    Metric("hq_fraction", "high-quality fraction", "quality", True, "{:.3f}"),
+    Metric("swd", "sliced W1 to data", "quality", False, "{:.3f}", log_scale=True),
+    Metric("recall", "recall", "coverage", True, "{:.3f}"),
+    Metric("modes", "modes covered", "coverage", True, "{:.0f}"),
+    Metric("mode_kl", "mode KL", "coverage", False, "{:.3f}"),
+    Metric("bpd", "bits/dim (test)", "likelihood", False, "{:.3f}", per_sampler=False),
+]
+METRIC = {m.column: m for m in METRICS}
+for _m in METRICS:
+    assert _m.column in COLUMNS, f"metric {_m.column} has no results column"
 
 FLOOR_METHOD = "data"  # the floor row: fresh real data scored like a method
 

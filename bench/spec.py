@@ -25,7 +25,7 @@ from bench.config import (DataConfig, RunConfig, TrainConfig, build, load_toml, 
 from bench.data import DATASETS, get_dataset_info
 from bench.errors import BenchError
 from bench.metrics.options import MetricOptions, validate_options
-from bench.suite_schema import MAX_SAMPLES, MAX_SEED, check_suite
+from bench.suite_schema import MAX_BOOTSTRAP, MAX_SAMPLES, MAX_SEED, check_suite
 from bench.timing import TimingSpec
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -42,6 +42,8 @@ class Cell:
     sampler: tuple[tuple[str, Any], ...] = ()  # sampler options (never part of the checkpoint)
     model: str = ""  # the model's registry name; "" is the sampler's default model
     nfe_target: int = 0  # the NFE budget this step count was chosen for; 0 when steps were asked for
+    seed: int | None = None  # a training seed of the grid's `seeds` axis (train.seed, and the sampling seed); None:
+    # the preset's train.seed and the suite's sampling seed (a grid without a seeds axis)
 
     @property
     def model_name(self) -> str:
@@ -57,6 +59,8 @@ class Cell:
         for key in ("model", "nfe_target"):
             if not d[key]:
                 d.pop(key)
+        if d["seed"] is None:
+            d.pop("seed")
         return d
 
 
@@ -75,12 +79,17 @@ class CompareSpec:
     bpd_images: int = 10_000  # test images scored for bits/dim (methods with a likelihood, image data)
     metrics: MetricOptions = MetricOptions()  # image metrics (toy data ignores them)
     notes: tuple[str, ...] = ()  # for the report; no effect on the numbers
+    seeds: tuple[int, ...] = ()  # training seeds: each cell is trained and sampled once per seed; () = one run
+    bootstrap: int = 0  # resamples for a bootstrap interval over samples within each row; 0 = none
 
     def grid_dict(self) -> dict[str, Any]:
         """Everything that determines the numbers (not where they are written)."""
         d = dataclasses.asdict(self)
         for key in ("name", "data_root", "notes"):
             d.pop(key)
+        for key in ("seeds", "bootstrap"):  # absent at their defaults: grids written before them keep their hash
+            if not d[key]:
+                d.pop(key)
         d["cells"] = [c.as_dict() for c in self.cells]
         if get_dataset_info(self.dataset).kind != "image":
             d.pop("metrics")  # toy metrics have no options
@@ -95,8 +104,19 @@ class CompareSpec:
         sets = {**dict(cell.overrides), **{f"model.{k}": v for k, v in model.steps_overrides(cell.steps).items()}}
         if self.data_root:
             sets["data.root"] = self.data_root
+        if cell.seed is not None:
+            sets["train.seed"] = cell.seed
         return resolve_run_config(model.name, model_cls=model.Config, preset=self.preset, dataset=self.dataset,
                                   sets=sets)
+
+    def sampling_seed(self, cell: Cell) -> int:
+        """The seed of a cell's samples (and of its fresh reference data): its training seed on a seeds axis."""
+        return self.seed if cell.seed is None else cell.seed
+
+    @property
+    def seed_list(self) -> tuple[int | None, ...]:
+        """The seeds the grid runs: its `seeds` axis, or (None,) for one run per cell."""
+        return self.seeds or (None,)
 
 
 def list_suites() -> list[str]:
@@ -223,7 +243,8 @@ def _wanted(sampler: type, model: type, name: str, var: dict, raw: dict, base: A
 
 def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, dataset: str | None = None,
            steps: list[int] | None = None, nfe: list[int] | None = None, models_: list[str] | None = None,
-           num_samples: int | None = None, seed: int | None = None, data_root: str = "") -> CompareSpec:
+           num_samples: int | None = None, seed: int | None = None, data_root: str = "",
+           seeds: list[int] | None = None, bootstrap: int | None = None) -> CompareSpec:
     dataset = dataset or raw.get("dataset", "gaussians25")
     info = get_dataset_info(dataset)
     metrics = build(MetricOptions, raw.get("metrics", {}), "metrics.")
@@ -235,6 +256,10 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
         raise BenchError(f"--num-samples must be in 1..{MAX_SAMPLES}, got {num_samples}")
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise BenchError(f"--seed must be in 0..{MAX_SEED}, got {seed}")
+    seeds = _seeds(raw.get("seeds", []) if seeds is None else seeds)
+    bootstrap = int(raw.get("bootstrap", 0) if bootstrap is None else bootstrap)
+    if not 0 <= bootstrap <= MAX_BOOTSTRAP:
+        raise BenchError(f"--bootstrap must be in 0..{MAX_BOOTSTRAP} resamples (0 = no interval), got {bootstrap}")
     if steps is not None and any(s < 1 for s in steps):
         raise BenchError(f"--steps must be positive integers, got {','.join(map(str, steps))}")
     if steps and nfe:
@@ -277,17 +302,30 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
                 if not any(dataclasses.replace(c, nfe_target=0) == dataclasses.replace(cell, nfe_target=0)
                            for c in cells):  # two budgets that pick the same steps make one row
                     cells.append(cell)
+    cells = [dataclasses.replace(c, seed=s) if s is not None else c for s in (seeds or [None]) for c in cells]
     return CompareSpec(name=suite_path(suite).stem, suite=suite, dataset=dataset, preset=preset, cells=tuple(cells),
                        num_samples=num_samples, seed=raw.get("seed", 0) if seed is None else seed,
                        sample_batch=int(raw.get("sample_batch", 1000)),
                        timing=build(TimingSpec, raw.get("timing", {}), "timing."), data_root=data_root,
-                       bpd_images=int(raw.get("bpd_images", 10_000)), metrics=metrics, notes=tuple(notes))
+                       bpd_images=int(raw.get("bpd_images", 10_000)), metrics=metrics, notes=tuple(notes),
+                       seeds=tuple(seeds), bootstrap=bootstrap)
+
+
+def _seeds(values: list[int]) -> list[int]:
+    """A seeds axis: distinct seeds in range, in the order given."""
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_SEED:
+            raise BenchError(f"seeds must be integers in 0..{MAX_SEED}, got {v!r}")
+    if len(set(values)) != len(values):
+        raise BenchError(f"seeds repeat a value ({', '.join(map(str, values))}); give each training seed once")
+    return list(values)
 
 
 def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None = None, dataset: str | None = None,
                          steps: list[int] | None = None, nfe: list[int] | None = None,
                          models_: list[str] | None = None, num_samples: int | None = None, seed: int | None = None,
-                         data_root: str = "") -> CompareSpec:
+                         data_root: str = "", seeds: list[int] | None = None,
+                         bootstrap: int | None = None) -> CompareSpec:
     """The suite's grid with command-line overrides; every error is raised before anything runs.
 
     The result is named after the suite when the grid is the suite's own, else
@@ -296,7 +334,7 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
         suite = get_dataset_info(dataset).suite if dataset else "toy"
     raw = load_suite(suite)
     spec = _build(suite, raw, names=methods_, dataset=dataset, steps=steps, nfe=nfe, models_=models_,
-                  num_samples=num_samples, seed=seed, data_root=data_root)
+                  num_samples=num_samples, seed=seed, data_root=data_root, seeds=seeds, bootstrap=bootstrap)
     try:
         own = _build(suite, raw).grid_hash()
     except BenchError:  # the suite's own grid needs a dataset argument (the folder suite)

@@ -16,6 +16,8 @@ from bench.errors import BenchError
 MAX_SAMPLES = 1_000_000
 MAX_SEED = 2**31 - 1
 MAX_STEPS = 1_000_000
+MAX_BOOTSTRAP = 10_000
+MAX_SEEDS = 100
 
 VARIANT_KEYS = {"method": "a sampler name", "model": "a model name", "set": "a table of config overrides",
                 "sampler": "a table of sampler options", "steps": "a list of step counts",
@@ -90,6 +92,13 @@ def _timing(value: Any) -> None:
             raise BenchError(f"timing.max_seconds must be a number of seconds in 0..86400 (0: no cap), got {v!r}")
 
 
+def _seeds(value: Any) -> None:
+    if not isinstance(value, list) or not value or len(value) > MAX_SEEDS:
+        raise BenchError(f"seeds must be a list of 1..{MAX_SEEDS} training seeds, e.g. seeds = [0, 1, 2], got {value!r}")
+    for i, v in enumerate(value):
+        _int(v, f"seeds[{i}]", 0, MAX_SEED)
+
+
 def _notes(value: Any) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise BenchError(f"notes must be a list of strings, got {value!r}")
@@ -105,6 +114,8 @@ CHECKS = {
     "nfe": lambda v: _counts_or_table(v, "nfe"),
     "num_samples": lambda v: _int(v, "num_samples", 1, MAX_SAMPLES),
     "seed": lambda v: _int(v, "seed", 0, MAX_SEED),
+    "seeds": _seeds,
+    "bootstrap": lambda v: _int(v, "bootstrap", 0, MAX_BOOTSTRAP),
     "sample_batch": lambda v: _int(v, "sample_batch", 1, MAX_SAMPLES),
     "bpd_images": lambda v: _int(v, "bpd_images", 1, MAX_SAMPLES),
     "notes": _notes,

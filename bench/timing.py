@@ -1,22 +1,35 @@
 """Counting network calls (NFE) and timing samplers by one stated protocol.
 
-NFE is measured, not declared: forward hooks on the method's `denoisers()` count
-every call during sampling.
+NFE is measured, not declared: forward hooks on the method's `denoisers()` count every call
+during sampling, per network.
 
-Wall-clock protocol (after the DDGAN follow-up papers): fixed noise of batch 100,
-`warmup` untimed runs, then `repeats` timed runs, each bracketed by device
-synchronisation on GPU; mean and std in ms per batch of 100. One network forward at
-the same batch (captured from the sampler's own first call) is timed the same way,
-so `sampler_efficiency = nfe * forward_ms / sample_ms` shows the share of sampling
-time spent in the network (1.0 = no sampler overhead). Slow samplers on slow devices
-are capped by `max_seconds`: fewer runs (never fewer than 1 warm-up and 3 timed), and
-the counts actually used are recorded with the result.
+Wall-clock protocol. The timed call is the one that sampled: the same sampler object, a fixed
+noise block of `batch` made by the same function as the samples' (`block_noise`), the same
+generator type and device, device-synchronised on GPU. Each network's forward is captured from
+the sampler's own first call to it. After `warmup` untimed rounds, `repeats` rounds are timed,
+and each round times one sampler call and then, back to back, a burst of consecutive forwards of
+every network (as many as the sampler makes, at most 32): the sampler and the network it calls
+are measured in the same window and in the same state (a first call after a pause is slower
+than the next ones), so a busy machine slows both and their ratio survives. Per round,
+
+    efficiency_r = sum_i calls_i * forward_i,r / sample_r     (1.0 = all time in the networks)
+
+and the row reports medians over rounds with the interquartile range (a spike in one round moves
+neither). An efficiency above 1 is impossible (the sampler makes those forwards and more): the
+rounds are measured once more, and if it persists the result carries a flag, which the report
+shows as a measurement error, never as a result. Slow samplers on slow devices are capped by
+`max_seconds`: fewer rounds (never fewer than 1 warm-up and 3 timed), and the counts used are
+recorded with the result.
+
+torch.utils.benchmark.Timer (adaptive_autorange) times one statement at a time; it cannot
+interleave two, which is what makes the ratio robust, hence this small loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import statistics
 import time
 from typing import Any, Callable
@@ -24,16 +37,22 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+MAX_BURST = 32  # a round times min(calls, MAX_BURST) consecutive forwards of each network, as the sampler makes them
+MAX_EFFICIENCY = 1.0
+
 
 @contextlib.contextmanager
 def count_calls(modules: list[nn.Module]):
-    """Yields a dict whose 'calls' counts forward calls of any of `modules`."""
-    counter = {"calls": 0}
+    """Yields a dict: 'calls' counts forward calls of any of `modules`, 'per_module' each one's."""
+    counter = {"calls": 0, "per_module": [0] * len(modules)}
 
-    def hook(module, args, output):
-        counter["calls"] += 1
+    def hook_for(i):
+        def hook(module, args, output):
+            counter["calls"] += 1
+            counter["per_module"][i] += 1
+        return hook
 
-    handles = [m.register_forward_hook(hook) for m in modules]
+    handles = [m.register_forward_hook(hook_for(i)) for i, m in enumerate(modules)]
     try:
         yield counter
     finally:
@@ -58,20 +77,37 @@ def capture_first_call(module: nn.Module):
         handle.remove()
 
 
+def block_noise(shape: tuple[int, ...], *, batch: int, seed: int, device: torch.device
+                ) -> tuple[torch.Tensor, torch.Generator]:
+    """A block's starting noise and the generator the sampler then draws from: the one function that
+    both `draw_samples` and the timing use, so the timed call is the call that sampled."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, *shape, generator=gen).to(device), gen
+
+
 @dataclasses.dataclass(frozen=True)
 class TimingSpec:
     batch: int = 100
-    warmup: int = 10
-    repeats: int = 20
-    max_seconds: float = 30.0  # per measured callable; 0 = no cap
+    warmup: int = 10  # untimed rounds
+    repeats: int = 20  # timed rounds (one sampler call and the forwards of each network)
+    max_seconds: float = 30.0  # per measurement; 0 = no cap
 
 
 @dataclasses.dataclass(frozen=True)
 class Timing:
-    mean_ms: float
-    std_ms: float
+    sample_ms: float  # median over rounds, ms per batch
+    sample_iqr_ms: float  # interquartile range of the same
+    forward_ms: float  # median per-call network time, ms per batch (calls-weighted over the networks)
+    efficiency: float  # median over rounds of sum_i calls_i * forward_i / sample
+    efficiency_iqr: float
     warmup: int
     repeats: int
+    attempts: int = 1  # 2 when a first efficiency above 1 was measured again
+    flag: str = ""  # non-empty: the efficiency is a measurement error, and why
+
+    @property
+    def valid(self) -> bool:
+        return not self.flag
 
 
 def _sync(device: torch.device) -> None:
@@ -79,45 +115,108 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], Any], device: torch.device, spec: TimingSpec) -> Timing:
-    """Time `fn` by the protocol above."""
+def _timed(fn: Callable[[], Any], device: torch.device) -> float:
     _sync(device)
     t0 = time.perf_counter()
-    fn()  # first warm-up run, also a cost estimate
+    fn()
     _sync(device)
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def _iqr(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[2] - q[0]
+
+
+def _rounds(round_fn: Callable[[], tuple[float, float]], device: torch.device, spec: TimingSpec
+            ) -> tuple[list[tuple[float, float]], int]:
+    """`repeats` timed rounds of (sample_ms, network_ms) after warm-up, within `max_seconds`."""
+    t0 = time.perf_counter()
+    round_fn()  # first warm-up round, also a cost estimate
     first = time.perf_counter() - t0
     warmup, repeats = spec.warmup, spec.repeats
-    if spec.max_seconds and first * (warmup + repeats) > spec.max_seconds:
+    if spec.max_seconds and first * (max(warmup, 1) + repeats) > spec.max_seconds:
         runs = int(spec.max_seconds / max(first, 1e-9))
         warmup = max(1, min(warmup, runs // 4))
         repeats = max(3, runs - warmup)
-    for _ in range(warmup - 1):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1000.0)
-    return Timing(statistics.fmean(times), statistics.stdev(times) if len(times) > 1 else 0.0, warmup, repeats)
+    for _ in range(max(warmup, 1) - 1):
+        round_fn()
+    return [round_fn() for _ in range(repeats)], max(warmup, 1)
+
+
+def measure(run: Callable[[], Any], forwards: list[tuple[Callable[[], Any], int]], device: torch.device,
+            spec: TimingSpec) -> Timing:
+    """Time `run` (one sampler call) interleaved with `forwards`: (one forward of a network, its calls
+    per sampler call). Re-measures once when the efficiency comes out above 1, then flags it."""
+    total_calls = sum(calls for _, calls in forwards)
+
+    def round_fn() -> tuple[float, float]:
+        sample = _timed(run, device)
+        network = 0.0
+        for fwd, calls in forwards:
+            burst = min(calls, MAX_BURST)
+            network += calls * _timed(lambda: [fwd() for _ in range(burst)], device) / burst
+        return sample, network
+
+    attempts = 0
+    while True:
+        attempts += 1
+        rounds, warmup = _rounds(round_fn, device, spec)
+        samples = [s for s, _ in rounds]
+        ratios = [n / s for s, n in rounds]
+        efficiency = statistics.median(ratios)
+        if efficiency <= MAX_EFFICIENCY or attempts == 2:
+            break
+    flag = ""
+    if efficiency > MAX_EFFICIENCY:
+        flag = (f"timing measurement error: sampler efficiency {efficiency:.2f} > 1 in two measurements (the"
+                " network forwards outlast the sampler that makes them; the machine was probably busy)")
+    network_ms = statistics.median(n for _, n in rounds)
+    return Timing(sample_ms=statistics.median(samples), sample_iqr_ms=_iqr(samples),
+                  forward_ms=network_ms / max(total_calls, 1), efficiency=efficiency, efficiency_iqr=_iqr(ratios),
+                  warmup=warmup, repeats=len(rounds), attempts=attempts, flag=flag)
 
 
 def time_sampler(sampler, denoisers: list[nn.Module], shape: tuple[int, ...], device: torch.device,
-                 spec: TimingSpec, seed: int = 0) -> tuple[Timing, Timing]:
-    """(sampler timing, one-forward timing), both at batch `spec.batch`, fixed noise."""
-    noise = torch.randn(spec.batch, *shape, generator=torch.Generator().manual_seed(seed)).to(device)
-    gen = torch.Generator(device=device)
+                 spec: TimingSpec, seed: int = 0) -> Timing:
+    """The protocol above for `sampler` at batch `spec.batch`, from `block_noise(seed)`."""
+    noise, gen = block_noise(shape, batch=spec.batch, seed=seed, device=device)
 
     def run():
         gen.manual_seed(seed)
         return sampler(noise, generator=gen)
 
-    with capture_first_call(denoisers[0]) as call:
+    with contextlib.ExitStack() as stack:
+        calls = [stack.enter_context(capture_first_call(net)) for net in denoisers]
+        counter = stack.enter_context(count_calls(denoisers))
         run()
-    sample = time_call(run, device, spec)
-    net = denoisers[0]
-    with torch.no_grad():
-        forward = time_call(lambda: net(*call["args"], **call["kwargs"]), device,
-                            dataclasses.replace(spec, repeats=max(spec.repeats, 50)))
-    return sample, forward
+    forwards = []
+    for net, call, n in zip(denoisers, calls, counter["per_module"]):
+        if n:  # a network this sampler never calls costs it nothing
+            forwards.append((_forward(net, call), n))
+    return measure(run, forwards, device, spec)
+
+
+def _forward(net: nn.Module, call: dict) -> Callable[[], Any]:
+    def fwd():
+        with torch.no_grad():
+            return net(*call["args"], **call["kwargs"])
+    return fwd
+
+
+def cpu_affinity() -> str:
+    """The CPUs this process may run on, as ranges ("0-1"); "unknown" where the OS does not say."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return "unknown"
+    ranges, start = [], None
+    for i, c in enumerate(cpus):
+        if start is None:
+            start = c
+        if i + 1 == len(cpus) or cpus[i + 1] != c + 1:
+            ranges.append(str(start) if start == c else f"{start}-{c}")
+            start = None
+    return ",".join(ranges)

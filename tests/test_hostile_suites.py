@@ -45,6 +45,12 @@ HOSTILE = [
     ('methods = ["ddim"]\nsampler = 3\n', "sampler must be a table"),
     ('methods = ["ddim"]\nmetrics = [1]\n', "metrics must be a table"),
     ("methods = [\n", "is not valid TOML"),
+    ('seeds = [0, 0]\nmethods = ["ddim"]\n', "seeds repeat a value"),
+    ('seeds = []\nmethods = ["ddim"]\n', "seeds must be a list of 1..100 training seeds"),
+    ('seeds = [-1]\nmethods = ["ddim"]\n', "seeds[0] must be in 0..2147483647"),
+    ('seeds = [1.5]\nmethods = ["ddim"]\n', "seeds[0] must be an integer"),
+    ('bootstrap = -1\nmethods = ["ddim"]\n', "bootstrap must be in 0..10000"),
+    ('bootstrap = "many"\nmethods = ["ddim"]\n', "bootstrap must be an integer"),
 ]
 
 
@@ -113,3 +119,18 @@ def test_sampling_that_diverges_is_an_error_before_quantising():
     with pytest.raises(BenchError, match="broken-3 produced 1 non-finite samples in block 0"):
         draw_samples(Diverging(), model, n=8, seed=0, batch=4, device=torch.device("cpu"), to_data=lambda t: t.clamp(0, 1),
                      require_finite=True)
+
+
+def test_a_results_folder_without_spec_json_is_never_reused(tmp_path):
+    """Rows whose grid cannot be checked are not counted as measured (they might be another grid's)."""
+    suite = tmp_path / "suite.toml"
+    suite.write_text(GOOD)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.csv").write_text("method,label,steps\nddim,ddim-2,2\n")
+    line = one_error_line(invoke(["compare", "--suite", str(suite), "--model", "oracle", "--out", str(out)], tmp_path))
+    assert "results.csv without spec.json" in line
+    assert files_under(out) == [out / "results.csv"]
+    (out / "spec.json").write_text("[1, 2]")
+    assert "is not a spec written by `bench compare`" in one_error_line(
+        invoke(["compare", "--suite", str(suite), "--model", "oracle", "--out", str(out)], tmp_path))

@@ -7,6 +7,7 @@ on a CPU), and only when ../shared/data holds its weights.
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -154,6 +155,10 @@ def test_the_evaluator_gives_stackedmnist_its_domain_metrics_and_modes(shared_da
     assert collapsed["modes"] == 1 and collapsed["mode_kl"] == pytest.approx(math.log(1000))
     assert collapsed["fd_classifier"] > 10 * metrics["fd_classifier"]
     assert ev.describe()["labels"]["modes"] == "modes (of 1000)"
+    boot, _ = ev.evaluate(data.test_x[:2000], bootstrap=20)  # features resampled, not re-extracted
+    lo, hi = json.loads(boot["bootstrap_ci"])["fd_classifier"]
+    assert boot["bootstrap"] == 20 and boot["fd_classifier"] == metrics["fd_classifier"]
+    assert 0 < lo < hi < collapsed["fd_classifier"]
 
 
 def test_precision_recall_use_vgg16_features_when_vgg16_is_available(monkeypatch):

@@ -110,8 +110,8 @@ def test_best_table_and_reading_name_the_winner_per_budget_and_model_disagreemen
                       + rows("ddpm", False, {"ddim": 0.5, "dpmpp-2m": 0.4, "unipc": 0.3}, 10)
                       + rows("oracle", True, {"ddim": 0.2, "dpmpp-2m": 0.05, "unipc": 0.06}, 20))
     table = best_table(df)
-    assert "| ≤ 10 | dpmpp-2m-10@oracle (sliced W1 0.1) | unipc-10@ddpm (sliced W1 0.3) |" in table
-    assert "| ≤ 20 | dpmpp-2m-20@oracle (sliced W1 0.05) | unipc-10@ddpm (sliced W1 0.3) |" in table
+    assert "| ≤ 10 | dpmpp-2m-10@oracle (sliced W1 to data 0.1) | unipc-10@ddpm (sliced W1 to data 0.3) |" in table
+    assert "| ≤ 20 | dpmpp-2m-20@oracle (sliced W1 to data 0.05) | unipc-10@ddpm (sliced W1 to data 0.3) |" in table
     lines = " ".join(budget_reading(df))
     assert "oracle (exact score, no network)**: ≤ 10: dpmpp-2m (0.1); ≤ 20: dpmpp-2m (0.05)" in lines
     assert "At NFE 10 the models rank the samplers differently" in lines

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from bench.metrics import bootstrap as boot
 from bench.metrics.options import MetricOptions, MetricResources
 from bench.metrics.toy import mixture_metrics, sliced_wasserstein
 
@@ -36,21 +37,31 @@ def image_evaluator(data, *, options: MetricOptions, resources: MetricResources,
                           device=device, log=log)
 
 
-def evaluate(data, samples: torch.Tensor, *, seed: int, images=None) -> tuple[dict[str, float], list[str]]:
+def evaluate(data, samples: torch.Tensor, *, seed: int, images=None,
+             bootstrap: int = 0) -> tuple[dict[str, float], list[str]]:
+    """`bootstrap` > 0 adds a percentile interval over that many resamples of the samples
+    (bench/metrics/bootstrap.py) as the `bootstrap` and `bootstrap_ci` columns."""
     if is_image_data(data):
         if images is None:
             raise ValueError("image data is scored by an ImageEvaluator: pass images=image_evaluator(...)")
-        return images.evaluate(samples)
+        return images.evaluate(samples, bootstrap=bootstrap)
     notes: list[str] = []
     finite = torch.isfinite(samples.flatten(1)).all(1)
     if not bool(finite.all()):  # a diverging sampler or checkpoint: no metric of part of the samples
         return {}, [f"no toy metrics: {int((~finite).sum())} of {len(samples)} samples are NaN or inf"]
     reference = data.sample_data(len(samples), torch.Generator().manual_seed(EVAL_SEED_OFFSET + seed))
-    metrics = {"swd": sliced_wasserstein(samples, reference)}
-    if data.mixture is not None:
-        metrics.update(mixture_metrics(samples, data.mixture))
-    else:
+
+    def toy(x: torch.Tensor) -> dict[str, float]:
+        out = {"swd": sliced_wasserstein(x, reference)}
+        if data.mixture is not None:
+            out.update(mixture_metrics(x, data.mixture))
+        return out
+
+    metrics = toy(samples)
+    if data.mixture is None:
         notes.append(f"modes/hq_fraction/mode_kl: {data.name} is not a mixture")
+    if bootstrap:
+        metrics.update(boot.columns(boot.interval(toy, samples, resamples=bootstrap), bootstrap))
     return metrics, notes
 
 

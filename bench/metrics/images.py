@@ -27,6 +27,7 @@ from bench.config import DataConfig
 from bench.data import DatasetInfo, get_dataset_info
 from bench.data.images import STACKED_TEST_SIZE
 from bench.errors import BenchError
+from bench.metrics import bootstrap as boot
 from bench.metrics import domain, fidelity
 from bench.metrics.classifier import Classifier, fingerprint, load_or_train
 from bench.metrics.features import INCEPTION, LOGITS, POOL3, VGG16, VGG16_LAYER, Extractor, Unavailable, load_extractor
@@ -152,11 +153,12 @@ class ImageEvaluator:
             raise BenchError(f"{self.data.name} samples must be uint8 (N, {', '.join(map(str, self.data.shape))}),"
                              f" got {str(x.dtype).replace('torch.', '')} {tuple(x.shape)}")
 
-    def evaluate(self, x: torch.Tensor) -> tuple[dict[str, float], list[str]]:
-        """Every applicable metric of uint8 samples (N, C, H, W); notes say why others are empty."""
+    def evaluate(self, x: torch.Tensor, bootstrap: int = 0) -> tuple[dict[str, float], list[str]]:
+        """Every applicable metric of uint8 samples (N, C, H, W); notes say why others are empty.
+        `bootstrap` > 0: percentile intervals of FID and FD (classifier) over resampled features."""
         self.check(x)
         metrics: dict[str, float] = {}
-        pool3 = None
+        pool3, domain_feats = None, None
         if self.inception is not None:
             self.log(f"  {self.inception.label} features of {len(x[:self.k])} samples")
             feats = self.inception(x[:self.k])
@@ -165,7 +167,10 @@ class ImageEvaluator:
         if self.prc is not None:
             metrics.update(self._precision_recall(x[:self.k], pool3))
         if self.classifier is not None:
-            metrics.update(self._domain_metrics(x))
+            domain_metrics, domain_feats = self._domain_metrics(x)
+            metrics.update(domain_metrics)
+        if bootstrap:
+            metrics.update(boot.columns(self._bootstrap(pool3, domain_feats, bootstrap), bootstrap))
         notes = list(self.notes) + [why for key, why in self.unavailable.items()
                                     if key != "is" or self.inception is not None]
         if self.info.digit_triples and self.classifier is not None and len(x) != PAPER_MODE_SAMPLES:
@@ -192,14 +197,27 @@ class ImageEvaluator:
         precision, recall = fidelity.precision_recall(gen.to(self.device), ref.to(self.device), k=self.options.prc_k)
         return {"precision": precision, "recall": recall}
 
-    def _domain_metrics(self, x: torch.Tensor) -> dict[str, float]:
+    def _bootstrap(self, pool3: torch.Tensor | None, domain_feats: torch.Tensor | None,
+                   resamples: int) -> dict[str, list[float]]:
+        ci: dict[str, list[float]] = {}
+        if pool3 is not None:
+            ref = fidelity.statistics(self._reference(self.inception, POOL3, self.n_ref))
+            ci.update(boot.interval(lambda f: {"fid": fidelity.frechet_distance(fidelity.statistics(f), ref)}, pool3,
+                                    resamples=resamples))
+        if domain_feats is not None:
+            ref = self._domain_reference()
+            ci.update(boot.interval(lambda f: {"fd_classifier": fidelity.frechet_distance(fidelity.statistics(f), ref)},
+                                    domain_feats, resamples=resamples))
+        return ci
+
+    def _domain_metrics(self, x: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
         log_probs, feats = domain.classify(self.classifier, x)
         out = {"fd_classifier": fidelity.frechet_distance(fidelity.statistics(feats), self._domain_reference())}
         if len(x) >= fidelity.IS_SPLITS:
             out["is_classifier"] = fidelity.inception_score(log_probs)[0]
         if self.info.digit_triples:
             out.update(domain.stacked_modes(log_probs))
-        return out
+        return out, feats
 
     # --- provenance ---------------------------------------------------------------------------------
     def describe(self) -> dict:
