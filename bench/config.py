@@ -105,8 +105,24 @@ class RunConfig:
         return hashlib.sha256(blob).hexdigest()[:8]
 
     def run_name(self, key_params: tuple[str, ...] = ()) -> str:
+        """`<run id>-<method>-<dataset slug><key params>`: one path component, whatever the dataset name
+        holds (`folder:PATH` becomes `folder-<last part of PATH>`; the run id hashes the full path)."""
         keys = "".join(f"-{k}{getattr(self.model, k)}" for k in key_params)
-        return f"{self.run_id()}-{self.method}-{self.data.name}{keys}"
+        return _slug(f"{self.run_id()}-{self.method}-{dataset_slug(self.data.name)}{keys}")
+
+
+def _slug(text: str, limit: int = 120) -> str:
+    out = "".join(c if c.isalnum() or c in "-_." else "_" for c in text).replace("..", "_")
+    return out[:limit].strip(".") or "run"
+
+
+def dataset_slug(name: str) -> str:
+    """A dataset name as a file-name part: `folder:/a/b/cats/` -> `folder-cats`."""
+    if ":" not in name:
+        return _slug(name, 40)
+    kind, _, path = name.partition(":")
+    last = [part for part in path.replace("\\", "/").split("/") if part and part not in (".", "..")]
+    return _slug(f"{kind}-{last[-1] if last else 'root'}", 40)
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -363,6 +379,8 @@ def diff_configs(a: RunConfig, b: RunConfig, *, ignore: frozenset[str] = CADENCE
 
 
 MAX_SEED = 2**31 - 1
+MAX_WIDTH = 16_384  # widest layer any network may ask for (a 2-D MLP of 16k units is already ~0.5 G weights)
+WIDTH_KEYS = {"hidden", "emb_dim", "z_emb_dim", "t_emb_dim", "nz", "nf", "ngf", "channels"}
 
 
 def validate_run(cfg: RunConfig) -> None:
@@ -377,6 +395,10 @@ def validate_run(cfg: RunConfig) -> None:
         leaf = key.rsplit(".", 1)[-1]
         if (leaf == "lr" or leaf.startswith("lr_")) and isinstance(value, float) and not value > 0:
             raise BenchError(f"model.{key} must be > 0, got {value}")
+        if leaf in WIDTH_KEYS:
+            for v in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(v, int) and not 1 <= v <= MAX_WIDTH:
+                    raise BenchError(f"model.{key} must be in 1..{MAX_WIDTH} (a layer width), got {v}")
     for _, parent in cfg.parents:
         validate_run(parent)
 

@@ -6,13 +6,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.budgets import best_table, budget_reading, budgets, model_name, primary_metric, sampler_of
-from bench.checkpoint import atomic_write_text
+from bench import results_folder
+from bench.checkpoint import atomic_write_text, check_writable
 from bench.errors import BenchError
 from bench import stats
 from bench.plots import plt, scatter, show_grid
@@ -91,27 +95,17 @@ def _efficiency(row: pd.Series) -> str:
 
 
 def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:
-    results_dir = Path(results_dir)
-    if not results_dir.is_dir():
-        raise BenchError(f"{results_dir} is not a folder; give a results folder written by `bench compare`")
-    csv, spec_path = results_dir / "results.csv", results_dir / "spec.json"
-    if not csv.exists() or not spec_path.exists():
-        raise BenchError(f"{results_dir} has no results.csv and spec.json; give a folder written by `bench compare`")
-    try:
-        df, spec = pd.read_csv(csv), json.loads(spec_path.read_text())
-        if "model" not in df and "trained_as" in df:  # results written before samplers were split from models
-            df["model"] = df["trained_as"]
-        return df, spec
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BenchError(f"{results_dir} holds a corrupt results.csv or spec.json ({e})") from None
+    """results.csv and spec.json, validated (bench/results_folder.py)."""
+    return results_folder.load(results_dir)
 
 
 def trilemma_table(df: pd.DataFrame, spec: dict | None = None) -> str:
     spec = spec or {}
     metrics = _present(df, spec)
     models = df[df["method"] != FLOOR_METHOD]
-    slowest = models["sample_ms_per_100"].max() if len(models) else math.nan
-    slow_label = models.loc[models["sample_ms_per_100"].idxmax(), "label"] if len(models) else ""
+    timed = models[models["sample_ms_per_100"].notna()]
+    slowest = timed["sample_ms_per_100"].max() if len(timed) else math.nan
+    slow_label = timed.loc[timed["sample_ms_per_100"].idxmax(), "label"] if len(timed) else "the slowest"
     head = ["sampler", "NFE"] + [f"{m.group}: {m.header}" for m in metrics] + [
         "speed: ms / 100 samples", f"speed-up vs {slow_label}", "sampler efficiency"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -120,7 +114,7 @@ def trilemma_table(df: pd.DataFrame, spec: dict | None = None) -> str:
         ms = r.get("sample_ms_per_100")
         cells = [f"**{r['label']}**" if floor else r["label"], "–" if floor else _fmt(r.get("nfe_measured"), "{:.0f}")]
         cells += [_cell(r, m, spec) for m in metrics]
-        cells += ["–" if floor else _speed(r), "–" if floor else f"{slowest / ms:.1f}×",
+        cells += ["–" if floor else _speed(r), "–" if floor or pd.isna(ms) else f"{slowest / ms:.1f}×",
                   "–" if floor else _efficiency(r)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -129,9 +123,9 @@ def trilemma_table(df: pd.DataFrame, spec: dict | None = None) -> str:
 def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path, spec: dict) -> bool:
     """Each per-sampler metric with values against `x`; False (no figure) when there is none to plot."""
     metrics = [m for m in _present(df, spec, per_sampler_only=True) if df[m.column].notna().any()]
-    if not metrics:
+    models = df[(df["method"] != FLOOR_METHOD) & (pd.to_numeric(df[x], errors="coerce") > 0)]
+    if not metrics or models.empty:  # nothing to plot, or no positive x for a log axis
         return False
-    models = df[df["method"] != FLOOR_METHOD]
     floor = df[df["method"] == FLOOR_METHOD]
     ncol = min(4, len(metrics))
     nrow = math.ceil(len(metrics) / ncol)
@@ -176,7 +170,8 @@ def _plot_by_model(df: pd.DataFrame, path: Path) -> bool:
     (the same colour on every panel): a solver's discretisation error (exact-score panel) next to
     discretisation plus network error (trained panels). Only for grids with NFE budgets."""
     metric = primary_metric(df)
-    models = df[(df["method"] != FLOOR_METHOD) & df["model"].notna()] if "model" in df else df.iloc[0:0]
+    models = df[(df["method"] != FLOOR_METHOD) & df["model"].notna() & (df["nfe_measured"] > 0)] \
+        if "model" in df else df.iloc[0:0]
     if metric is None or not budgets(df) or models.empty:
         return False
     col, name, _ = metric
@@ -336,6 +331,8 @@ def _coverage_lines(models: pd.DataFrame, floor: pd.DataFrame) -> list[str]:
     what = f"all {full:.0f} modes" + (" with a high-quality fraction ≥ 0.9" if toy else " that real data covers")
     if not len(good):
         return [f"No sampler covers {what}."]
+    if good["sample_ms_per_100"].isna().any() or models["sample_ms_per_100"].isna().all():
+        return [f"Samplers that cover {what}: {', '.join(good['label'])} (not all timed: no speed-up is given)."]
     best = good.loc[good["sample_ms_per_100"].idxmin()]
     slow = models.loc[models["sample_ms_per_100"].idxmax()]
     line = (f"The fastest sampler that covers {what} is **{best['label']}**: {best['sample_ms_per_100']:.1f} ms per"
@@ -424,8 +421,24 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
     per_seed, seeded = df, stats.seeded(df)
     if seeded:  # the tables, figures and reading use the means over seeds, with intervals
         df = stats.summarise(df)
-    report_dir = Path(report_dir) if report_dir is not None else (results_dir / spec.get("report_dir", ".")).resolve()
-    report_dir.mkdir(parents=True, exist_ok=True)
+    final_dir = results_folder.report_dir(results_dir, spec, report_dir)
+    results_folder.check_samples(results_dir, list(df["label"]))
+    check_writable(final_dir)
+    final_dir.mkdir(parents=True, exist_ok=True)
+    # every file is drawn into a temporary folder beside the report, then moved in: a failure
+    # leaves the previous report whole, never a half-written one
+    report_dir = Path(tempfile.mkdtemp(prefix=".report-", dir=final_dir))
+    try:
+        path = _render(df, per_seed, spec, seeded, results_dir, report_dir)
+        for f in sorted(report_dir.iterdir()):
+            os.replace(f, final_dir / f.name)
+    finally:
+        shutil.rmtree(report_dir, ignore_errors=True)
+    return final_dir / path.name
+
+
+def _render(df: pd.DataFrame, per_seed: pd.DataFrame, spec: dict, seeded: bool, results_dir: Path,
+            report_dir: Path) -> Path:
     df = df.sort_values([c for c in ("method", "model", "variant", "steps") if c in df], key=lambda c: c.fillna("") if c.dtype == object else c,
                         na_position="first")
     df = pd.concat([df[df["method"] == FLOOR_METHOD], df[df["method"] != FLOOR_METHOD]])
@@ -450,14 +463,14 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
     md = [
         f"# {spec['name']}: {spec['dataset']}",
         "",
-        f"- suite `{spec['suite']}`, training preset `{spec['preset']}`, {grid.get('num_samples')} samples per"
+        f"- suite `{spec['suite']}`, training preset `{spec.get('preset', 'not recorded')}`, {grid.get('num_samples')} samples per"
         f" sampler; {spec.get('seeding', '')}",
         *([f"- every number is the mean ± 95% Student-t interval over {_seed_count(df)} training seeds"
            " (per-seed rows: results.csv; the aggregate: summary.csv, `bench/stats.py`)"] if seeded else []),
         f"- device: {spec.get('device')}, torch threads: {spec.get('torch_threads')}, CPU affinity:"
         f" {spec.get('cpu_affinity', 'not recorded')}, code: {spec.get('git_sha')}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in spec.get("versions", {}).items()),
-        _protocol(timing, interleaved="sample_ms_per_100_iqr" in per_seed),
+        _protocol(timing, interleaved=bool(per_seed["sample_ms_per_100_iqr"].notna().any())),
         f"- rerun: `bench compare --suite {spec['suite']}` (training is cached in the runs folder);"
         f" re-render: `bench report {results_dir}`",
         "",

@@ -22,6 +22,7 @@ import torch
 from bench.errors import BenchError
 
 LAYOUTS = "N x C x H x W, N x H x W x C or N x H x W"
+MAX_SAMPLE_BYTES = 4 * 2**30  # 4 GiB: 50,000 CIFAR-10 images are 150 MB, 1,000,000 toy points 16 MB
 
 
 def write_samples(path: Path, x: torch.Tensor, meta: dict) -> None:
@@ -58,9 +59,29 @@ def _load_array(path: Path) -> np.ndarray:
             if "samples" not in f.files:
                 raise BenchError(f"{path} has no array named 'samples' (found: {', '.join(f.files) or 'none'});"
                                  " save it with numpy.savez(FILE, samples=x)")
+            _check_header(f.zip, path)
             return f["samples"]
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise BenchError(f"{path} is not a readable .npz file ({type(e).__name__})") from None
+
+
+def _check_header(archive: zipfile.ZipFile, path: Path) -> None:
+    """Refuse, before reading, an array whose header declares more than MAX_SAMPLE_BYTES (or no valid
+    shape): a hostile or mistaken header must not become a MemoryError."""
+    fmt = np.lib.format
+    try:
+        with archive.open("samples.npy") as member:
+            version = fmt.read_magic(member)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, _, dtype = read(member)
+    except KeyError:
+        return  # not stored as samples.npy: numpy reads (and checks) it itself
+    if any(d < 0 for d in shape):
+        raise BenchError(f"{path}: the samples header declares an invalid shape {shape}")
+    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if size > MAX_SAMPLE_BYTES:
+        raise BenchError(f"{path}: the samples header declares shape {shape} of {dtype} ({size / 2**30:.1f} GiB);"
+                         f" at most {MAX_SAMPLE_BYTES // 2**30} GiB is read: split the file")
 
 
 def to_nchw(a: np.ndarray, path: Path) -> torch.Tensor:

@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
+
+# property-based tests: a fixed seed (derandomize) and a size that fits the default run
+settings.register_profile("bench", max_examples=30, derandomize=True, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bench"))
 
 import methods
 from bench.config import build

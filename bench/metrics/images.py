@@ -26,6 +26,7 @@ import torch
 from bench.config import DataConfig
 from bench.data import DatasetInfo, get_dataset_info
 from bench.data.images import STACKED_TEST_SIZE
+from bench.checkpoint import check_writable
 from bench.errors import BenchError
 from bench.metrics import bootstrap as boot
 from bench.metrics import domain, fidelity
@@ -44,6 +45,9 @@ def reference_indices(n_total: int, n: int) -> torch.Tensor:
 
 
 
+MIN_SAMPLES = 2
+
+
 class ImageEvaluator:
     """Loads the extractors and the classifier once; `evaluate(x)` scores one set of samples."""
 
@@ -56,6 +60,11 @@ class ImageEvaluator:
         except BenchError:  # an image set without a registration (tests, a caller's own data): no domain facts
             self.info = DatasetInfo(data.name, "image", "", "", "")
         self.cache_dir = Path(resources.cache_dir).expanduser() if resources.cache_dir else None
+        if self.cache_dir is not None:
+            check_writable(self.cache_dir)  # before a minute of feature extraction, not after it
+        if num_samples < MIN_SAMPLES:
+            raise BenchError(f"image metrics need at least {MIN_SAMPLES} samples (FID and FD fit a covariance), got"
+                             f" {num_samples}: give more samples")
         self.k = min(options.inception_samples or num_samples, num_samples)
         self.n_ref = min(options.reference_samples or self.k, len(data.train_x))
         self.n_ref_domain = min(options.reference_samples or num_samples, len(data.train_x))
@@ -63,6 +72,9 @@ class ImageEvaluator:
         self.unavailable: dict[str, str] = {}  # metric -> why it is empty
         self.inception = self._load_inception()
         self.prc = self._load_prc()
+        if self.prc is not None and self.k <= options.prc_k:
+            raise BenchError(f"precision/recall with k = {options.prc_k} need more than {options.prc_k} samples, got"
+                             f" {self.k}: give more samples, or set metrics.precision_recall = \"off\"")
         self.classifier = self._load_classifier(data_cfg)
         if self.n_ref < (options.reference_samples or self.k):
             self.notes.append(f"The training split holds only {self.n_ref} images for the reference set")
