@@ -329,6 +329,8 @@ def _coverage_lines(models: pd.DataFrame, floor: pd.DataFrame) -> list[str]:
     if toy:
         good = good[good["hq_fraction"] >= 0.9]
     what = f"all {full:.0f} modes" + (" with a high-quality fraction ≥ 0.9" if toy else " that real data covers")
+    if "n_seeds" in models and models["n_seeds"].max() > 1:
+        what += " (on the means over seeds)"
     if not len(good):
         return [f"No sampler covers {what}."]
     if good["sample_ms_per_100"].isna().any() or models["sample_ms_per_100"].isna().all():
@@ -512,8 +514,8 @@ def _protocol(timing: dict, *, interleaved: bool) -> str:
             f" {timing.get('repeats')} timed")
     cap = f" (capped at {timing.get('max_seconds')} s per sampler; the counts used are in results.csv)"
     if interleaved:
-        return (head + " rounds" + cap + ", each timing one sampler call and then each network's forward, back to"
-                " back; medians over rounds with the IQR; sampler efficiency = median over rounds of network time /"
+        return (head + " rounds" + cap + ", each timing one sampler call and then, back to back, a burst of each"
+                " network's forwards (as many as the sampler makes, at most 32); medians over rounds with the IQR; sampler efficiency = median over rounds of network time /"
                 " sampler time, and one above 1 (measured twice) is flagged a measurement error"
                 " (`bench/timing.py`). NFE is counted by forward hooks on the networks.")
     return (head + " runs" + cap + ", device-synchronised; mean ± std (the protocol before interleaved"
