@@ -214,6 +214,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
         raise BenchError(f"{results_dir} holds results of a different grid (suite {old.get('suite')!r});"
                          " choose another --out or delete it")
     dev = resolve_device(device)
+    code = git_sha()  # before this comparison writes anything: its own rewrite of committed rows is not "dirty"
     run_cfgs = {cell: spec.run_config(cell) for cell in spec.cells}
     data_cfg = next(iter(run_cfgs.values())).data if run_cfgs else None
     data = load_dataset(data_cfg) if run_cfgs else None
@@ -230,7 +231,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     # --- 2. measure each cell; rows are saved as soon as they exist ------------------------------
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "samples").mkdir(exist_ok=True)
-    _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev, images)
+    _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev, images, code=code)
     by_run = {cfg.run_id(): weights_sha256(run_dir_for(cfg, runs_dir), cfg) for cfg in run_cfgs.values()}
     weights = {cell: by_run[cfg.run_id()] for cell, cfg in run_cfgs.items()}
     wanted = {_cell_key(c, spec, run_cfgs): weights[c] for c in spec.cells}
@@ -247,7 +248,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
         write_results(results_dir, rows)
     done = {_row_key(r) for r in rows}
     common = {"device": device_name(dev), "torch_threads": torch.get_num_threads(), "cpu_affinity": cpu_affinity(),
-              "git_sha": git_sha()}
+              "git_sha": code}
     if common["git_sha"].endswith("+dirty"):
         log(f"warning: the working tree has uncommitted changes (code {common['git_sha']}): these rows cannot be"
             " traced to a commit; commit first for results you keep")
@@ -339,7 +340,7 @@ def seeding(spec: CompareSpec) -> str:
 
 
 def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, runs_dir: Path, pending: dict,
-                device: torch.device, images=None) -> None:
+                device: torch.device, images=None, *, code: str) -> None:
     cells = []
     for cell in spec.cells:
         cfg = spec.run_config(cell)
@@ -353,7 +354,7 @@ def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, runs_dir
         "grid_hash": spec.grid_hash(), "grid": spec.grid_dict(), "cells": cells,
         "report_dir": os.path.relpath(Path(report_dir).resolve(), Path(results_dir).resolve()),
         "device": device_name(device), "torch_threads": torch.get_num_threads(), "cpu_affinity": cpu_affinity(),
-        "git_sha": git_sha(), "versions": versions(),
+        "git_sha": code, "versions": versions(),
         "seeding": seeding(spec),
         "notes": list(spec.notes),
     }

@@ -3,6 +3,7 @@ above 1 flagged as a measurement error, even while another process burns the CPU
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -114,3 +115,25 @@ def test_under_a_cpu_burning_process_no_efficiency_above_one_reaches_a_row_unfla
     report = (out / "report.md").read_text()
     for label in above["label"]:
         assert "measurement error" in next(ln for ln in report.splitlines() if ln.startswith(f"| {label} |"))
+
+
+def test_the_code_sha_is_taken_before_the_comparison_writes(tiny_suite, tmp_path, monkeypatch):
+    """Regenerating committed results rewrites tracked files; the rows must still name the commit that
+    ran, not "+dirty" from the comparison's own writes."""
+    import bench.runner
+    from bench.runner import compare
+    from bench.spec import resolve_compare_spec
+
+    calls = []
+
+    def sha():
+        calls.append(1)
+        return "0123abcd" if len(calls) == 1 else "0123abcd+dirty"
+
+    monkeypatch.setattr(bench.runner, "git_sha", sha)
+    out = tmp_path / "out"
+    compare(resolve_compare_spec(suite=str(tiny_suite)), runs_dir=tmp_path / "runs", results_dir=out,
+            report_dir=out, progress=False, log=lambda s: None)
+    df = pd.read_csv(out / "results.csv")
+    assert (df["git_sha"] == "0123abcd").all()
+    assert json.loads((out / "spec.json").read_text())["git_sha"] == "0123abcd"
