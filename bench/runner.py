@@ -241,10 +241,13 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
         if key in wanted and r.get("weights_sha256") != wanted[key]:
             stale += 1  # measured from other weights: measured again below
             continue
+        if r.get("method") == FLOOR_METHOD and (r.get("git_sha"), r.get("device")) != (code, device_name(dev)):
+            stale += 1  # a floor row has no weights: it is kept only from this code on this device
+            continue
         rows.append(r)
     if stale:
-        log(f"{stale} rows in {results_dir} were measured from other weights (or before weights were recorded):"
-            " measuring them again")
+        log(f"{stale} rows in {results_dir} were measured from other weights, other code (the floor) or before"
+            " weights were recorded: measuring them again")
         write_results(results_dir, rows)
     done = {_row_key(r) for r in rows}
     common = {"device": device_name(dev), "torch_threads": torch.get_num_threads(), "cpu_affinity": cpu_affinity(),

@@ -57,11 +57,12 @@ def test_rows_from_other_weights_are_measured_again_never_inherited(tiny_suite, 
     assert df.loc[models, "weights_sha256"].str.fullmatch(r"[0-9a-f]{16}").all()
     df.loc[df["label"] == "ddim-1", "weights_sha256"] = "0123456789abcdef"  # measured elsewhere
     df.loc[df["label"] == "ddim-5", "weights_sha256"] = None  # written before weights were recorded
-    df.loc[df["label"].isin(["ddim-1", "ddim-5"]), "git_sha"] = "elsewhere"
+    df.loc[df["label"].isin(["ddim-1", "ddim-5", "data (floor)"]), "git_sha"] = "elsewhere"  # the floor: other code
     df.to_csv(out / "results.csv", index=False)
     again = invoke(["compare", "--suite", str(tiny_suite), "--out", str(out), "--no-progress"], tmp_path)
     assert again.exit_code == 0, again.output
-    assert "2 rows" in again.output and again.output.count("already measured") == 1
+    assert "3 rows" in again.output and again.output.count("already measured") == 1
+    assert "[floor]" in again.output
     df = pd.read_csv(out / "results.csv")
     assert len(df) == 4 and df["label"].is_unique and "elsewhere" not in set(df["git_sha"])
 
