@@ -106,16 +106,23 @@ def trilemma_table(df: pd.DataFrame, spec: dict | None = None) -> str:
     timed = models[models["sample_ms_per_100"].notna()]
     slowest = timed["sample_ms_per_100"].max() if len(timed) else math.nan
     slow_label = timed.loc[timed["sample_ms_per_100"].idxmax(), "label"] if len(timed) else "the slowest"
+    # speed-ups also in machine-speed units (each sampler's time / a reference workload timed in its own
+    # rounds, bench/timing.py): robust to the machine's speed drifting between samplers
+    ref = "sample_ref_per_100" in timed and len(timed) > 0 and bool(timed["sample_ref_per_100"].notna().all())
+    slowest_ref = timed.loc[timed["sample_ms_per_100"].idxmax(), "sample_ref_per_100"] if ref else math.nan
     head = ["sampler", "NFE"] + [f"{m.group}: {m.header}" for m in metrics] + [
-        "speed: ms / 100 samples", f"speed-up vs {slow_label}", "sampler efficiency"]
+        "speed: ms / 100 samples", f"speed-up vs {slow_label}"] + (
+        ["speed-up, machine-speed normalised"] if ref else []) + ["sampler efficiency"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in df.iterrows():
         floor = r["method"] == FLOOR_METHOD
         ms = r.get("sample_ms_per_100")
         cells = [f"**{r['label']}**" if floor else r["label"], "–" if floor else _fmt(r.get("nfe_measured"), "{:.0f}")]
         cells += [_cell(r, m, spec) for m in metrics]
-        cells += ["–" if floor else _speed(r), "–" if floor or pd.isna(ms) else f"{slowest / ms:.1f}×",
-                  "–" if floor else _efficiency(r)]
+        cells += ["–" if floor else _speed(r), "–" if floor or pd.isna(ms) else f"{slowest / ms:.1f}×"]
+        if ref:
+            cells.append("–" if floor else f"{slowest_ref / r['sample_ref_per_100']:.1f}×")
+        cells.append("–" if floor else _efficiency(r))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -177,7 +177,8 @@ def timing_columns(t) -> dict:
     """A Timing as results columns (bench/schema.py); `timing_flag` is empty unless it is an error."""
     return {"sample_ms_per_100": t.sample_ms, "sample_ms_per_100_iqr": t.sample_iqr_ms,
             "forward_ms_per_100": t.forward_ms, "sampler_efficiency": t.efficiency,
-            "sampler_efficiency_iqr": t.efficiency_iqr, "timing_warmup": t.warmup, "timing_repeats": t.repeats,
+            "sampler_efficiency_iqr": t.efficiency_iqr, "sample_ref_per_100": t.sample_ref,
+            "reference_ms": t.reference_ms, "timing_warmup": t.warmup, "timing_repeats": t.repeats,
             "timing_flag": "measurement error" if t.flag else ""}
 
 

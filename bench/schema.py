@@ -10,6 +10,9 @@ Speed          nfe_declared (what the sampler says), nfe_measured (network calls
                forward_ms_per_100 (one network call at batch 100, timed in the same rounds; the
                calls-weighted mean over the networks a sampler calls), sampler_efficiency (median
                over rounds of network time / sampler time; 1.0 = all time in the networks; + _iqr),
+               sample_ref_per_100 (median over rounds of sampler time / a fixed reference workload's
+               time in the same round: machine-speed units, for speed-ups that survive drift between
+               minutes), reference_ms (that workload's median time; bench/timing.py),
                timing_flag ("measurement error" when the efficiency came out above 1 twice: the
                timing is not a result; bench/timing.py)
 Toy quality    hq_fraction (share within 3 std of a mode), swd (sliced Wasserstein-1 to fresh
@@ -45,7 +48,8 @@ import dataclasses
 
 IDENTITY = ["method", "label", "variant", "model", "steps", "nfe_target", "seed", "num_samples"]
 SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100_iqr", "forward_ms_per_100",
-         "sampler_efficiency", "sampler_efficiency_iqr", "timing_warmup", "timing_repeats", "timing_flag"]
+         "sampler_efficiency", "sampler_efficiency_iqr", "sample_ref_per_100", "reference_ms", "timing_warmup",
+         "timing_repeats", "timing_flag"]
 TOY = ["modes", "hq_fraction", "mode_kl", "swd"]
 LIKELIHOOD = ["bpd"]
 INTERVALS = ["bootstrap", "bootstrap_ci"]

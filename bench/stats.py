@@ -26,7 +26,7 @@ from bench.schema import FLOOR_METHOD, METRIC, METRICS
 
 LEVEL = 0.95
 GROUP = ["method", "label", "variant", "model", "steps", "nfe_target"]
-SPEED = ["nfe_measured", "sample_ms_per_100", "forward_ms_per_100", "sampler_efficiency"]
+SPEED = ["nfe_measured", "sample_ms_per_100", "forward_ms_per_100", "sampler_efficiency", "sample_ref_per_100"]
 SUFFIXES = ("_std", "_n", "_lo", "_hi")
 
 

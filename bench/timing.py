@@ -104,6 +104,8 @@ class Timing:
     repeats: int
     attempts: int = 1  # 2 when a first efficiency above 1 was measured again
     flag: str = ""  # non-empty: the efficiency is a measurement error, and why
+    sample_ref: float = float("nan")  # median over rounds of sample / reference workload (machine-speed units)
+    reference_ms: float = float("nan")  # median time of the reference workload in the same rounds
 
     @property
     def valid(self) -> bool:
@@ -146,26 +148,52 @@ def _rounds(round_fn: Callable[[], tuple[float, float]], device: torch.device, s
     return [round_fn() for _ in range(repeats)], max(warmup, 1)
 
 
+_REFERENCE: dict[str, Callable[[], Any]] = {}
+
+
+def reference_workload(device: torch.device) -> Callable[[], Any]:
+    """A fixed workload timed in every round (20 forwards of a fixed 2-256-256-2 MLP at batch 100): the
+    machine's speed in that round. Sampler times divided by it (`sample_ref`) cancel the drift of a
+    shared machine's speed between minutes, which medians within one sampler's rounds cannot."""
+    key = str(device)
+    if key not in _REFERENCE:
+        gen = torch.Generator().manual_seed(0)
+        net = nn.Sequential(nn.Linear(2, 256), nn.SiLU(), nn.Linear(256, 256), nn.SiLU(), nn.Linear(256, 2))
+        for p in net.parameters():
+            with torch.no_grad():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+        net = net.to(device).eval()
+        x = torch.randn(100, 2, generator=gen).to(device)
+
+        def work():
+            with torch.no_grad():
+                for _ in range(20):
+                    net(x)
+        _REFERENCE[key] = work
+    return _REFERENCE[key]
+
+
 def measure(run: Callable[[], Any], forwards: list[tuple[Callable[[], Any], int]], device: torch.device,
             spec: TimingSpec) -> Timing:
     """Time `run` (one sampler call) interleaved with `forwards`: (one forward of a network, its calls
     per sampler call). Re-measures once when the efficiency comes out above 1, then flags it."""
     total_calls = sum(calls for _, calls in forwards)
+    reference = reference_workload(device)
 
-    def round_fn() -> tuple[float, float]:
+    def round_fn() -> tuple[float, float, float]:
         sample = _timed(run, device)
         network = 0.0
         for fwd, calls in forwards:
             burst = min(calls, MAX_BURST)
             network += calls * _timed(lambda: [fwd() for _ in range(burst)], device) / burst
-        return sample, network
+        return sample, network, _timed(reference, device)
 
     attempts = 0
     while True:
         attempts += 1
         rounds, warmup = _rounds(round_fn, device, spec)
-        samples = [s for s, _ in rounds]
-        ratios = [n / s for s, n in rounds]
+        samples = [s for s, _, _ in rounds]
+        ratios = [n / s for s, n, _ in rounds]
         efficiency = statistics.median(ratios)
         if efficiency <= MAX_EFFICIENCY or attempts == 2:
             break
@@ -173,10 +201,12 @@ def measure(run: Callable[[], Any], forwards: list[tuple[Callable[[], Any], int]
     if efficiency > MAX_EFFICIENCY:
         flag = (f"timing measurement error: sampler efficiency {efficiency:.2f} > 1 in two measurements (the"
                 " network forwards outlast the sampler that makes them; the machine was probably busy)")
-    network_ms = statistics.median(n for _, n in rounds)
+    network_ms = statistics.median(n for _, n, _ in rounds)
     return Timing(sample_ms=statistics.median(samples), sample_iqr_ms=_iqr(samples),
                   forward_ms=network_ms / max(total_calls, 1), efficiency=efficiency, efficiency_iqr=_iqr(ratios),
-                  warmup=warmup, repeats=len(rounds), attempts=attempts, flag=flag)
+                  warmup=warmup, repeats=len(rounds), attempts=attempts, flag=flag,
+                  sample_ref=statistics.median(s / r for s, _, r in rounds),
+                  reference_ms=statistics.median(r for _, _, r in rounds))
 
 
 def time_sampler(sampler, denoisers: list[nn.Module], shape: tuple[int, ...], device: torch.device,

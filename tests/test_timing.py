@@ -49,6 +49,8 @@ def test_medians_ignore_a_spike_and_efficiency_is_network_share():
     assert t.valid and t.attempts == 1
     assert 7.5 < t.sample_ms < 20 and t.sample_iqr_ms < 20  # the spike moves neither
     assert 0.25 < t.efficiency < 0.8  # 2 x 2 ms of 8 ms
+    # the reference workload is timed in the same rounds: times in machine-speed units
+    assert t.reference_ms > 0 and t.sample_ref == pytest.approx(t.sample_ms / t.reference_ms, rel=0.5)
 
 
 class TwoNets(nn.Module):
