@@ -88,10 +88,10 @@ def _speed(row: pd.Series) -> str:
 def _efficiency(row: pd.Series) -> str:
     """A flagged timing is a measurement error, never a number (bench/timing.py)."""
     flag = row.get("timing_flag")
-    if isinstance(flag, str) and flag and pd.isna(row.get("sampler_efficiency")):
+    if stats.is_flag(flag) and pd.isna(row.get("sampler_efficiency")):
         return "measurement error"
     cell = _fmt(row.get("sampler_efficiency"), "{:.2f}")
-    return cell + (" (some seeds: measurement error)" if isinstance(flag, str) and flag else "")
+    return cell + (" (some seeds: measurement error)" if stats.is_flag(flag) else "")
 
 
 def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:

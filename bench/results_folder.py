@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.schema import COLUMNS, INTEGER, METRICS, safe_name
+from bench.schema import COLUMNS, INTEGER, METRICS, SPEED, safe_name
 
 REQUIRED = ["method", "label"]
-NUMERIC = sorted(set(INTEGER) | {m.column for m in METRICS} | {
-    "sample_ms_per_100", "sample_ms_per_100_iqr", "sample_ms_per_100_std", "forward_ms_per_100", "sampler_efficiency",
-    "sampler_efficiency_iqr", "sample_ref_per_100", "reference_ms", "kid_std", "is_std"})
+TEXT_SPEED = {"timing_flag"}
+# numeric columns: the schema's (and the std column of results written before the interleaved timing)
+NUMERIC = sorted(set(INTEGER) | {m.column for m in METRICS} | (set(SPEED) - TEXT_SPEED)
+                 | {"kid_std", "is_std", "sample_ms_per_100_std"})
 SPEC_TYPES = {"name": str, "suite": str, "dataset": str, "preset": str, "report_dir": str, "grid": dict,
               "notes": list, "versions": dict, "metrics": (dict, type(None)), "seeding": str, "device": str,
               "git_sha": str, "cells": list}

@@ -32,7 +32,7 @@ from bench.metrics import MetricResources, evaluate, floor_samples, image_evalua
 from bench.metrics.likelihood import bits_per_dim
 from bench.provenance import device_name, git_sha, resolve_device, versions
 from bench.runs import build_sampler, load_method, run_dir_for
-from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, safe_name
+from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, key_text, safe_name
 from bench.spec import Cell, CompareSpec
 from bench.timing import block_noise, count_calls, cpu_affinity, time_sampler
 from bench.train import ensure_trained
@@ -316,13 +316,8 @@ def _cell_key(cell: Cell, spec: CompareSpec, run_cfgs: dict) -> tuple[str, ...]:
 
 
 def _key(method, model, variant, steps, seed) -> tuple[str, ...]:
-    """Identity of a row within one grid; CSV round trips turn '' into NaN and ints into floats."""
-    def norm(v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        return str(int(v)) if isinstance(v, (int, float)) else str(v)
-
-    return norm(method), norm(model), norm(variant), norm(steps), norm(seed)
+    """Identity of a row within one grid (bench/schema.py key_text)."""
+    return tuple(key_text(v) for v in (method, model, variant, steps, seed))
 
 
 def _row_key(row: dict) -> tuple[str, ...]:

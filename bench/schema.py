@@ -45,6 +45,7 @@ METRICS registers each metric column's header, group, direction and format (the 
 """
 
 import dataclasses
+import math
 
 IDENTITY = ["method", "label", "variant", "model", "steps", "nfe_target", "seed", "num_samples"]
 SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100_iqr", "forward_ms_per_100",
@@ -97,6 +98,16 @@ for _m in METRICS:
     assert _m.column in COLUMNS, f"metric {_m.column} has no results column"
 
 FLOOR_METHOD = "data"  # the floor row: fresh real data scored like a method
+
+
+def key_text(v) -> str:
+    """A cell of an identity column as text: empty for None / NaN, integers without ".0" (CSV round trips
+    turn '' into NaN and ints into floats), so rows read back match the rows written."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
 
 
 def safe_name(label: str) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from bench.checkpoint import atomic_write_text
-from bench.schema import FLOOR_METHOD, METRIC, METRICS
+from bench.schema import FLOOR_METHOD, METRIC, METRICS, key_text
 
 LEVEL = 0.95
 GROUP = ["method", "label", "variant", "model", "steps", "nfe_target"]
@@ -37,15 +37,20 @@ def half_width(std: float, n: int) -> float:
     return float(sps.t.ppf((1 + LEVEL) / 2, n - 1) * std / math.sqrt(n))
 
 
+def is_flag(value) -> bool:
+    """Whether a timing_flag cell marks a measurement error (empty cells read back as NaN)."""
+    return isinstance(value, str) and len(value) > 0
+
+
 def flagged(df: pd.DataFrame) -> pd.Series:
     if "timing_flag" not in df:
         return pd.Series(False, index=df.index)
-    return df["timing_flag"].map(lambda v: isinstance(v, str) and len(v) > 0).astype(bool)
+    return df["timing_flag"].map(is_flag).astype(bool)
 
 
 def _text(col: pd.Series) -> pd.Series:
-    """A grouping key: empty cells as "" and numbers as integers' text (CSV round trips make floats)."""
-    return col.map(lambda v: "" if pd.isna(v) else str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+    """A grouping key, as results rows are keyed (bench/schema.py key_text)."""
+    return col.map(key_text)
 
 
 def summarise(df: pd.DataFrame) -> pd.DataFrame:
