@@ -110,6 +110,10 @@ def compare(
                                                               "is trained and sampled once per seed (mean ± 95% interval)."),
     bootstrap: Optional[int] = typer.Option(None, "--bootstrap", help="Resamples for a bootstrap interval over "
                                                                       "samples within each row (0: none)."),
+    guidance: Optional[str] = typer.Option(None, "--guidance", help="Class-conditional models: comma-separated "
+                                           "guidance w, e.g. 0,0.5,1,uncond (diffusers' guidance_scale = 1 + w)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Class-conditional models: 'uniform' (seeded per"
+                                                                  " block, the default) or one class index."),
     out: Optional[Path] = typer.Option(None, help="Write results.csv, spec.json and report.md here."),
     device: str = DEVICE,
     runs_dir: Path = RUNS_DIR,
@@ -129,7 +133,8 @@ def compare(
         results_dir, report = compare_command(suite=suite, methods=methods, model=model, dataset=dataset, steps=steps,
                                               nfe=nfe,
                                               num_samples=num_samples, seed=seed, seeds=seeds,
-                                              bootstrap=bootstrap, out=out, device=device,
+                                              bootstrap=bootstrap, guidance=guidance, classes=classes,
+                                              out=out, device=device,
                                               runs_dir=runs_dir, data_dir=data_dir, progress=_progress(progress),
                                               log=typer.echo, resources=resources)
         typer.echo(f"results: {results_dir / 'results.csv'}\nreport: {report}")
@@ -147,6 +152,9 @@ def sample(
     opt: Optional[List[str]] = typer.Option(None, "--opt", help="Sampler option, e.g. --opt eta=1 or --opt sigmas=karras."),
     seed: int = typer.Option(0, help="Sampling seed (block b of --batch samples uses seed*1000003+b)."),
     batch: int = typer.Option(500, help="Samples per network batch."),
+    guidance: Optional[str] = typer.Option(None, help="Class-conditional runs: guidance w (0 = conditional, no"
+                                                      " guidance; diffusers' guidance_scale is 1 + w) or 'uncond'."),
+    classes: str = typer.Option("uniform", help="Class-conditional runs: 'uniform' (seeded per block) or one class."),
     device: str = DEVICE,
 ):
     """Draw samples from a trained run into an .npz file (to score here or on another machine)."""
@@ -154,7 +162,8 @@ def sample(
 
     with user_errors():
         path = sample_command(run, steps=steps, num=num, out=out, method=method, seed=seed, batch=batch,
-                              sampler_opts=opt or [], device=device, log=typer.echo)
+                              sampler_opts=opt or [], device=device, log=typer.echo, guidance=guidance,
+                              classes=classes)
         typer.echo(f"samples: {path}")
 
 

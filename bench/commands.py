@@ -58,7 +58,8 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
                     data_dir: str, progress: bool, log: Callable[[str], None],
                     resources: MetricResources | None = None, nfe: str | None = None,
                     model: str | None = None, seeds: str | None = None,
-                    bootstrap: int | None = None) -> tuple[Path, Path]:
+                    bootstrap: int | None = None, guidance: str | None = None,
+                    classes: str | None = None) -> tuple[Path, Path]:
     from bench.runner import compare
 
     resolve_device(device)  # a bad --device fails before any work
@@ -67,7 +68,8 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
                                 nfe=parse_int_list(nfe, "--nfe") if nfe else None,
                                 models_=parse_names(model, "--model") if model else None,
                                 num_samples=num_samples, seed=seed, data_root=data_dir,
-                                seeds=parse_int_list(seeds, "--seeds") if seeds else None, bootstrap=bootstrap)
+                                seeds=parse_int_list(seeds, "--seeds") if seeds else None, bootstrap=bootstrap,
+                                guidance=parse_names(guidance, "--guidance") if guidance else None, classes=classes)
     results_dir = Path(out) if out else Path("results") / spec.name
     report_dir = Path(out) if out else Path("reports") / spec.name
     compare(spec, runs_dir=runs_dir, results_dir=results_dir, report_dir=report_dir, device=device,
@@ -117,7 +119,8 @@ def metric_resources(*, fid_weights: str, vgg16_weights: str, cache_dir: Path | 
 
 
 def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method: str | None, seed: int, batch: int,
-                   sampler_opts: list[str], device: str, log: Callable[[str], None]) -> Path:
+                   sampler_opts: list[str], device: str, log: Callable[[str], None], guidance: str | None = None,
+                   classes: str = "uniform") -> Path:
     """Sample a trained run into FILE.npz (uint8 N x C x H x W images, or float N x 2 toy points)."""
     from bench.data.images import to_uint8
     from bench.provenance import device_name, git_sha
@@ -155,18 +158,37 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
     dev = resolve_device(device)
     check_writable(out.parent)
     m, cfg, meta = load_method(run, device=dev)
-    sampler = build_sampler(cls.name, m, steps, options)
+    sampler = build_sampler(cls.name, m, steps, options, guidance=sample_guidance(m, guidance, classes))
     image = get_dataset_info(cfg.data.name).kind == "image"
     log(f"sampling {num} with {sampler.label} from {run}")
-    x, nfe = draw_samples(sampler, m, n=num, seed=seed, batch=min(batch, num), device=dev,
-                          to_data=to_uint8 if image else None, require_finite=True)
-    write_samples(out, x, {
+    x, nfe, labels = draw_samples(sampler, m, n=num, seed=seed, batch=min(batch, num), device=dev,
+                                  to_data=to_uint8 if image else None, require_finite=True, classes=classes)
+    conditioning = {"classes": classes, **sampler.guidance.describe()} if labels is not None else {}
+    write_samples(out, x, labels=labels, meta={**conditioning,
         "run_dir": str(run), "run_id": cfg.run_id(), "method": cls.name, "model": cfg.method,
         "label": sampler.label, "steps": steps, "nfe_declared": sampler.nfe, "nfe_measured": nfe, "seed": seed,
         "batch": min(batch, num), "num_samples": num, "checkpoint_step": meta["step"], "dataset": cfg.data.name,
         "layout": "N x C x H x W uint8" if image else "N x 2 float32", "shape": list(x.shape),
         "sampler_settings": sampler.settings, "device": device_name(dev), "git_sha": git_sha()})
     return out
+
+
+def sample_guidance(model, guidance: str | None, classes: str):
+    """The Guidance of `bench sample` on a conditional run (w = 0 by default); errors name the option."""
+    from methods.guidance import Guidance
+
+    k = model.num_classes(model.cfg)
+    if not k:
+        if guidance is not None or classes != "uniform":
+            raise BenchError(f"--guidance and --classes need a class-conditional run; this {model.name} run has no"
+                             " classes (train one with --set model.num_classes=K)")
+        return None
+    if classes != "uniform" and (not classes.isdigit() or int(classes) >= k):
+        raise BenchError(f"--classes must be 'uniform' or one class in 0..{k - 1}, got {classes!r}")
+    try:
+        return Guidance.parse(guidance if guidance is not None else "0")
+    except ValueError as e:
+        raise BenchError(f"--guidance: {e}") from None
 
 
 def eval_data_config(dataset: str, shape: tuple[int, ...], data_dir: str):

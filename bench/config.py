@@ -95,8 +95,12 @@ class RunConfig:
 
     def semantic_dict(self) -> dict[str, Any]:
         """What determines the trained weights: everything but cadence and paths, and each parent's
-        run id (runs without parents keep the ids they had before parents existed)."""
+        run id (runs without parents keep the ids they had before parents existed). An unconditional
+        model leaves out its class options, so its id is the one it had before they existed."""
         flat = {k: v for k, v in flatten(self.own_dict()).items() if k not in CADENCE_KEYS}
+        if not flat.get("model.num_classes", 1):
+            flat.pop("model.num_classes")
+            flat.pop("model.p_uncond", None)
         flat.update({f"parents.{role}": p.run_id() for role, p in self.parents})
         return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
 

@@ -21,6 +21,7 @@ from bench.errors import BenchError
 from bench import stats
 from bench.plots import plt, scatter, show_grid
 from bench.schema import FLOOR_METHOD, METRICS, Metric, safe_name
+from bench.guidance_report import guidance_reading, plot_vs_guidance
 from bench.straightening import straightening_reading
 
 
@@ -52,6 +53,9 @@ def _family(row: pd.Series) -> str:
     variant = row.get("variant")
     base = variant if isinstance(variant, str) and variant else row["method"]
     model = row.get("model")
+    guidance = row.get("guidance")
+    if isinstance(guidance, (str, float, int)) and not pd.isna(guidance) and str(guidance) != "":
+        base += " uncond" if guidance == "uncond" else f" w={float(guidance):g}"  # one line per guidance value
     return f"{base}@{model}" if isinstance(model, str) and str(row["label"]).endswith(f"@{model}") else base
 
 
@@ -460,6 +464,8 @@ def _render(df: pd.DataFrame, per_seed: pd.DataFrame, spec: dict, seeded: bool, 
                 figures.append(name)
     if _plot_by_model(df, report_dir / "solvers_vs_nfe.png"):
         figures.insert(0, "solvers_vs_nfe.png")
+    if plot_vs_guidance(df, report_dir / "guidance.png"):
+        figures.insert(0, "guidance.png")
     shown, caption = sample_rows(df)
     if _plot_samples(shown, results_dir / "samples", report_dir / "samples.png"):
         figures.append("samples.png")
@@ -495,7 +501,8 @@ def _render(df: pd.DataFrame, per_seed: pd.DataFrame, spec: dict, seeded: bool, 
         "",
         "## Reading",
         "",
-        *[f"- {line}" for line in reading(df, spec) + straightening_reading(df, spec) + budget_reading(df)
+        *[f"- {line}" for line in guidance_reading(df) + reading(df, spec) + straightening_reading(df, spec)
+          + budget_reading(df)
           + schedule_lines + stats.significance_lines(df, [m.column for m in _present(df, spec, per_sampler_only=True)])],
         "",
         "## Figures",

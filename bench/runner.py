@@ -26,7 +26,7 @@ import torch
 import methods
 from bench.checkpoint import atomic_write_text, check_writable, latest_checkpoint, read_meta
 from bench.config import diff_configs
-from bench.data import load_dataset
+from bench.data import check_labels, load_dataset
 from bench.errors import BenchError
 from bench.metrics import MetricResources, evaluate, floor_samples, image_evaluator, is_image_data
 from bench.metrics.likelihood import bits_per_dim
@@ -34,7 +34,7 @@ from bench.provenance import device_name, git_sha, resolve_device, versions
 from bench.runs import build_sampler, load_method, run_dir_for
 from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, key_text, safe_name
 from bench.spec import Cell, CompareSpec
-from bench.timing import block_noise, count_calls, cpu_affinity, time_sampler
+from bench.timing import block_labels, block_noise, call_sampler, count_calls, cpu_affinity, time_sampler
 from bench.train import ensure_trained
 
 SAMPLES_KEPT = 2000  # samples per cell saved for figures (2-D points)
@@ -77,25 +77,31 @@ def cell_label(cell: Cell, sampler_label: str) -> str:
 
 def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: int, device: torch.device,
                  to_data: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 require_finite: bool = False) -> tuple[torch.Tensor, int]:
-    """n samples in blocks of `batch`, block b seeded (seed, b); returns (samples, NFE per call: the
-    mean over blocks, rounded, for an adaptive solver whose calls vary).
+                 require_finite: bool = False, classes: str = "uniform"
+                 ) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    """n samples in blocks of `batch`, block b seeded (seed, b); returns (samples, NFE per sample: network
+    evaluations per sample, the mean over blocks, rounded, for an adaptive solver whose calls vary, and
+    the classes asked of a conditional model, else None).
     `to_data` maps each block to data space as it comes (uint8 images stay small in memory).
     `require_finite`: a NaN or inf sample is an error (before quantising, which would hide it)."""
-    out, calls = [], []
+    out, calls, labels = [], [], []
+    num_classes = method.num_classes(method.cfg)
     for b in range(math.ceil(n / batch)):
         noise, gen = block_noise(method.data_shape, batch=batch, seed=seed * 1_000_003 + b, device=device)
-        with count_calls(method.denoisers()) as counter:
-            x = sampler(noise, generator=gen).cpu()
+        y = block_labels(num_classes, batch=batch, seed=seed * 1_000_003 + b, classes=classes)
+        with count_calls(method.denoisers(), batch=batch) as counter:
+            x = call_sampler(sampler, noise, gen, y).cpu()
         if require_finite and not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x.flatten(1))).any(1).sum())
             raise BenchError(f"{sampler.label} produced {bad} non-finite samples in block {b} (of {len(x)}): the"
                              " checkpoint or the sampler options diverge; nothing was written")
         out.append(to_data(x) if to_data is not None else x)
-        calls.append(counter["calls"])
+        calls.append(counter["evals"])
+        labels.append(y)
     if len(set(calls)) > 1 and not getattr(sampler, "adaptive", False):
         raise BenchError(f"{sampler.label}: network calls per batch varied ({sorted(set(calls))})")
-    return torch.cat(out)[:n], round(sum(calls) / len(calls))
+    y = torch.cat(labels)[:n] if num_classes else None
+    return torch.cat(out)[:n], round(sum(calls) / len(calls)), y
 
 
 def save_diagnostics(method: methods.Method, path: Path) -> None:
@@ -154,13 +160,17 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
         cache[key] = bits_per_dim(method, data, name=cfg.method, num_images=spec.bpd_images, seed=seed,
                                   device=device)
     likelihood, bpd_notes = cache[key]
-    sampler = build_sampler(cell.method, method, cell.steps, cell.options())
-    x, nfe = draw_samples(sampler, method, n=spec.num_samples, seed=seed, batch=spec.sample_batch, device=device,
-                          to_data=data.to_data)
-    timing = time_sampler(sampler, method.denoisers(), method.data_shape, device, spec.timing, seed=seed)
-    metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap)
+    sampler = build_sampler(cell.method, method, cell.steps, cell.options(), guidance=cell.guidance_spec())
+    x, nfe, labels = draw_samples(sampler, method, n=spec.num_samples, seed=seed, batch=spec.sample_batch,
+                                  device=device, to_data=data.to_data, classes=spec.classes)
+    timing = time_sampler(sampler, method.denoisers(), method.data_shape, device, spec.timing, seed=seed,
+                          num_classes=method.num_classes(method.cfg), classes=spec.classes)
+    unconditional = cell.guidance_spec() is not None and cell.guidance_spec().w is None  # asked for no class
+    metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap,
+                              labels=None if unconditional else labels)
     row = {
-        "method": cell.method, "label": cell_label(cell, sampler.label), "variant": cell.variant,
+        **conditioning_columns(cell, spec), "method": cell.method, "label": cell_label(cell, sampler.label),
+        "variant": cell.variant,
         "model": cfg.method, "steps": cell.steps, "nfe_target": cell.nfe_target or None, "seed": seed,
         "num_samples": spec.num_samples, "nfe_declared": None if sampler.adaptive else sampler.nfe,
         "nfe_measured": nfe, **timing_columns(timing),
@@ -171,6 +181,17 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
                            + ([timing.flag] if timing.flag else [])),
     }
     return row, kept(data, x)
+
+
+def conditioning_columns(cell: Cell, spec: CompareSpec) -> dict:
+    """guidance (w, or 'uncond'), guidance_scale (diffusers' 1 + w) and classes of a conditional model's row."""
+    g = cell.guidance_spec()
+    if g is None:
+        return {}
+    d = g.describe()
+    asked = "uniform" if spec.classes == "uniform" else f"class {spec.classes}"
+    return {"guidance": d["guidance"], "guidance_scale": d["guidance_scale"],
+            "classes": "null class" if g.w is None else asked}
 
 
 def timing_columns(t) -> dict:
@@ -184,8 +205,9 @@ def timing_columns(t) -> dict:
 
 def floor_row(spec: CompareSpec, data, images=None, seed: int | None = None) -> tuple[dict, np.ndarray]:
     seed = spec.seed if seed is None else seed
-    x = floor_samples(data, spec.num_samples, seed=seed)
-    metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap)
+    x, labels = floor_samples(data, spec.num_samples, seed=seed, labelled=True)
+    metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap,
+                              labels=labels if spec.conditional else None)
     first = "fresh real samples scored like a method"
     if is_image_data(data):
         first = "real test images scored like a method against the training reference"
@@ -219,6 +241,8 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     run_cfgs = {cell: spec.run_config(cell) for cell in spec.cells}
     data_cfg = next(iter(run_cfgs.values())).data if run_cfgs else None
     data = load_dataset(data_cfg) if run_cfgs else None
+    for cfg in run_cfgs.values():  # a conditional model on unlabelled data (or with the wrong K) fails here, first
+        check_labels(cfg.method, methods.get_method(cfg.method).num_classes(cfg.model), data)
     # image metrics: networks, weights and the classifier are set up (and checked) before any training
     images = image_evaluator(data, options=spec.metrics, resources=resources, num_samples=spec.num_samples,
                              data_cfg=data_cfg, device=dev, log=log) if run_cfgs else None
@@ -312,12 +336,12 @@ def samples_path(results_dir: Path, label: str, seed, spec: CompareSpec) -> Path
 
 
 def _cell_key(cell: Cell, spec: CompareSpec, run_cfgs: dict) -> tuple[str, ...]:
-    return _key(cell.method, run_cfgs[cell].method, cell.variant, cell.steps, spec.sampling_seed(cell))
+    return _key(cell.method, run_cfgs[cell].method, cell.variant, cell.steps, spec.sampling_seed(cell), cell.guidance)
 
 
-def _key(method, model, variant, steps, seed) -> tuple[str, ...]:
+def _key(method, model, variant, steps, seed, guidance="") -> tuple[str, ...]:
     """Identity of a row within one grid (bench/schema.py key_text)."""
-    return tuple(key_text(v) for v in (method, model, variant, steps, seed))
+    return tuple(key_text(v) for v in (method, model, variant, steps, seed, guidance))
 
 
 def _row_key(row: dict) -> tuple[str, ...]:
@@ -325,7 +349,7 @@ def _row_key(row: dict) -> tuple[str, ...]:
     model = row.get("model")
     if model is None or (isinstance(model, float) and math.isnan(model)):
         model = row.get("trained_as")
-    return _key(row["method"], model, row.get("variant"), row.get("steps"), row.get("seed"))
+    return _key(row["method"], model, row.get("variant"), row.get("steps"), row.get("seed"), row.get("guidance"))
 
 
 

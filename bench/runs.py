@@ -68,9 +68,12 @@ def load_method(run_dir: Path, *, device: torch.device | str = "cpu",
     return method.to(device).eval(), cfg, meta
 
 
-def build_sampler(sampler: str, model: methods.Method, steps: int, options: Any):
-    """The named sampler built for `model`; a pairing or option it rejects is a one-line BenchError."""
+def build_sampler(sampler: str, model: methods.Method, steps: int, options: Any, guidance=None):
+    """The named sampler built for `model` (a conditional model's: with its methods.guidance.Guidance, w = 0
+    when None); a pairing or option it rejects is a one-line BenchError."""
+    from methods.guidance import condition
+
     try:
-        return methods.get_sampler(sampler).build(model, steps, options)
+        return condition(methods.get_sampler(sampler).build(model, steps, options), model, guidance)
     except ValueError as e:
         raise BenchError(str(e)) from None

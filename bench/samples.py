@@ -25,11 +25,13 @@ LAYOUTS = "N x C x H x W, N x H x W x C or N x H x W"
 MAX_SAMPLE_BYTES = 4 * 2**30  # 4 GiB: 50,000 CIFAR-10 images are 150 MB, 1,000,000 toy points 16 MB
 
 
-def write_samples(path: Path, x: torch.Tensor, meta: dict) -> None:
-    """samples -> path (.npz) and meta -> path with .json, each written atomically."""
+def write_samples(path: Path, x: torch.Tensor, meta: dict, labels: torch.Tensor | None = None) -> None:
+    """samples (and a conditional model's requested `labels`) -> path (.npz) and meta -> path with .json,
+    each written atomically."""
     path = Path(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, samples=x.numpy())
+    arrays = {"samples": x.numpy(), **({"labels": labels.numpy()} if labels is not None else {})}
+    np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)
     side = path.with_suffix(".json")
     tmp = side.with_name(f".{side.name}.tmp{os.getpid()}")

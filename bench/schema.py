@@ -18,6 +18,12 @@ Speed          nfe_declared (what the sampler says), nfe_measured (network calls
 Toy quality    hq_fraction (share within 3 std of a mode), swd (sliced Wasserstein-1 to fresh
                data, data units)
 Toy coverage   modes (covered modes), mode_kl (KL of the mode histogram to uniform, nats)
+Conditional    guidance (a class-conditional model's w, or "uncond" for the null class; empty for
+               unconditional models; part of a row's identity), guidance_scale (diffusers' convention,
+               1 + w), classes (what was asked: uniform, class k, null class), cond_accuracy (share of
+               samples landing in their requested class: toys, the nearest mixture mean; MNIST family,
+               the bench classifier), classes_covered / classes_asked (requested classes whose samples
+               land in them for at least 20% of their samples; bench/metrics/conditional.py)
 Likelihood     bpd (bits/dim of the test split under the method's likelihood bound; image data only,
                the number of images is in `notes`; empty with a note for methods without one)
 Image quality  fid (Frechet Inception distance, pool3, to the reference set of training images),
@@ -47,11 +53,12 @@ METRICS registers each metric column's header, group, direction and format (the 
 import dataclasses
 import math
 
-IDENTITY = ["method", "label", "variant", "model", "steps", "nfe_target", "seed", "num_samples"]
+IDENTITY = ["method", "label", "variant", "model", "steps", "guidance", "nfe_target", "seed", "num_samples"]
 SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100_iqr", "forward_ms_per_100",
          "sampler_efficiency", "sampler_efficiency_iqr", "sample_ref_per_100", "reference_ms", "timing_warmup",
          "timing_repeats", "timing_flag"]
 TOY = ["modes", "hq_fraction", "mode_kl", "swd"]
+CONDITIONAL = ["guidance_scale", "classes", "cond_accuracy", "classes_covered", "classes_asked"]
 LIKELIHOOD = ["bpd"]
 INTERVALS = ["bootstrap", "bootstrap_ci"]
 IMAGE = ["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "fd_classifier", "is_classifier",
@@ -59,10 +66,11 @@ IMAGE = ["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "fd_cla
 PROVENANCE = ["run_id", "checkpoint_step", "weights_sha256", "sampler_settings", "device", "torch_threads",
               "cpu_affinity", "git_sha", "timestamp", "notes"]
 
-COLUMNS = IDENTITY + SPEED + TOY + IMAGE + LIKELIHOOD + INTERVALS + PROVENANCE
+COLUMNS = IDENTITY + SPEED + TOY + IMAGE + CONDITIONAL + LIKELIHOOD + INTERVALS + PROVENANCE
 
 INTEGER = ["steps", "nfe_target", "seed", "num_samples", "nfe_declared", "nfe_measured", "timing_warmup", "timing_repeats", "modes",
-           "inception_samples", "reference_samples", "checkpoint_step", "torch_threads", "bootstrap"]
+           "inception_samples", "reference_samples", "checkpoint_step", "torch_threads", "bootstrap",
+           "classes_covered", "classes_asked"]
 
 
 
@@ -91,6 +99,8 @@ METRICS = [
     Metric("recall", "recall", "coverage", True, "{:.3f}"),
     Metric("modes", "modes covered", "coverage", True, "{:.0f}"),
     Metric("mode_kl", "mode KL", "coverage", False, "{:.3f}"),
+    Metric("cond_accuracy", "conditional accuracy", "quality", True, "{:.3f}"),
+    Metric("classes_covered", "classes covered", "coverage", True, "{:.0f}"),
     Metric("bpd", "bits/dim (test)", "likelihood", False, "{:.3f}", per_sampler=False),
 ]
 METRIC = {m.column: m for m in METRICS}

@@ -27,6 +27,7 @@ from bench.errors import BenchError
 from bench.metrics.options import MetricOptions, validate_options
 from bench.suite_schema import MAX_BOOTSTRAP, MAX_SAMPLES, MAX_SEED, check_suite
 from bench.timing import TimingSpec
+from methods.guidance import UNCOND, Guidance
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -44,6 +45,11 @@ class Cell:
     nfe_target: int = 0  # the NFE budget this step count was chosen for; 0 when steps were asked for
     seed: int | None = None  # a training seed of the grid's `seeds` axis (train.seed, and the sampling seed); None:
     # the preset's train.seed and the suite's sampling seed (a grid without a seeds axis)
+    guidance: str = ""  # a class-conditional model's guidance w ('0', '0.5') or 'uncond'; "" for unconditional models
+
+    def guidance_spec(self):
+        """The cell's methods.guidance.Guidance, None for an unconditional model."""
+        return Guidance.parse(self.guidance) if self.guidance else None
 
     @property
     def model_name(self) -> str:
@@ -56,7 +62,7 @@ class Cell:
         """The cell as grids hash it: fields at their defaults are left out, so grids written before
         a field existed keep their hash."""
         d = dataclasses.asdict(self)
-        for key in ("model", "nfe_target"):
+        for key in ("model", "nfe_target", "guidance"):
             if not d[key]:
                 d.pop(key)
         if d["seed"] is None:
@@ -81,15 +87,24 @@ class CompareSpec:
     notes: tuple[str, ...] = ()  # for the report; no effect on the numbers
     seeds: tuple[int, ...] = ()  # training seeds: each cell is trained and sampled once per seed; () = one run
     bootstrap: int = 0  # resamples for a bootstrap interval over samples within each row; 0 = none
+    guidance: tuple[str, ...] = ()  # the guidance axis of class-conditional models; () = w 0 (conditional)
+    classes: str = "uniform"  # the classes a conditional model is asked for: uniform (seeded per block) or one class
+
+    @property
+    def conditional(self) -> bool:
+        """Whether any cell samples a class-conditional model (its rows get labels and accuracy)."""
+        return any(c.guidance for c in self.cells)
 
     def grid_dict(self) -> dict[str, Any]:
         """Everything that determines the numbers (not where they are written)."""
         d = dataclasses.asdict(self)
         for key in ("name", "data_root", "notes"):
             d.pop(key)
-        for key in ("seeds", "bootstrap"):  # absent at their defaults: grids written before them keep their hash
+        for key in ("seeds", "bootstrap", "guidance"):  # absent at their defaults: older grids keep their hash
             if not d[key]:
                 d.pop(key)
+        if d["classes"] == "uniform":
+            d.pop("classes")
         d["cells"] = [c.as_dict() for c in self.cells]
         if get_dataset_info(self.dataset).kind != "image":
             d.pop("metrics")  # toy metrics have no options
@@ -244,7 +259,8 @@ def _wanted(sampler: type, model: type, name: str, var: dict, raw: dict, base: A
 def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, dataset: str | None = None,
            steps: list[int] | None = None, nfe: list[int] | None = None, models_: list[str] | None = None,
            num_samples: int | None = None, seed: int | None = None, data_root: str = "",
-           seeds: list[int] | None = None, bootstrap: int | None = None) -> CompareSpec:
+           seeds: list[int] | None = None, bootstrap: int | None = None, guidance: list[str] | None = None,
+           classes: str | None = None) -> CompareSpec:
     dataset = dataset or raw.get("dataset", "gaussians25")
     info = get_dataset_info(dataset)
     metrics = build(MetricOptions, raw.get("metrics", {}), "metrics.")
@@ -268,6 +284,8 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
         _model_or_error(m)
     for name in raw.get("sampler", {}):
         _sampler_or_error(name, variants)
+    guidance_axis = _guidance_axis(raw.get("guidance", []) if guidance is None else guidance)
+    classes = str(raw.get("classes", "uniform") if classes is None else classes).strip()
     cells: list[Cell] = []
     notes: list[str] = list(raw.get("notes", ()))
     for name in dict.fromkeys(names or list(raw.get("methods", [])) + list(variants)):  # each name once
@@ -294,21 +312,52 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
             overrides = qualify(var.get("set", {}), _sections(model))
             base = _base_model(model, preset, dataset, overrides)
             wanted, strict, flag = _wanted(sampler, model, name, var, raw, base, options, steps=steps, nfe=nfe)
+            conditional = model.num_classes(base) > 0
+            _check_classes(classes, base, model) if conditional else None
             for s, budget in _steps_for(name, sampler, model, wanted, base, options, strict=strict, flag=flag,
                                         notes=notes):
-                cell = Cell(method=sampler.name, steps=s, variant=name if name != sampler.name else "",
-                            overrides=tuple(sorted(overrides.items())), sampler=tuple(sorted(opts.items())),
-                            model="" if model_name == sampler.default_model else model_name, nfe_target=budget)
-                if not any(dataclasses.replace(c, nfe_target=0) == dataclasses.replace(cell, nfe_target=0)
-                           for c in cells):  # two budgets that pick the same steps make one row
-                    cells.append(cell)
+                for g in (guidance_axis or ["0"]) if conditional else [""]:
+                    cell = Cell(method=sampler.name, steps=s, variant=name if name != sampler.name else "",
+                                overrides=tuple(sorted(overrides.items())), sampler=tuple(sorted(opts.items())),
+                                model="" if model_name == sampler.default_model else model_name, nfe_target=budget,
+                                guidance=g)
+                    if not any(dataclasses.replace(c, nfe_target=0) == dataclasses.replace(cell, nfe_target=0)
+                               for c in cells):  # two budgets that pick the same steps make one row
+                        cells.append(cell)
+    if guidance_axis and not any(c.guidance for c in cells):
+        raise BenchError("guidance needs a class-conditional model, and this grid has none: train one with --set"
+                         " model.num_classes=K (the dataset's classes), or drop --guidance")
     cells = [dataclasses.replace(c, seed=s) if s is not None else c for s in (seeds or [None]) for c in cells]
     return CompareSpec(name=suite_path(suite).stem, suite=suite, dataset=dataset, preset=preset, cells=tuple(cells),
                        num_samples=num_samples, seed=raw.get("seed", 0) if seed is None else seed,
                        sample_batch=int(raw.get("sample_batch", 1000)),
                        timing=build(TimingSpec, raw.get("timing", {}), "timing."), data_root=data_root,
                        bpd_images=int(raw.get("bpd_images", 10_000)), metrics=metrics, notes=tuple(notes),
-                       seeds=tuple(seeds), bootstrap=bootstrap)
+                       seeds=tuple(seeds), bootstrap=bootstrap, guidance=tuple(guidance_axis), classes=classes)
+
+
+def _guidance_axis(values: list) -> list[str]:
+    """Guidance values as canonical text ('0', '0.5', 'uncond'), each once, in the order given."""
+    out = []
+    for v in values:
+        try:
+            text = Guidance.parse(v).text
+        except ValueError as e:
+            raise BenchError(f"{e} (--guidance takes e.g. 0,0.5,1,{UNCOND})") from None
+        if text in out:
+            raise BenchError(f"guidance repeats {text}; give each value once")
+        out.append(text)
+    return out
+
+
+def _check_classes(classes: str, cfg: Any, model: type) -> None:
+    """`classes`: 'uniform', or one class in 0..K-1 of the conditional model."""
+    if classes == "uniform":
+        return
+    k = model.num_classes(cfg)
+    if not classes.isdigit() or not 0 <= int(classes) < k:
+        raise BenchError(f"classes must be 'uniform' or one class in 0..{k - 1} of the conditional {model.name},"
+                         f" got {classes!r}")
 
 
 def _seeds(values: list[int]) -> list[int]:
@@ -325,7 +374,8 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
                          steps: list[int] | None = None, nfe: list[int] | None = None,
                          models_: list[str] | None = None, num_samples: int | None = None, seed: int | None = None,
                          data_root: str = "", seeds: list[int] | None = None,
-                         bootstrap: int | None = None) -> CompareSpec:
+                         bootstrap: int | None = None, guidance: list[str] | None = None,
+                         classes: str | None = None) -> CompareSpec:
     """The suite's grid with command-line overrides; every error is raised before anything runs.
 
     The result is named after the suite when the grid is the suite's own, else
@@ -334,7 +384,8 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
         suite = get_dataset_info(dataset).suite if dataset else "toy"
     raw = load_suite(suite)
     spec = _build(suite, raw, names=methods_, dataset=dataset, steps=steps, nfe=nfe, models_=models_,
-                  num_samples=num_samples, seed=seed, data_root=data_root, seeds=seeds, bootstrap=bootstrap)
+                  num_samples=num_samples, seed=seed, data_root=data_root, seeds=seeds, bootstrap=bootstrap,
+                  guidance=guidance, classes=classes)
     try:
         own = _build(suite, raw).grid_hash()
     except BenchError:  # the suite's own grid needs a dataset argument (the folder suite)

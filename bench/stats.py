@@ -25,7 +25,7 @@ from bench.checkpoint import atomic_write_text
 from bench.schema import FLOOR_METHOD, METRIC, METRICS, key_text
 
 LEVEL = 0.95
-GROUP = ["method", "label", "variant", "model", "steps", "nfe_target"]
+GROUP = ["method", "label", "variant", "model", "steps", "guidance", "nfe_target"]
 SPEED = ["nfe_measured", "sample_ms_per_100", "forward_ms_per_100", "sampler_efficiency", "sample_ref_per_100"]
 SUFFIXES = ("_std", "_n", "_lo", "_hi")
 

@@ -18,6 +18,7 @@ MAX_SEED = 2**31 - 1
 MAX_STEPS = 1_000_000
 MAX_BOOTSTRAP = 10_000
 MAX_SEEDS = 100
+MAX_GUIDANCE = 64  # values on a guidance axis
 
 VARIANT_KEYS = {"method": "a sampler name", "model": "a model name", "set": "a table of config overrides",
                 "sampler": "a table of sampler options", "steps": "a list of step counts",
@@ -99,6 +100,18 @@ def _seeds(value: Any) -> None:
         _int(v, f"seeds[{i}]", 0, MAX_SEED)
 
 
+def _guidance(value: Any) -> None:
+    ok = isinstance(value, list) and 0 < len(value) <= MAX_GUIDANCE
+    if not ok or not all(v == "uncond" or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in value):
+        raise BenchError(f"guidance must be a list of 1..{MAX_GUIDANCE} values w >= 0 or \"uncond\", e.g. guidance ="
+                         f" [0, 0.5, 1, 2, 4], got {value!r}")
+
+
+def _classes(value: Any) -> None:
+    if value != "uniform" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise BenchError(f"classes must be \"uniform\" or one class index >= 0, got {value!r}")
+
+
 def _notes(value: Any) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise BenchError(f"notes must be a list of strings, got {value!r}")
@@ -116,6 +129,8 @@ CHECKS = {
     "seed": lambda v: _int(v, "seed", 0, MAX_SEED),
     "seeds": _seeds,
     "bootstrap": lambda v: _int(v, "bootstrap", 0, MAX_BOOTSTRAP),
+    "guidance": _guidance,
+    "classes": _classes,
     "sample_batch": lambda v: _int(v, "sample_batch", 1, MAX_SAMPLES),
     "bpd_images": lambda v: _int(v, "bpd_images", 1, MAX_SAMPLES),
     "notes": _notes,

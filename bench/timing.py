@@ -42,14 +42,18 @@ MAX_EFFICIENCY = 1.0
 
 
 @contextlib.contextmanager
-def count_calls(modules: list[nn.Module]):
-    """Yields a dict: 'calls' counts forward calls of any of `modules`, 'per_module' each one's."""
-    counter = {"calls": 0, "per_module": [0] * len(modules)}
+def count_calls(modules: list[nn.Module], batch: int | None = None):
+    """Yields a dict: 'calls' counts forward calls of any of `modules`, 'per_module' each one's, and
+    'evals' network evaluations per sample: each call adds its rows / `batch` (a guided step's one
+    call on 2B rows, conditional and unconditional halves, is 2 evaluations); 'calls' without a batch."""
+    counter = {"calls": 0, "per_module": [0] * len(modules), "evals": 0.0}
 
     def hook_for(i):
         def hook(module, args, output):
             counter["calls"] += 1
             counter["per_module"][i] += 1
+            rows = output.shape[0] if torch.is_tensor(output) and output.dim() and batch else batch
+            counter["evals"] += rows / batch if batch else 1
         return hook
 
     handles = [m.register_forward_hook(hook_for(i)) for i, m in enumerate(modules)]
@@ -83,6 +87,26 @@ def block_noise(shape: tuple[int, ...], *, batch: int, seed: int, device: torch.
     both `draw_samples` and the timing use, so the timed call is the call that sampled."""
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(batch, *shape, generator=gen).to(device), gen
+
+
+LABEL_STREAM = 2**40  # label draws use the block seed + this: never the stream of the block's own noise
+
+
+def block_labels(num_classes: int, *, batch: int, seed: int, classes: str = "uniform") -> torch.Tensor | None:
+    """The classes asked of a conditional model for one block (None for an unconditional one): uniform
+    draws from the block's seed on their own stream, or one fixed class."""
+    if not num_classes:
+        return None
+    if classes != "uniform":
+        return torch.full((batch,), int(classes), dtype=torch.long)
+    return torch.randint(0, num_classes, (batch,), generator=torch.Generator().manual_seed(seed + LABEL_STREAM))
+
+
+def call_sampler(sampler, noise: torch.Tensor, generator: torch.Generator, labels: torch.Tensor | None):
+    """One sampler call; labels only for a conditional model's sampler."""
+    if labels is None:
+        return sampler(noise, generator=generator)
+    return sampler(noise, generator=generator, labels=labels.to(noise.device))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,13 +234,15 @@ def measure(run: Callable[[], Any], forwards: list[tuple[Callable[[], Any], int]
 
 
 def time_sampler(sampler, denoisers: list[nn.Module], shape: tuple[int, ...], device: torch.device,
-                 spec: TimingSpec, seed: int = 0) -> Timing:
-    """The protocol above for `sampler` at batch `spec.batch`, from `block_noise(seed)`."""
+                 spec: TimingSpec, seed: int = 0, num_classes: int = 0, classes: str = "uniform") -> Timing:
+    """The protocol above for `sampler` at batch `spec.batch`, from `block_noise(seed)` (and the block's
+    labels for a conditional model)."""
     noise, gen = block_noise(shape, batch=spec.batch, seed=seed, device=device)
+    labels = block_labels(num_classes, batch=spec.batch, seed=seed, classes=classes)
 
     def run():
         gen.manual_seed(seed)
-        return sampler(noise, generator=gen)
+        return call_sampler(sampler, noise, gen, labels)
 
     with contextlib.ExitStack() as stack:
         calls = [stack.enter_context(capture_first_call(net)) for net in denoisers]

@@ -31,7 +31,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 import methods
 from bench.checkpoint import atomic_write_text, check_writable, latest_checkpoint, load_training_state, load_weights, save_checkpoint
 from bench.config import CADENCE_KEYS, RunConfig, TrainConfig, diff_configs, validate_run
-from bench.data import IndexStream, load_dataset
+from bench.data import IndexStream, check_labels, load_dataset
 from bench.errors import BenchError, DivergenceError
 from bench.provenance import environment
 from bench.runs import completed_step, is_complete, load_method, read_run_config, run_dir_for
@@ -243,6 +243,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
                          f" {accelerator.num_processes} processes")
     torch.manual_seed(cfg.train.seed * 1000 + accelerator.process_index)
     data = load_dataset(cfg.data)
+    num_classes = cls.num_classes(cfg.model)
+    check_labels(cfg.method, num_classes, data)
     stream = IndexStream(len(data), cfg.train.batch_size // accelerator.num_processes,
                          seed=cfg.train.seed * 1000 + accelerator.process_index + 1)
     try:
@@ -290,10 +292,12 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     step_log = step
     with stop_requested() as stop, bar:
         while step < cfg.train.steps:
-            x0 = data.batch(stream.next()).to(accelerator.device)
+            idx = stream.next()
+            x0 = data.batch(idx).to(accelerator.device)
+            y = data.labels(idx).to(accelerator.device) if num_classes else None  # class-conditional models only
             logs = {}
             for phase in cls.phases:
-                out = model(x0, phase=phase, step=step)
+                out = model(x0, phase=phase, step=step, y=y) if num_classes else model(x0, phase=phase, step=step)
                 _check_finite(out, phase, step, run_dir)
                 optimizers[phase].zero_grad(set_to_none=True)
                 accelerator.backward(out["loss"])

@@ -26,6 +26,7 @@ from typing import Any, Callable, ClassVar, Protocol
 import torch
 from torch import nn
 
+from methods.guidance import LabelSlot
 from methods.prediction import Prediction
 
 
@@ -109,6 +110,12 @@ class Method(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.data_shape = tuple(data_shape)
+        self.label_slot = LabelSlot()  # a conditional model's labels and guidance during one sampler call
+
+    @classmethod
+    def num_classes(cls, cfg: Any) -> int:
+        """K of a class-conditional model (`model.num_classes`), 0 for an unconditional one."""
+        return int(getattr(cfg, "num_classes", 0) or 0)
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:
@@ -140,8 +147,10 @@ class Method(nn.Module):
     def param_groups(self) -> dict[str, ParamGroup]:
         raise NotImplementedError
 
-    def forward(self, x0: torch.Tensor, *, phase: str, step: int) -> dict[str, torch.Tensor]:
-        """Loss of one phase on a batch of clean data: {"loss": scalar, other logged scalars}."""
+    def forward(self, x0: torch.Tensor, *, phase: str, step: int, y: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Loss of one phase on a batch of clean data: {"loss": scalar, other logged scalars}. `y`: the
+        batch's class labels, given to class-conditional models only (None otherwise)."""
         raise NotImplementedError
 
     def denoisers(self) -> list[nn.Module]:

@@ -206,7 +206,8 @@ class ConsistencyModel(Method):
         c = 0.00054 * math.sqrt(sq.shape[1]) * self.cfg.sigma_data / 0.5
         return (sq.sum(1) + c**2).sqrt() - c
 
-    def forward(self, x0: torch.Tensor, *, phase: str, step: int) -> dict[str, torch.Tensor]:
+    def forward(self, x0: torch.Tensor, *, phase: str, step: int, y: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
         N = discretisation(self.cfg, step)
         sigmas = self.schedule.sigmas(N).to(x0.device)
         i = self.draw_index(sigmas, x0.shape[0], x0.device)

@@ -181,7 +181,8 @@ class DDGAN(Method):
         x_t, x_next = self.coefs.q_pair(x0, t, torch.randn_like(x0), torch.randn_like(x0))
         return t, x_t, x_next
 
-    def forward(self, x0: torch.Tensor, *, phase: str, step: int) -> dict[str, torch.Tensor]:
+    def forward(self, x0: torch.Tensor, *, phase: str, step: int, y: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
         if phase == "disc":
             return self.disc_losses(x0, step)
         if phase == "gen":

@@ -9,6 +9,8 @@ x_t             sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps          (q(x_
 eps_hat         eps_theta(x_t, t)
 loss            || eps - eps_theta(x_t, t) ||^2, t ~ U{0..T-1}              (L_simple)
 prediction      kind eps over the discrete schedule alpha_bar (methods/prediction.py)
+num_classes     K > 0: eps_theta(x_t, t, c), trained with c dropped to the null token with
+                probability p_uncond, sampled with classifier-free guidance (methods/guidance.py)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from methods.base import Method, ParamGroup
+from methods.guidance import check_conditioning, drop_labels, guided_fn
 from methods.nets import NetConfig, build_net
 from methods.prediction import Prediction, linear_schedule
 from methods.registry import register_method
@@ -33,6 +36,8 @@ class DDPMConfig:
     beta_end: float = 0.02
     lr: float = 2e-4
     net: NetConfig = NetConfig()
+    num_classes: int = 0  # K > 0: class-conditional (labels from the data), for classifier-free guidance
+    p_uncond: float = 0.1  # label dropout of a conditional model (Ho & Salimans: 0.1 or 0.2)
 
 
 @register_method("ddpm")
@@ -46,7 +51,7 @@ class DDPM(Method):
 
     def __init__(self, cfg: DDPMConfig, data_shape: tuple[int, ...]):
         super().__init__(cfg, data_shape)
-        self.net = build_net(cfg.net, self.data_shape)
+        self.net = build_net(cfg.net, self.data_shape, num_classes=cfg.num_classes)
         self.schedule = linear_schedule(cfg.T, cfg.beta_start, cfg.beta_end)
         self.train_scheduler = DDPMScheduler(**self.schedule.diffusers)
 
@@ -56,6 +61,7 @@ class DDPM(Method):
             raise ValueError(f"T={cfg.T} is out of range: use 1..{MAX_T}")
         if not 0 < cfg.beta_start <= cfg.beta_end < 1:
             raise ValueError(f"betas must satisfy 0 < beta_start <= beta_end < 1, got {cfg.beta_start}, {cfg.beta_end}")
+        check_conditioning(cfg)
 
     @classmethod
     def num_timesteps(cls, cfg: DDPMConfig) -> int:
@@ -64,15 +70,20 @@ class DDPM(Method):
     def param_groups(self) -> dict[str, ParamGroup]:
         return {"model": ParamGroup(list(self.net.parameters()), lr=self.cfg.lr)}
 
-    def forward(self, x0: torch.Tensor, *, phase: str, step: int) -> dict[str, torch.Tensor]:
+    def forward(self, x0: torch.Tensor, *, phase: str, step: int, y: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
         t = torch.randint(0, self.cfg.T, (x0.shape[0],), device=x0.device)
         eps = torch.randn_like(x0)
         x_t = self.train_scheduler.add_noise(x0, eps, t)
-        loss = torch.nn.functional.mse_loss(self.net(x_t, t), eps)
-        return {"loss": loss}
+        if self.cfg.num_classes:
+            c = drop_labels(y, p_uncond=self.cfg.p_uncond, num_classes=self.cfg.num_classes)
+            return {"loss": torch.nn.functional.mse_loss(self.net(x_t, t, c), eps)}
+        return {"loss": torch.nn.functional.mse_loss(self.net(x_t, t), eps)}
 
     def denoisers(self) -> list[torch.nn.Module]:
         return [self.net]
 
     def prediction(self) -> Prediction:
+        if self.cfg.num_classes:
+            return Prediction(guided_fn(self.net, self.label_slot, self.cfg.num_classes), "eps", self.schedule)
         return Prediction(self.net, "eps", self.schedule)

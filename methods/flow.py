@@ -122,7 +122,8 @@ class Flow(Method):
             return torch.rand(n, device=device)
         return torch.sigmoid(self.cfg.logit_mean + self.cfg.logit_std * torch.randn(n, device=device))
 
-    def forward(self, x0: torch.Tensor, *, phase: str, step: int) -> dict[str, torch.Tensor]:
+    def forward(self, x0: torch.Tensor, *, phase: str, step: int, y: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
         if self.cfg.reflow:
             if self.pairs is None:
                 raise RuntimeError("a reflow run trains on its teacher's couplings: train it with `bench train`,"

@@ -10,6 +10,12 @@ w_k(x)      posterior responsibility softmax_k(-||x - a mu_k||^2 / (2 v))
 eps*(x, t)  E[eps | x_t = x] = -sqrt(1 - abar_t) grad log p_t(x)
             = sqrt(1 - abar_t) sum_k w_k(x) (x - a mu_k) / v
 
+With `num_classes` = K (the mode as the class, K = the number of components) the oracle is
+class-conditional: eps*(x, t, c) is the same formula over component c alone (w_k = 1[k = c]),
+and the null class K gives the marginal's. Classifier-free guidance on it (methods/guidance.py)
+is then exact: (1 + w) eps*(x, t, c) - w eps*(x, t) = -sqrt(1 - abar_t) grad log
+p_t(x | c)^(1 + w) / p_t(x)^w, the score of the tilted density p_t(x | c) p_t(c | x)^w.
+
 Every sampler run on it measures its own discretisation error with no network error. Its
 schedule is DDPM's (T linear betas, the same defaults as the `ddpm` model), so its rows sit
 beside the trained checkpoint's. Fractional timesteps (Karras-sigma solvers) get alpha_bar by
@@ -31,6 +37,7 @@ import torch
 from torch import nn
 
 from methods.base import Method, ParamGroup
+from methods.guidance import guided_fn
 from methods.prediction import Prediction, linear_schedule
 from methods.registry import register_method
 
@@ -40,6 +47,7 @@ class OracleConfig:
     T: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
+    num_classes: int = 0  # K > 0: class-conditional (the class is the mixture component; K must be their number)
 
 
 class MixtureEps(nn.Module):
@@ -51,14 +59,21 @@ class MixtureEps(nn.Module):
         self.std = float(std)
         self.schedule = schedule
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """`y`: one component per sample (K: the null class, the whole mixture); None: the mixture."""
         abar = self.schedule.alpha_bar(torch.as_tensor(t).reshape(-1)).to(x.device)
         abar = abar.expand(x.shape[0]).reshape(-1, 1, 1) if abar.numel() == 1 else abar.reshape(-1, 1, 1)
         xd = x.double().reshape(x.shape[0], 1, -1)
         a = abar.sqrt()
         v = abar * self.std**2 + 1 - abar
         diff = xd - a * self.means.reshape(1, len(self.means), -1)  # (B, K, D)
-        w = torch.softmax(-diff.pow(2).sum(-1, keepdim=True) / (2 * v), dim=1)
+        logits = -diff.pow(2).sum(-1, keepdim=True) / (2 * v)
+        if y is not None:
+            k = len(self.means)
+            y = y.reshape(-1, 1).to(x.device)
+            keep = (torch.arange(k, device=x.device).reshape(1, k) == y) | (y == k)
+            logits = logits.masked_fill(~keep.unsqueeze(-1), float("-inf"))
+        w = torch.softmax(logits, dim=1)
         return ((1 - abar).sqrt() * (w * diff).sum(1, keepdim=True) / v).reshape(x.shape).to(x.dtype)
 
 
@@ -95,12 +110,17 @@ class MixtureModel(Method):
         if mixture is None:
             raise ValueError(f"the {cls.name} needs isotropic Gaussian mixture data; {getattr(data, 'name', 'this data')}"
                              " has no closed-form score")
+        k = cls.num_classes(cfg)
+        if k and k != len(mixture.means):
+            raise ValueError(f"model.num_classes={k}, but {getattr(data, 'name', 'the data')} has {len(mixture.means)}"
+                             f" mixture components (its classes); set model.num_classes={len(mixture.means)}")
         return cls(cfg, tuple(data.shape), means=mixture.means, std=mixture.std)
 
     def param_groups(self) -> dict[str, ParamGroup]:
         return {"model": ParamGroup([], lr=0.0)}
 
-    def forward(self, x0: torch.Tensor, *, phase: str, step: int) -> dict[str, torch.Tensor]:
+    def forward(self, x0: torch.Tensor, *, phase: str, step: int, y: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
         raise RuntimeError(f"the {self.name} is exact: there is nothing to train")
 
 
@@ -160,4 +180,6 @@ class Oracle(MixtureModel):
         return [self.eps]
 
     def prediction(self) -> Prediction:
+        if self.cfg.num_classes:
+            return Prediction(guided_fn(self.eps, self.label_slot, self.cfg.num_classes), "eps", self.schedule)
         return Prediction(self.eps, "eps", self.schedule)

@@ -202,7 +202,8 @@ class VDM(Method):
         scale = 1.0 / (math.prod(self.data_shape) * math.log(2.0))
         return {k: v * scale for k, v in terms.items()}
 
-    def forward(self, x0: torch.Tensor, *, phase: str, step: int) -> dict[str, torch.Tensor]:
+    def forward(self, x0: torch.Tensor, *, phase: str, step: int, y: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
         t = sample_times(x0.shape[0], antithetic=self.cfg.antithetic).to(x0.device, x0.dtype)
         terms = self._to_bits(self.vlb_terms(x0, t, torch.randn_like(x0), torch.randn_like(x0)))
         out = {k: v.mean() for k, v in terms.items()}

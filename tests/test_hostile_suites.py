@@ -114,7 +114,7 @@ def test_sampling_that_diverges_is_an_error_before_quantising():
             out[1] = float("nan")
             return out
 
-    x, _ = draw_samples(Diverging(), model, n=8, seed=0, batch=4, device=torch.device("cpu"))
+    x, _, _ = draw_samples(Diverging(), model, n=8, seed=0, batch=4, device=torch.device("cpu"))
     assert torch.isnan(x).any(), "compare keeps them (its metrics note them)"
     with pytest.raises(BenchError, match="broken-3 produced 1 non-finite samples in block 0"):
         draw_samples(Diverging(), model, n=8, seed=0, batch=4, device=torch.device("cpu"), to_data=lambda t: t.clamp(0, 1),

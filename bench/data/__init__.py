@@ -3,7 +3,8 @@
 Every loaded dataset offers `shape` (one sample in model space), `len()`,
 `batch(idx)` (model-space float tensor), `eval_batch(n)` (a fixed held-out batch in
 model space) and `to_data(x)` (back to data space, where metrics are computed: the
-same coordinates for toy data, uint8 images for image data).
+same coordinates for toy data, uint8 images for image data). Labelled datasets also offer
+`num_classes` (None when unlabelled) and `labels(idx)`, the classes of conditional training.
 """
 
 from __future__ import annotations
@@ -73,6 +74,20 @@ def load_dataset(cfg: DataConfig):
     from bench.data.images import load_images
 
     return load_images(cfg)
+
+
+def check_labels(method: str, num_classes: int, data) -> None:
+    """A conditional model (num_classes K > 0) needs data with exactly K classes; one-line error otherwise."""
+    if not num_classes:
+        return
+    have = getattr(data, "num_classes", None)
+    if have is None:
+        raise BenchError(f"{data.name} has no class labels, and a conditional {method} (model.num_classes="
+                         f"{num_classes}) needs them: use a labelled dataset (gaussians25, gaussians8, the MNIST"
+                         " family, cifar10, a folder of class sub-folders) or drop model.num_classes")
+    if have != num_classes:
+        raise BenchError(f"model.num_classes={num_classes}, but {data.name} has {have} classes; set"
+                         f" model.num_classes={have}")
 
 
 class IndexStream:

@@ -10,6 +10,8 @@
 - cifar10: torchvision's CIFAR10 under <root>/cifar-10-batches-py.
 - folder:PATH: every png/jpg/jpeg/webp below PATH (recursive), resized on the shorter
   side and centre-cropped to `data.resolution`; every 10th file (sorted) is the test split.
+  Its classes, for conditional models, are the first-level sub-folders (as torchvision's
+  ImageFolder); images directly in PATH make it unlabelled.
 
 `data.resolution` > native pads MNIST-family digits with background (28 -> 32, as the
 32-px UNets and discriminators need) and resizes anything else.
@@ -46,11 +48,21 @@ class ImageData:
     test_y: torch.Tensor | None
     hflip: bool = False
     padded_from: int = 0  # the native side before padding with background (MNIST 28 -> 32), 0 if not padded
+    classes: int = 0  # number of label values (0: unlabelled)
     mixture = None  # images have no exact mixture; see bench.metrics for their metrics
 
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes of conditional training: 10 (MNIST family, CIFAR-10), 1000 digit triples (StackedMNIST),
+        the sub-folders of a folder dataset; None: unlabelled."""
+        return self.classes or None
+
+    def labels(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.train_y[idx].long()
 
     def __len__(self) -> int:
         return len(self.train_x)
@@ -144,8 +156,23 @@ def load_cifar10(root: Path, *, train: bool, download: bool) -> tuple[torch.Tens
     return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
 
 
-def load_folder(path: Path, *, resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, test) uint8 images of every image file below `path`; every 10th sorted file is test."""
+def folder_labels(path: Path, files: list[Path]) -> tuple[torch.Tensor | None, list[str]]:
+    """Class of each file: the index of its first-level sub-folder (sorted names), as torchvision's
+    ImageFolder; None when any image lies directly in `path` or there is only one sub-folder."""
+    parts = [f.relative_to(path).parts for f in files]
+    if any(len(p) < 2 for p in parts):
+        return None, []
+    names = sorted({p[0] for p in parts})
+    if len(names) < 2:
+        return None, names
+    index = {n: i for i, n in enumerate(names)}
+    return torch.tensor([index[p[0]] for p in parts]), names
+
+
+def load_folder(path: Path, *, resolution: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor,
+                                                         torch.Tensor | None]:
+    """(train images, train labels, test images, test labels) of every image file below `path`; every
+    10th sorted file is test; labels from sub-folders (`folder_labels`) or None."""
     from PIL import Image
 
     if not path.is_dir():
@@ -169,7 +196,8 @@ def load_folder(path: Path, *, resolution: int) -> tuple[torch.Tensor, torch.Ten
         out.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
     x = torch.stack(out)
     test = torch.arange(len(x)) % 10 == 9
-    return x[~test], x[test]
+    y, _ = folder_labels(path, files)
+    return x[~test], None if y is None else y[~test], x[test], None if y is None else y[test]
 
 
 def resize(x: torch.Tensor, resolution: int, *, pad: bool) -> torch.Tensor:
@@ -197,8 +225,10 @@ def _root(cfg: DataConfig) -> Path:
 def load_images(cfg: DataConfig) -> ImageData:
     name = cfg.name
     if name.startswith("folder:"):
-        train_x, test_x = load_folder(Path(name[len("folder:"):]).expanduser(), resolution=cfg.resolution)
-        return ImageData(name, train_x, None, test_x, None, hflip=cfg.hflip)
+        train_x, train_y, test_x, test_y = load_folder(Path(name[len("folder:"):]).expanduser(),
+                                                       resolution=cfg.resolution)
+        classes = 0 if train_y is None else int(torch.cat([train_y, test_y]).max()) + 1
+        return ImageData(name, train_x, train_y, test_x, test_y, hflip=cfg.hflip, classes=classes)
     root = _root(cfg)
     if name in MNIST_FOLDERS or name == "stackedmnist":
         source = "mnist" if name == "stackedmnist" else name
@@ -208,9 +238,10 @@ def load_images(cfg: DataConfig) -> ImageData:
                                   stack_digits(vx, vy, STACKED_TEST_SIZE, cfg.seed + 1))
         native = tx.shape[-1]
         return ImageData(name, resize(tx, cfg.resolution, pad=True), ty, resize(vx, cfg.resolution, pad=True), vy,
-                         hflip=cfg.hflip, padded_from=native if cfg.resolution > native else 0)
+                         hflip=cfg.hflip, padded_from=native if cfg.resolution > native else 0,
+                         classes=1000 if name == "stackedmnist" else 10)
     if name == "cifar10":
         (tx, ty), (vx, vy) = (load_cifar10(root, train=t, download=cfg.download) for t in (True, False))
         return ImageData(name, resize(tx, cfg.resolution, pad=False), ty, resize(vx, cfg.resolution, pad=False), vy,
-                         hflip=cfg.hflip)
+                         hflip=cfg.hflip, classes=10)
     raise BenchError(f"no image loader for {name!r}")  # pragma: no cover - names are checked first

@@ -26,8 +26,12 @@ class Mixture:
     std: float
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.sample_labelled(n, generator)[0]
+
+    def sample_labelled(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(samples, their component k): the class of a conditional toy model is the mixture component."""
         k = torch.randint(0, len(self.means), (n,), generator=generator)
-        return self.means[k] + self.std * torch.randn(n, 2, generator=generator)
+        return self.means[k] + self.std * torch.randn(n, 2, generator=generator), k
 
 
 def gaussians25() -> Mixture:
@@ -54,6 +58,15 @@ class ToyData:
     name: str
     mixture: Mixture | None  # None: not a mixture (no modes to count)
     x_train: torch.Tensor  # (N, 2)
+    y_train: torch.Tensor | None = None  # mixture components (the classes), None when not a mixture
+
+    @property
+    def num_classes(self) -> int | None:
+        """Classes of conditional training (mixture components); None: unlabelled (swissroll)."""
+        return None if self.mixture is None else len(self.mixture.means)
+
+    def labels(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.y_train[idx]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -73,6 +86,12 @@ class ToyData:
         """Fresh samples in data space (for metrics and floor rows)."""
         return self.mixture.sample(n, generator) if self.mixture is not None else swissroll(n, generator)
 
+    def sample_labelled(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`sample_data` with the samples' classes (the same draws); None for unlabelled data."""
+        if self.mixture is None:
+            return swissroll(n, generator), None
+        return self.mixture.sample_labelled(n, generator)
+
     def to_data(self, x_model: torch.Tensor) -> torch.Tensor:
         return x_model
 
@@ -80,4 +99,5 @@ class ToyData:
 def load_toy(name: str, *, num_train: int, seed: int) -> ToyData:
     mixture = {"gaussians25": gaussians25, "gaussians8": gaussians8}.get(name, lambda: None)()
     data = ToyData(name=name, mixture=mixture, x_train=torch.empty(0, 2))
-    return dataclasses.replace(data, x_train=data.sample_data(num_train, torch.Generator().manual_seed(seed)))
+    x, y = data.sample_labelled(num_train, torch.Generator().manual_seed(seed))
+    return dataclasses.replace(data, x_train=x, y_train=y)

@@ -14,6 +14,7 @@ import torch
 
 from bench.metrics import bootstrap as boot
 from bench.metrics.options import MetricOptions, MetricResources
+from bench.metrics.conditional import toy_conditional
 from bench.metrics.toy import mixture_metrics, sliced_wasserstein
 
 EVAL_SEED_OFFSET = 10_000  # fresh reference data never shares a seed with training data or samples
@@ -37,14 +38,16 @@ def image_evaluator(data, *, options: MetricOptions, resources: MetricResources,
                           device=device, log=log)
 
 
-def evaluate(data, samples: torch.Tensor, *, seed: int, images=None,
-             bootstrap: int = 0) -> tuple[dict[str, float], list[str]]:
+def evaluate(data, samples: torch.Tensor, *, seed: int, images=None, bootstrap: int = 0,
+             labels: torch.Tensor | None = None) -> tuple[dict[str, float], list[str]]:
     """`bootstrap` > 0 adds a percentile interval over that many resamples of the samples
-    (bench/metrics/bootstrap.py) as the `bootstrap` and `bootstrap_ci` columns."""
+    (bench/metrics/bootstrap.py) as the `bootstrap` and `bootstrap_ci` columns. `labels`: the classes the
+    samples were asked for (a conditional model), which adds cond_accuracy and classes_covered
+    (bench/metrics/conditional.py); every other metric stays unconditional, over all classes."""
     if is_image_data(data):
         if images is None:
             raise ValueError("image data is scored by an ImageEvaluator: pass images=image_evaluator(...)")
-        return images.evaluate(samples, bootstrap=bootstrap)
+        return images.evaluate(samples, bootstrap=bootstrap, labels=labels)
     notes: list[str] = []
     finite = torch.isfinite(samples.flatten(1)).all(1)
     if not bool(finite.all()):  # a diverging sampler or checkpoint: no metric of part of the samples
@@ -60,16 +63,21 @@ def evaluate(data, samples: torch.Tensor, *, seed: int, images=None,
     metrics = toy(samples)
     if data.mixture is None:
         notes.append(f"modes/hq_fraction/mode_kl: {data.name} is not a mixture")
+    if labels is not None and data.mixture is not None:
+        metrics.update(toy_conditional(samples, labels, data.mixture))
     if bootstrap:
         metrics.update(boot.columns(boot.interval(toy, samples, resamples=bootstrap), bootstrap))
     return metrics, notes
 
 
-def floor_samples(data, n: int, *, seed: int) -> torch.Tensor:
+def floor_samples(data, n: int, *, seed: int, labelled: bool = False):
     """Real data drawn independently of the reference set: the best score a model can expect.
-    Images: n test images (the reference set is training images)."""
+    Images: n test images (the reference set is training images). `labelled`: (samples, their true
+    classes), for the floor of a conditional grid (None where the data has no labels)."""
     if is_image_data(data):
         from bench.metrics.images import floor_images
 
-        return floor_images(data, n, seed=2 * EVAL_SEED_OFFSET + seed)
-    return data.sample_data(n, torch.Generator().manual_seed(2 * EVAL_SEED_OFFSET + seed))
+        x, y = floor_images(data, n, seed=2 * EVAL_SEED_OFFSET + seed)
+    else:
+        x, y = data.sample_labelled(n, torch.Generator().manual_seed(2 * EVAL_SEED_OFFSET + seed))
+    return (x, y) if labelled else x

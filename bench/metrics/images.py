@@ -31,6 +31,7 @@ from bench.errors import BenchError
 from bench.metrics import bootstrap as boot
 from bench.metrics import domain, fidelity
 from bench.metrics.classifier import Classifier, fingerprint, load_or_train
+from bench.metrics.conditional import conditional_metrics
 from bench.metrics.features import INCEPTION, LOGITS, POOL3, VGG16, VGG16_LAYER, Extractor, Unavailable, load_extractor
 from bench.metrics.options import MetricOptions, MetricResources, validate_options
 from bench.schema import safe_name
@@ -165,9 +166,11 @@ class ImageEvaluator:
             raise BenchError(f"{self.data.name} samples must be uint8 (N, {', '.join(map(str, self.data.shape))}),"
                              f" got {str(x.dtype).replace('torch.', '')} {tuple(x.shape)}")
 
-    def evaluate(self, x: torch.Tensor, bootstrap: int = 0) -> tuple[dict[str, float], list[str]]:
+    def evaluate(self, x: torch.Tensor, bootstrap: int = 0,
+                 labels: torch.Tensor | None = None) -> tuple[dict[str, float], list[str]]:
         """Every applicable metric of uint8 samples (N, C, H, W); notes say why others are empty.
-        `bootstrap` > 0: percentile intervals of FID and FD (classifier) over resampled features."""
+        `bootstrap` > 0: percentile intervals of FID and FD (classifier) over resampled features.
+        `labels`: the classes asked of a conditional model, scored by the domain classifier."""
         self.check(x)
         metrics: dict[str, float] = {}
         pool3, domain_feats = None, None
@@ -179,12 +182,14 @@ class ImageEvaluator:
         if self.prc is not None:
             metrics.update(self._precision_recall(x[:self.k], pool3))
         if self.classifier is not None:
-            domain_metrics, domain_feats = self._domain_metrics(x)
+            domain_metrics, domain_feats = self._domain_metrics(x, labels)
             metrics.update(domain_metrics)
         if bootstrap:
             metrics.update(boot.columns(self._bootstrap(pool3, domain_feats, bootstrap), bootstrap))
         notes = list(self.notes) + [why for key, why in self.unavailable.items()
                                     if key != "is" or self.inception is not None]
+        if labels is not None and self.classifier is None:
+            notes.append("cond_accuracy / classes_covered: no domain classifier to read the samples' classes")
         if self.info.digit_triples and self.classifier is not None and len(x) != PAPER_MODE_SAMPLES:
             notes.append(f"Modes counted over {len(x)} samples (the paper's protocol uses {PAPER_MODE_SAMPLES})")
         return metrics, notes
@@ -222,14 +227,16 @@ class ImageEvaluator:
                                     domain_feats, resamples=resamples))
         return ci
 
-    def _domain_metrics(self, x: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    def _domain_metrics(self, x: torch.Tensor, labels: torch.Tensor | None = None
+                        ) -> tuple[dict[str, float], torch.Tensor]:
         log_probs, feats = domain.classify(self.classifier, x)
+        cond = {} if labels is None else conditional_metrics(log_probs.argmax(1), labels)
         out = {"fd_classifier": fidelity.frechet_distance(fidelity.statistics(feats), self._domain_reference())}
         if len(x) >= fidelity.IS_SPLITS:
             out["is_classifier"] = fidelity.inception_score(log_probs)[0]
         if self.info.digit_triples:
             out.update(domain.stacked_modes(log_probs))
-        return out, feats
+        return {**out, **cond}, feats
 
     # --- provenance ---------------------------------------------------------------------------------
     def describe(self) -> dict:
@@ -261,7 +268,9 @@ class ImageEvaluator:
         }
 
 
-def floor_images(data, n: int, *, seed: int) -> torch.Tensor:
-    """n real test images (all of them if the split is smaller), by a seeded permutation."""
+def floor_images(data, n: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """n real test images (all of them if the split is smaller), by a seeded permutation, and their labels
+    (None for unlabelled data)."""
     gen = torch.Generator().manual_seed(seed)
-    return data.test_x[torch.randperm(len(data.test_x), generator=gen)[:n]]
+    idx = torch.randperm(len(data.test_x), generator=gen)[:n]
+    return data.test_x[idx], None if data.test_y is None else data.test_y[idx]

@@ -2,7 +2,9 @@
 
 Every denoiser is called as `net(x, t)` with `t` one scalar condition per sample
 (an integer timestep, or a rescaled noise level) and returns a tensor shaped like
-its target.
+its target. Built with `num_classes` K > 0 it is class-conditional, `net(x, t, y)`: a
+learned embedding of y in 0..K (K: the null token of classifier-free guidance) is added
+to the time embedding; y = None means the null token.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ class NetConfig:
     dropout: float = 0.0
 
 
-def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0, t_scale: float = 1.0) -> nn.Module:
-    """A denoiser for data of `data_shape`; `in_extra` extra input channels (e.g. Fourier features)."""
+def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0, t_scale: float = 1.0,
+              num_classes: int = 0) -> nn.Module:
+    """A denoiser for data of `data_shape`; `in_extra` extra input channels (e.g. Fourier features);
+    `num_classes` > 0: class-conditional, with K + 1 embeddings (the last one the null token)."""
     kind = cfg.kind
     if kind == "auto":
         kind = "mlp" if len(data_shape) == 1 else "unet"
@@ -35,12 +39,13 @@ def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0,
         from methods.nets.mlp import TimeMLP
 
         return TimeMLP(data_shape[0] + in_extra, out_dim=data_shape[0], hidden=cfg.hidden, depth=cfg.depth,
-                       emb_dim=cfg.emb_dim, t_scale=t_scale)
+                       emb_dim=cfg.emb_dim, t_scale=t_scale, num_classes=num_classes)
     if kind == "unet":
         if len(data_shape) != 3:
             raise ValueError(f"net.kind=unet needs image data (C, H, W), got shape {data_shape}; use net.kind=mlp")
         from methods.nets.unet import UNet
 
         return UNet(data_shape, channels=cfg.channels, layers_per_block=cfg.layers_per_block,
-                    attn_levels=cfg.attn_levels, dropout=cfg.dropout, in_extra=in_extra, t_scale=t_scale)
+                    attn_levels=cfg.attn_levels, dropout=cfg.dropout, in_extra=in_extra, t_scale=t_scale,
+                    num_classes=num_classes)
     raise ValueError(f"unknown net.kind {cfg.kind!r}; choose from: auto, mlp, unet")

@@ -2,7 +2,8 @@
 
 x (B, dim) and a scalar condition per sample (an integer timestep, or VDM's gamma_t)
 -> output (B, out_dim). The condition enters every block through a sinusoidal
-embedding (diffusers' `get_timestep_embedding`) and an MLP, as in the UNets.
+embedding (diffusers' `get_timestep_embedding`) and an MLP, as in the UNets. A class-conditional
+MLP (`num_classes` K > 0) adds a learned embedding of y in 0..K (K: the null token) to it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,13 @@ from __future__ import annotations
 import torch
 from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
+
+
+def null_if_none(y: torch.Tensor | None, x: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The labels of a conditional network's call: y, or the null token K for every sample."""
+    if y is None:
+        return torch.full((x.shape[0],), num_classes, dtype=torch.long, device=x.device)
+    return y.reshape(-1).long().expand(x.shape[0]) if y.numel() == 1 else y.reshape(-1).long()
 
 
 class ResBlock(nn.Module):
@@ -34,18 +42,23 @@ class TimeMLP(nn.Module):
     """
 
     def __init__(self, dim: int, *, out_dim: int | None = None, hidden: int = 256, depth: int = 3,
-                 emb_dim: int = 128, t_scale: float = 1.0):
+                 emb_dim: int = 128, t_scale: float = 1.0, num_classes: int = 0):
         super().__init__()
         self.emb_dim = emb_dim
         self.t_scale = t_scale
         self.inp = nn.Linear(dim, hidden)
         self.temb = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.num_classes = num_classes
+        if num_classes:  # only then: unconditional networks keep their parameters and state-dict keys
+            self.cemb = nn.Embedding(num_classes + 1, emb_dim)
         self.blocks = nn.ModuleList(ResBlock(hidden, emb_dim) for _ in range(depth))
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, out_dim or dim))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
         e = self.temb(get_timestep_embedding(t * self.t_scale, self.emb_dim, flip_sin_to_cos=True, downscale_freq_shift=0))
+        if self.num_classes:
+            e = e + self.cemb(null_if_none(y, x, self.num_classes))
         h = self.inp(x)
         for block in self.blocks:
             h = block(h, e)

@@ -1,6 +1,7 @@
 """Image denoiser: diffusers' UNet2DModel (sinusoidal time embedding, scale-shift
 GroupNorm residual blocks, self-attention at chosen resolutions), wrapped so it is
-called like every other denoiser: `net(x, t) -> tensor`."""
+called like every other denoiser: `net(x, t) -> tensor`, or `net(x, t, y)` when built with
+`num_classes` K > 0 (UNet2DModel's class embedding with K + 1 entries, the last the null token)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import torch
 from diffusers import UNet2DModel
 from torch import nn
 
+from methods.nets.mlp import null_if_none
+
 
 class UNet(nn.Module):
     def __init__(self, data_shape: tuple[int, int, int], *, channels: tuple[int, ...], layers_per_block: int,
-                 attn_levels: tuple[int, ...], dropout: float = 0.0, in_extra: int = 0, t_scale: float = 1.0):
+                 attn_levels: tuple[int, ...], dropout: float = 0.0, in_extra: int = 0, t_scale: float = 1.0,
+                 num_classes: int = 0):
         super().__init__()
         c, h, w = data_shape
         if h % 2 ** (len(channels) - 1):
@@ -23,13 +27,15 @@ class UNet(nn.Module):
         down = tuple("AttnDownBlock2D" if i in attn_levels else "DownBlock2D" for i in range(len(channels)))
         up = tuple("AttnUpBlock2D" if i in attn_levels else "UpBlock2D" for i in reversed(range(len(channels))))
         self.t_scale = t_scale
+        self.num_classes = num_classes
         self.net = UNet2DModel(
             sample_size=h, in_channels=c + in_extra, out_channels=c, block_out_channels=tuple(channels),
             layers_per_block=layers_per_block, down_block_types=down, up_block_types=up,
             norm_num_groups=min(32, channels[0]), dropout=dropout, resnet_time_scale_shift="scale_shift",
-            attention_head_dim=None,
+            attention_head_dim=None, num_class_embeds=num_classes + 1 if num_classes else None,
         )
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
-        return self.net(x, t * self.t_scale).sample
+        labels = null_if_none(y, x, self.num_classes) if self.num_classes else None
+        return self.net(x, t * self.t_scale, class_labels=labels).sample
