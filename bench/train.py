@@ -433,8 +433,11 @@ def _load_state(ckpt, method, optimizers, schedules, ema, stream, cfg) -> tuple[
 def _preview(method, ema, data, cfg, run_dir, device, log) -> None:
     """preview.png: samples from the EMA weights. `train.preview_steps` picks the step count; the
     model's native sampler is used when it takes that many steps, else the first registered sampler
-    of this model that does (e.g. ddim-50 for a ddpm run), so previews of slow samplers stay cheap."""
+    of this model that does (e.g. ddim-50 for a ddpm run), so previews of slow samplers stay cheap. A
+    class-conditional model previews conditional samples (w = 0) of classes 0, 1, 2, ... in turn."""
     from bench.plots import save_preview
+    from bench.timing import call_sampler
+    from methods.guidance import condition
 
     cls = type(method)
     names = methods.samplers_for(cls.name)
@@ -448,10 +451,12 @@ def _preview(method, ema, data, cfg, run_dir, device, log) -> None:
     sampling = cls(cfg.model, method.data_shape).to(device)
     sampling.load_state_dict(method.state_dict())
     ema.apply_to(sampling)
-    sampler = methods.get_sampler(usable[0]).build(sampling.eval(), steps, None)
+    sampler = condition(methods.get_sampler(usable[0]).build(sampling.eval(), steps, None), sampling, None)
     gen = torch.Generator().manual_seed(cfg.train.seed)
     noise = torch.randn(cfg.train.preview_samples, *data.shape, generator=gen).to(device)
-    x = data.to_data(sampler(noise, generator=gen).cpu())
+    k = cls.num_classes(cfg.model)
+    labels = torch.arange(len(noise)) % k if k else None
+    x = data.to_data(call_sampler(sampler, noise, gen, labels).cpu())
     save_preview(x, run_dir / "preview.png", title=f"{run_dir.name}: {sampler.label}, {cfg.train.steps} steps")
 
 

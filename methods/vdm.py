@@ -25,6 +25,10 @@ loss              (recon + prior + diffusion) / (D ln 2): bits per dimension. Fo
                   bounds -log2 P(x) of the discrete data; for continuous 2-D data it bounds the
                   negative log-density (a differential quantity, may be negative).
 t                 antithetic: t_i = (u + i / B) mod 1, u ~ U[0, 1)
+num_classes       K > 0: eps_theta(z_t; gamma_t, c) with c dropped to the null token K with probability
+                  p_uncond in training (methods/guidance.py); the bound (loss, bpd) is then that of
+                  the training labels after dropout, and bits/dim is scored with the null class: a
+                  bound on log p(x) of the unconditional half, comparable with unconditional VDMs
 prediction        kind eps, fn(z_t, t) = eps_theta(z_t; gamma(t)), continuous schedule gamma; decode:
                   x = the decoder's mode (images: the nearest of the 256 levels to z_0 / alpha_0)
                   or mean (2-D data: z_0 / alpha_0)
@@ -44,6 +48,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from methods.base import Method, ParamGroup
+from methods.guidance import check_conditioning, drop_labels, guided_fn
 from methods.nets import NetConfig, build_net
 from methods.prediction import ContinuousSchedule, Prediction
 from methods.registry import register_method
@@ -64,6 +69,8 @@ class VDMConfig:
     lr: float = 2e-4
     weight_decay: float = 0.01
     net: NetConfig = NetConfig()
+    num_classes: int = 0  # K > 0: class-conditional eps_theta(z_t; gamma_t, c), for classifier-free guidance
+    p_uncond: float = 0.1  # label dropout of a conditional model
 
 
 def sample_times(n: int, *, antithetic: bool, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -135,7 +142,7 @@ class VDM(Method):
         self.images = len(self.data_shape) == 3
         self.fourier = cfg.fourier_exponents if self.images else ()
         extra = 2 * len(self.fourier) * self.data_shape[0] if self.fourier else 0
-        self.net = build_net(cfg.net, self.data_shape, in_extra=extra, t_scale=1000.0)
+        self.net = build_net(cfg.net, self.data_shape, in_extra=extra, t_scale=1000.0, num_classes=cfg.num_classes)
         self.gamma = build_gamma(cfg.schedule, cfg.gamma_min, cfg.gamma_max)
 
     @classmethod
@@ -146,6 +153,7 @@ class VDM(Method):
             raise ValueError(f"gamma_min={cfg.gamma_min} must be below gamma_max={cfg.gamma_max}")
         if cfg.loss_T < 0:
             raise ValueError(f"loss_T={cfg.loss_T} must be >= 0 (0: continuous time)")
+        check_conditioning(cfg)
 
     def param_groups(self) -> dict[str, ParamGroup]:
         return {"model": ParamGroup(list(self.parameters()), lr=self.cfg.lr, betas=(0.9, 0.99),
@@ -155,10 +163,11 @@ class VDM(Method):
         return [self.net]
 
     # --- the network and the three terms of the bound (per sample, nats) ---------------------------
-    def eps_model(self, z_t: torch.Tensor, gamma_t: torch.Tensor) -> torch.Tensor:
+    def eps_model(self, z_t: torch.Tensor, gamma_t: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """eps_theta(z_t; gamma_t), or eps_theta(z_t; gamma_t, c) for a conditional model (c None: the null token)."""
         cond = (gamma_t - self.cfg.gamma_min) / (self.cfg.gamma_max - self.cfg.gamma_min)
         h = torch.cat([z_t, fourier_features(z_t, self.fourier)], dim=1) if self.fourier else z_t
-        out = self.net(h, cond)
+        out = self.net(h, cond, c) if self.cfg.num_classes else self.net(h, cond)
         return out + z_t if self.images else out
 
     def _gamma_at(self, value: float, like: torch.Tensor) -> torch.Tensor:
@@ -172,7 +181,8 @@ class VDM(Method):
         dims = x[0].numel()
         return (0.5 * dims * (math.log(2 * math.pi) + g_0 + 1.0)).expand(x.shape[0])
 
-    def diffusion_loss(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    def diffusion_loss(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+                       c: torch.Tensor | None = None) -> torch.Tensor:
         """The diffusion term at times t (B,) with noise eps: continuous (loss_T = 0) or discrete."""
         T = self.cfg.loss_T
         keep_graph = torch.is_grad_enabled()
@@ -188,15 +198,16 @@ class VDM(Method):
         view = (-1, *([1] * (x.dim() - 1)))
         alpha_t, sigma_t = log_snr_to_alpha_sigma(g_t)
         z_t = alpha_t.view(view) * x + sigma_t.view(view) * eps
-        mse = (eps - self.eps_model(z_t, g_t)).flatten(1).pow(2).sum(1)
+        mse = (eps - self.eps_model(z_t, g_t, c)).flatten(1).pow(2).sum(1)
         if T == 0:
             return 0.5 * dg_t * mse
         return 0.5 * T * torch.expm1(g_t - self.gamma(t - 1.0 / T)) * mse
 
-    def vlb_terms(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, eps_0: torch.Tensor) -> dict:
-        """recon, prior and diffusion terms of the bound, per sample, in nats."""
+    def vlb_terms(self, x: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, eps_0: torch.Tensor,
+                  c: torch.Tensor | None = None) -> dict:
+        """recon, prior and diffusion terms of the bound, per sample, in nats (given class c, if any)."""
         return {"recon": self.recon_loss(x, eps_0), "prior": prior_kl(x, self._gamma_at(1.0, x)),
-                "diffusion": self.diffusion_loss(x, t, eps)}
+                "diffusion": self.diffusion_loss(x, t, eps, c)}
 
     def _to_bits(self, terms: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         scale = 1.0 / (math.prod(self.data_shape) * math.log(2.0))
@@ -205,7 +216,8 @@ class VDM(Method):
     def forward(self, x0: torch.Tensor, *, phase: str, step: int, y: torch.Tensor | None = None
                 ) -> dict[str, torch.Tensor]:
         t = sample_times(x0.shape[0], antithetic=self.cfg.antithetic).to(x0.device, x0.dtype)
-        terms = self._to_bits(self.vlb_terms(x0, t, torch.randn_like(x0), torch.randn_like(x0)))
+        c = drop_labels(y, p_uncond=self.cfg.p_uncond, num_classes=self.cfg.num_classes) if self.cfg.num_classes else None
+        terms = self._to_bits(self.vlb_terms(x0, t, torch.randn_like(x0), torch.randn_like(x0), c))
         out = {k: v.mean() for k, v in terms.items()}
         return {"loss": sum(out.values()), **out, "gamma_0": self._gamma_at(0.0, x0).detach(),
                 "gamma_1": self._gamma_at(1.0, x0).detach()}
@@ -242,4 +254,7 @@ class VDM(Method):
     def prediction(self) -> Prediction:
         decode = "decoder mode (nearest 8-bit level)" if self.images else "decoder mean z_0/alpha_0"
         schedule = ContinuousSchedule(self.gamma, {"gamma": self.cfg.schedule, "decode": decode})
+        if self.cfg.num_classes:
+            fn = guided_fn(lambda z, t, c: self.eps_model(z, self.gamma(t), c), self.label_slot, self.cfg.num_classes)
+            return Prediction(fn, "eps", schedule, decode=self.decode)
         return Prediction(lambda z, t: self.eps_model(z, self.gamma(t)), "eps", schedule, decode=self.decode)
