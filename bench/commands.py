@@ -3,6 +3,8 @@ The environment (BENCH_* variables) is read by the CLI and arrives here as argum
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Callable
 
@@ -81,7 +83,9 @@ def listing() -> str:
     lines = ["models (bench train NAME):"]
     for name in methods.list_methods():
         cls = methods.get_method(name)
-        lines.append(f"  {name:<13} {cls.summary} [{cls.kind}, {cls.time} time]")
+        cond = ", class-conditional with model.num_classes" if "num_classes" in {
+            f.name for f in dataclasses.fields(cls.Config)} else ""
+        lines.append(f"  {name:<13} {cls.summary} [{cls.kind}, {cls.time} time{cond}]")
     lines.append("samplers (bench compare --methods NAME [--model MODEL]):")
     for name in methods.list_samplers():
         lines.append(f"  {name:<13} {methods.get_sampler(name).summary}")

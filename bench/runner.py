@@ -296,6 +296,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     for i, cell in enumerate(spec.cells, 1):
         name = f"{cell.variant or cell.method}{'@' + cell.model if cell.model else ''} steps={cell.steps}"
         name += f" seed={cell.seed}" if cell.seed is not None else ""
+        name += f" guidance={cell.guidance}" if cell.guidance else ""
         if _cell_key(cell, spec, run_cfgs) in done:
             log(f"[cell {i}/{len(spec.cells)}] {name}: already measured, skipped")
             continue
