@@ -37,7 +37,8 @@ def plot_vs_guidance(df: pd.DataFrame, path: Path) -> bool:
     rows = guided_rows(df)
     if rows.empty or rows["w"].nunique() < 2:
         return False
-    panels = _present(rows, QUALITY)[:1] + _present(rows, SCORES) + _present(rows, COVERAGE)[:2]
+    panels = (_present(rows, QUALITY)[:1] + _present(rows, ("hq_fraction", "precision"))[:1] + _present(rows, SCORES)
+              + _present(rows, ("recall", "classes_covered", "modes"))[:1])
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False)
     floor = df[df["method"] == FLOOR_METHOD]
     for ax, col in zip(axes[0], panels):
@@ -48,7 +49,9 @@ def plot_vs_guidance(df: pd.DataFrame, path: Path) -> bool:
             ax.axhline(float(floor[col].iloc[0]), color="k", ls="--", lw=1, label="data (floor)")
         m = METRIC.get(col)
         ax.set_title(f"{m.header if m else col} {'↑' if m and m.higher_is_better else '↓'}", fontsize=8)
-        ax.set_xlabel("guidance w (diffusers' guidance_scale = 1 + w)")
+        if m and m.log_scale and (pd.to_numeric(rows[col]).dropna() > 0).all():
+            ax.set_yscale("log")
+        ax.set_xlabel("w (guidance_scale = 1 + w)", fontsize=8)
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -80,12 +83,23 @@ def guidance_reading(df: pd.DataFrame) -> list[str]:
             fmt = METRIC[col].fmt if col in METRIC else "{:.3f}"
             trend = _trend(a, b)
             parts.append(f"{METRIC[col].header if col in METRIC else col} {fmt.format(a)} → {fmt.format(b)}")
-            if col in EXPECTED:
+            if col in EXPECTED and trend != "stays":  # unchanged (e.g. accuracy already 1.000): neither
                 (agree if trend == EXPECTED[col] else differ).append(f"{METRIC[col].header} {trend}")
         verdict = ""
         if differ:
             verdict = f"; this differs from the guidance paper's pattern: {', '.join(differ)}"
         elif agree:
             verdict = f"; as in the guidance paper: {', '.join(agree)}"
-        out.append(f"**{line}**, w {lo['w']:g} → {hi['w']:g}: {'; '.join(parts)}{verdict}.")
+        out.append(f"**{line}**, w {lo['w']:g} → {hi['w']:g}: {'; '.join(parts)}{verdict}{_best(g)}.")
     return out
+
+
+def _best(g: pd.DataFrame) -> str:
+    """Where along w the first quality metric present is best (the w a user would pick for quality)."""
+    cols = _present(g, QUALITY)
+    if not cols or g[cols[0]].isna().all():
+        return ""
+    m = METRIC[cols[0]]
+    values = pd.to_numeric(g[cols[0]])
+    best = g.loc[values.idxmax() if m.higher_is_better else values.idxmin()]
+    return f"; best {m.header} at w = {best['w']:g} ({m.fmt.format(best[cols[0]])})"
