@@ -198,7 +198,8 @@ class VDM(Method):
         view = (-1, *([1] * (x.dim() - 1)))
         alpha_t, sigma_t = log_snr_to_alpha_sigma(g_t)
         z_t = alpha_t.view(view) * x + sigma_t.view(view) * eps
-        mse = (eps - self.eps_model(z_t, g_t, c)).flatten(1).pow(2).sum(1)
+        eps_hat = self.eps_model(z_t, g_t) if c is None else self.eps_model(z_t, g_t, c)
+        mse = (eps - eps_hat).flatten(1).pow(2).sum(1)
         if T == 0:
             return 0.5 * dg_t * mse
         return 0.5 * T * torch.expm1(g_t - self.gamma(t - 1.0 / T)) * mse
