@@ -179,6 +179,7 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
 
 def sample_guidance(model, guidance: str | None, classes: str):
     """The Guidance of `bench sample` on a conditional run (w = 0 by default); errors name the option."""
+    from bench.spec import check_classes
     from methods.guidance import Guidance
 
     k = model.num_classes(model.cfg)
@@ -187,8 +188,7 @@ def sample_guidance(model, guidance: str | None, classes: str):
             raise BenchError(f"--guidance and --classes need a class-conditional run; this {model.name} run has no"
                              " classes (train one with --set model.num_classes=K)")
         return None
-    if classes != "uniform" and (not classes.isdigit() or int(classes) >= k):
-        raise BenchError(f"--classes must be 'uniform' or one class in 0..{k - 1}, got {classes!r}")
+    check_classes(classes, k, model.name)
     try:
         return Guidance.parse(guidance if guidance is not None else "0")
     except ValueError as e:

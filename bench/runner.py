@@ -160,16 +160,17 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
         cache[key] = bits_per_dim(method, data, name=cfg.method, num_images=spec.bpd_images, seed=seed,
                                   device=device)
     likelihood, bpd_notes = cache[key]
-    sampler = build_sampler(cell.method, method, cell.steps, cell.options(), guidance=cell.guidance_spec())
+    guidance = cell.guidance_spec()
+    sampler = build_sampler(cell.method, method, cell.steps, cell.options(), guidance=guidance)
     x, nfe, labels = draw_samples(sampler, method, n=spec.num_samples, seed=seed, batch=spec.sample_batch,
                                   device=device, to_data=data.to_data, classes=spec.classes)
     timing = time_sampler(sampler, method.denoisers(), method.data_shape, device, spec.timing, seed=seed,
                           num_classes=method.num_classes(method.cfg), classes=spec.classes)
-    unconditional = cell.guidance_spec() is not None and cell.guidance_spec().w is None  # asked for no class
+    unconditional = guidance is not None and guidance.w is None  # the null class: no class was asked for
     metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap,
                               labels=None if unconditional else labels)
     row = {
-        **conditioning_columns(cell, spec), "method": cell.method, "label": cell_label(cell, sampler.label),
+        **conditioning_columns(guidance, spec), "method": cell.method, "label": cell_label(cell, sampler.label),
         "variant": cell.variant,
         "model": cfg.method, "steps": cell.steps, "nfe_target": cell.nfe_target or None, "seed": seed,
         "num_samples": spec.num_samples, "nfe_declared": None if sampler.adaptive else sampler.nfe,
@@ -183,9 +184,9 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     return row, kept(data, x)
 
 
-def conditioning_columns(cell: Cell, spec: CompareSpec) -> dict:
-    """guidance (w, or 'uncond'), guidance_scale (diffusers' 1 + w) and classes of a conditional model's row."""
-    g = cell.guidance_spec()
+def conditioning_columns(g, spec: CompareSpec) -> dict:
+    """guidance (w, or 'uncond'), guidance_scale (diffusers' 1 + w) and classes of a conditional model's row
+    (`g`: the cell's methods.guidance.Guidance, None for an unconditional model)."""
     if g is None:
         return {}
     d = g.describe()

@@ -313,7 +313,8 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
             base = _base_model(model, preset, dataset, overrides)
             wanted, strict, flag = _wanted(sampler, model, name, var, raw, base, options, steps=steps, nfe=nfe)
             conditional = model.num_classes(base) > 0
-            _check_classes(classes, base, model) if conditional else None
+            if conditional:
+                check_classes(classes, model.num_classes(base), model.name)
             for s, budget in _steps_for(name, sampler, model, wanted, base, options, strict=strict, flag=flag,
                                         notes=notes):
                 for g in (guidance_axis or ["0"]) if conditional else [""]:
@@ -350,13 +351,10 @@ def _guidance_axis(values: list) -> list[str]:
     return out
 
 
-def _check_classes(classes: str, cfg: Any, model: type) -> None:
-    """`classes`: 'uniform', or one class in 0..K-1 of the conditional model."""
-    if classes == "uniform":
-        return
-    k = model.num_classes(cfg)
-    if not classes.isdigit() or not 0 <= int(classes) < k:
-        raise BenchError(f"classes must be 'uniform' or one class in 0..{k - 1} of the conditional {model.name},"
+def check_classes(classes: str, k: int, model: str) -> None:
+    """`classes`: 'uniform', or one class in 0..K-1 of the conditional model (compare and sample)."""
+    if classes != "uniform" and (not classes.isdigit() or not 0 <= int(classes) < k):
+        raise BenchError(f"classes must be 'uniform' or one class in 0..{k - 1} of the conditional {model},"
                          f" got {classes!r}")
 
 

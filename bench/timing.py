@@ -52,7 +52,7 @@ def count_calls(modules: list[nn.Module], batch: int | None = None):
         def hook(module, args, output):
             counter["calls"] += 1
             counter["per_module"][i] += 1
-            rows = output.shape[0] if torch.is_tensor(output) and output.dim() and batch else batch
+            rows = len(output) if batch and torch.is_tensor(output) and output.dim() else batch
             counter["evals"] += rows / batch if batch else 1
         return hook
 

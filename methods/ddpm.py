@@ -76,9 +76,10 @@ class DDPM(Method):
         eps = torch.randn_like(x0)
         x_t = self.train_scheduler.add_noise(x0, eps, t)
         if self.cfg.num_classes:
-            c = drop_labels(y, p_uncond=self.cfg.p_uncond, num_classes=self.cfg.num_classes)
-            return {"loss": torch.nn.functional.mse_loss(self.net(x_t, t, c), eps)}
-        return {"loss": torch.nn.functional.mse_loss(self.net(x_t, t), eps)}
+            eps_hat = self.net(x_t, t, drop_labels(y, p_uncond=self.cfg.p_uncond, num_classes=self.cfg.num_classes))
+        else:
+            eps_hat = self.net(x_t, t)
+        return {"loss": torch.nn.functional.mse_loss(eps_hat, eps)}
 
     def denoisers(self) -> list[torch.nn.Module]:
         return [self.net]

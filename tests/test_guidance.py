@@ -326,3 +326,18 @@ def test_only_eps_models_may_declare_classes():
 
     with pytest.raises(TypeError, match="must predict eps"):
         register_method("test-conditional-velocity")(Velocity)
+
+
+def test_a_folder_dataset_takes_its_classes_from_its_sub_folders(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for i in range(20):
+        folder = tmp_path / "classes" / ("cats" if i % 2 else "dogs")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), i, dtype=np.uint8)).save(folder / f"{i:02d}.png")
+        (tmp_path / "flat").mkdir(exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), i, dtype=np.uint8)).save(tmp_path / "flat" / f"{i:02d}.png")
+    data = load_dataset(DataConfig(name=f"folder:{tmp_path / 'classes'}", resolution=8))
+    assert data.num_classes == 2 and set(data.labels(torch.arange(len(data))).tolist()) == {0, 1}
+    assert load_dataset(DataConfig(name=f"folder:{tmp_path / 'flat'}", resolution=8)).num_classes is None

@@ -156,17 +156,15 @@ def load_cifar10(root: Path, *, train: bool, download: bool) -> tuple[torch.Tens
     return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
 
 
-def folder_labels(path: Path, files: list[Path]) -> tuple[torch.Tensor | None, list[str]]:
+def folder_labels(path: Path, files: list[Path]) -> torch.Tensor | None:
     """Class of each file: the index of its first-level sub-folder (sorted names), as torchvision's
     ImageFolder; None when any image lies directly in `path` or there is only one sub-folder."""
     parts = [f.relative_to(path).parts for f in files]
-    if any(len(p) < 2 for p in parts):
-        return None, []
     names = sorted({p[0] for p in parts})
-    if len(names) < 2:
-        return None, names
+    if any(len(p) < 2 for p in parts) or len(names) < 2:
+        return None
     index = {n: i for i, n in enumerate(names)}
-    return torch.tensor([index[p[0]] for p in parts]), names
+    return torch.tensor([index[p[0]] for p in parts])
 
 
 def load_folder(path: Path, *, resolution: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor,
@@ -196,7 +194,7 @@ def load_folder(path: Path, *, resolution: int) -> tuple[torch.Tensor, torch.Ten
         out.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
     x = torch.stack(out)
     test = torch.arange(len(x)) % 10 == 9
-    y, _ = folder_labels(path, files)
+    y = folder_labels(path, files)
     return x[~test], None if y is None else y[~test], x[test], None if y is None else y[test]
 
 
