@@ -98,7 +98,8 @@ def compare(
     suite: Optional[str] = typer.Option(None, help="Benchmark suite (default: toy, or the dataset's suite)."),
     methods: Optional[str] = typer.Option(None, help="Comma-separated samplers or suite variants (see `bench list`)."),
     model: Optional[str] = typer.Option(None, "--model",
-                                        help="Comma-separated models every sampler runs on, e.g. oracle (default: "
+                                        help="Comma-separated models every sampler runs on: registry names (e.g. "
+                                             "oracle) or run folders, such as one `bench import` wrote (default: "
                                              "the suite's, else each sampler's own)."),
     dataset: Optional[str] = typer.Option(None, help="Dataset (default: the suite's)."),
     steps: Optional[str] = typer.Option(None, help="Comma-separated step counts; each sampler keeps those it supports."),
@@ -215,6 +216,37 @@ def row_summary(row: dict) -> str:
     from bench.schema import IMAGE, TOY
 
     return "  ".join(f"{k} {row[k]:.4g}" for k in TOY + IMAGE if isinstance(row.get(k), (int, float)))
+
+
+@app.command("import")
+def import_(
+    source: str = typer.Argument(..., help="A DDPMPipeline folder (model_index.json, unet/, scheduler/; safetensors),"
+                                           " or a hub id such as google/ddpm-cifar10-32 when online."),
+    dataset: str = typer.Option(..., help="The image dataset the model was trained on (its shape must match)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder (default: RUNS_DIR/<id>-ddpm-<dataset>)."),
+    runs_dir: Path = RUNS_DIR,
+    data_dir: str = DATA_DIR,
+):
+    """Turn a diffusers UNet2DModel + DDPMScheduler into a `ddpm` run that every eps sampler and
+    `bench compare --model RUN` sample."""
+    from bench.diffusers_io import import_pipeline
+
+    with user_errors():
+        run_dir = import_pipeline(source, dataset=dataset, runs_dir=runs_dir, data_root=data_dir, out=out,
+                                  log=typer.echo)
+        typer.echo(f"run: {run_dir}")
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="A trained image ddpm run folder."),
+    out: Path = typer.Argument(..., help="Folder to write (new or empty): DDPMPipeline.from_pretrained(OUT) loads it."),
+):
+    """Write a trained ddpm run (EMA weights) as a diffusers DDPMPipeline folder."""
+    from bench.diffusers_io import export_run
+
+    with user_errors():
+        export_run(run, out, log=typer.echo)
 
 
 @app.command()

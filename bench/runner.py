@@ -31,7 +31,7 @@ from bench.errors import BenchError
 from bench.metrics import MetricResources, evaluate, floor_samples, image_evaluator, is_image_data
 from bench.metrics.likelihood import bits_per_dim
 from bench.provenance import device_name, git_sha, resolve_device, versions
-from bench.runs import build_sampler, load_method, run_dir_for
+from bench.runs import build_sampler, load_method
 from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, key_text, safe_name
 from bench.spec import Cell, CompareSpec
 from bench.timing import block_labels, block_noise, call_sampler, count_calls, cpu_affinity, time_sampler
@@ -70,9 +70,10 @@ def write_results(results_dir: Path, rows: list[dict]) -> None:
 
 def cell_label(cell: Cell, sampler_label: str) -> str:
     """The sampler's label (`dpmpp-2m-10`), named after the variant when there is one, with
-    `@<model>` when the model is not the sampler's default (`dpmpp-2m-10@oracle`)."""
+    `@<model>` when the model is not the sampler's default (`dpmpp-2m-10@oracle`), or the run folder's name
+    for a run given as --model (`ddim-10@1a2b3c4d-ddpm-cifar10`)."""
     label = sampler_label.replace(cell.method, cell.variant, 1) if cell.variant else sampler_label
-    return label + (f"@{cell.model}" if cell.model else "")
+    return label + (f"@{cell.model_label}" if cell.model_label else "")
 
 
 def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: int, device: torch.device,
@@ -172,7 +173,7 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     row = {
         **conditioning_columns(guidance, spec), "method": cell.method, "label": cell_label(cell, sampler.label),
         "variant": cell.variant,
-        "model": cfg.method, "steps": cell.steps, "nfe_target": cell.nfe_target or None, "seed": seed,
+        "model": model_column(cell, cfg), "steps": cell.steps, "nfe_target": cell.nfe_target or None, "seed": seed,
         "num_samples": spec.num_samples, "nfe_declared": None if sampler.adaptive else sampler.nfe,
         "nfe_measured": nfe, **timing_columns(timing),
         **metrics, **likelihood,
@@ -249,7 +250,8 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
                              data_cfg=data_cfg, device=dev, log=log) if run_cfgs else None
 
     # --- 1. train every checkpoint that is missing or unfinished --------------------------------
-    pending = {run_dir_for(cfg, runs_dir): cfg for cfg in run_cfgs.values() if methods.get_method(cfg.method).trainable}
+    pending = {spec.run_dir(cell, runs_dir): cfg for cell, cfg in run_cfgs.items()
+               if methods.get_method(cfg.method).trainable}
     for i, (run_dir, cfg) in enumerate(pending.items(), 1):
         ensure_trained(cfg, run_dir, runs_dir=runs_dir, progress=progress, log=log,
                        what=f"[train {i}/{len(pending)}] {cfg.method} on {cfg.data.name} -> {run_dir}")
@@ -258,8 +260,9 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "samples").mkdir(exist_ok=True)
     _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev, images, code=code)
-    by_run = {cfg.run_id(): weights_sha256(run_dir_for(cfg, runs_dir), cfg) for cfg in run_cfgs.values()}
-    weights = {cell: by_run[cfg.run_id()] for cell, cfg in run_cfgs.items()}
+    by_run = {spec.run_dir(cell, runs_dir): weights_sha256(spec.run_dir(cell, runs_dir), cfg)
+              for cell, cfg in run_cfgs.items()}
+    weights = {cell: by_run[spec.run_dir(cell, runs_dir)] for cell in run_cfgs}
     wanted = {_cell_key(c, spec, run_cfgs): weights[c] for c in spec.cells}
     rows, stale = [], 0
     for r in read_results(results_dir).to_dict("records"):
@@ -295,14 +298,14 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
             log(f"[floor] scoring {spec.num_samples} real samples (seed {seed})")
             save(*floor_row(spec, data, images, seed=seed))
     for i, cell in enumerate(spec.cells, 1):
-        name = f"{cell.variant or cell.method}{'@' + cell.model if cell.model else ''} steps={cell.steps}"
+        name = f"{cell.variant or cell.method}{'@' + cell.model_label if cell.model_label else ''} steps={cell.steps}"
         name += f" seed={cell.seed}" if cell.seed is not None else ""
         name += f" guidance={cell.guidance}" if cell.guidance else ""
         if _cell_key(cell, spec, run_cfgs) in done:
             log(f"[cell {i}/{len(spec.cells)}] {name}: already measured, skipped")
             continue
         log(f"[cell {i}/{len(spec.cells)}] {name}: sampling {spec.num_samples}, timing")
-        row, samples = measure_cell(cell, spec, run_dir_for(run_cfgs[cell], runs_dir), data, dev,
+        row, samples = measure_cell(cell, spec, spec.run_dir(cell, runs_dir), data, dev,
                                     diagnostics_dir=results_dir / "diagnostics", per_checkpoint=per_checkpoint,
                                     images=images)
         save({**row, "weights_sha256": weights[cell]}, samples)
@@ -337,8 +340,14 @@ def samples_path(results_dir: Path, label: str, seed, spec: CompareSpec) -> Path
     return Path(results_dir) / "samples" / f"{safe_name(label)}{suffix}.npz"
 
 
+def model_column(cell: Cell, cfg) -> str:
+    """A row's `model`: the model's registry name, or a pinned run's folder name (two imported pipelines are two
+    models)."""
+    return Path(cell.run).name if cell.run else cfg.method
+
+
 def _cell_key(cell: Cell, spec: CompareSpec, run_cfgs: dict) -> tuple[str, ...]:
-    return _key(cell.method, run_cfgs[cell].method, cell.variant, cell.steps, spec.sampling_seed(cell), cell.guidance)
+    return _key(cell.method, model_column(cell, run_cfgs[cell]), cell.variant, cell.steps, spec.sampling_seed(cell), cell.guidance)
 
 
 def _key(method, model, variant, steps, seed, guidance="") -> tuple[str, ...]:
@@ -371,7 +380,7 @@ def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, runs_dir
         cfg = spec.run_config(cell)
         cls = methods.get_method(cfg.method)
         cells.append({**dataclasses.asdict(cell), "model": cfg.method,
-                      "run_dir": str(run_dir_for(cfg, runs_dir)) if cls.trainable else None, "run_id": cfg.run_id(),
+                      "run_dir": str(spec.run_dir(cell, runs_dir)) if cls.trainable else None, "run_id": cfg.run_id(),
                       "key_params": {k: getattr(cfg.model, k) for k in cls.key_params},
                       "parents": {role: p.run_id() for role, p in cfg.parents}})
     doc = {

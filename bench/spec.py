@@ -25,6 +25,7 @@ from bench.config import (DataConfig, RunConfig, TrainConfig, build, load_toml, 
 from bench.data import DATASETS, get_dataset_info
 from bench.errors import BenchError
 from bench.metrics.options import MetricOptions, validate_options
+from bench.runs import read_run_config, run_dir_for
 from bench.suite_schema import MAX_BOOTSTRAP, MAX_SAMPLES, MAX_SEED, check_suite
 from bench.timing import TimingSpec
 from methods.guidance import UNCOND, Guidance
@@ -46,6 +47,7 @@ class Cell:
     seed: int | None = None  # a training seed of the grid's `seeds` axis (train.seed, and the sampling seed); None:
     # the preset's train.seed and the suite's sampling seed (a grid without a seeds axis)
     guidance: str = ""  # a class-conditional model's guidance w ('0', '0.5') or 'uncond'; "" for unconditional models
+    run: str = ""  # a run folder given as --model (an imported or hand-trained run), sampled as it is; "" otherwise
 
     def guidance_spec(self):
         """The cell's methods.guidance.Guidance, None for an unconditional model."""
@@ -53,7 +55,13 @@ class Cell:
 
     @property
     def model_name(self) -> str:
+        """The model's registry name (a pinned run's: the method it was trained as)."""
         return self.model or methods.get_sampler(self.method).default_model
+
+    @property
+    def model_label(self) -> str:
+        """What rows call the model: its registry name, or a pinned run's folder name; "" for the default."""
+        return Path(self.run).name if self.run else self.model
 
     def options(self) -> Any:
         return methods.get_sampler(self.method).Options(**dict(self.sampler))
@@ -62,7 +70,7 @@ class Cell:
         """The cell as grids hash it: fields at their defaults are left out, so grids written before
         a field existed keep their hash."""
         d = dataclasses.asdict(self)
-        for key in ("model", "nfe_target", "guidance"):
+        for key in ("model", "nfe_target", "guidance", "run"):
             if not d[key]:
                 d.pop(key)
         if d["seed"] is None:
@@ -114,7 +122,11 @@ class CompareSpec:
         return hashlib.sha256(json.dumps(self.grid_dict(), sort_keys=True).encode()).hexdigest()[:8]
 
     def run_config(self, cell: Cell) -> RunConfig:
-        """The training configuration of the checkpoint a cell samples."""
+        """The training configuration of the checkpoint a cell samples (a pinned run's own config.json)."""
+        if cell.run:
+            cfg = read_run_config(Path(cell.run))
+            return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=self.data_root)) \
+                if self.data_root else cfg
         model = methods.get_method(cell.model_name)
         sets = {**dict(cell.overrides), **{f"model.{k}": v for k, v in model.steps_overrides(cell.steps).items()}}
         if self.data_root:
@@ -123,6 +135,10 @@ class CompareSpec:
             sets["train.seed"] = cell.seed
         return resolve_run_config(model.name, model_cls=model.Config, preset=self.preset, dataset=self.dataset,
                                   sets=sets)
+
+    def run_dir(self, cell: Cell, runs_dir: Path) -> Path:
+        """Where a cell's checkpoint lives: its pinned run folder, or its place in `runs_dir`."""
+        return Path(cell.run) if cell.run else run_dir_for(self.run_config(cell), runs_dir)
 
     def sampling_seed(self, cell: Cell) -> int:
         """The seed of a cell's samples (and of its fresh reference data): its training seed on a seeds axis."""
@@ -188,7 +204,30 @@ def _model_or_error(name: str) -> type:
     try:
         return methods.get_method(name)
     except ValueError as e:
+        if any(c in name for c in "/\\.") or Path(name).exists():
+            raise BenchError(f"--model {name}: not a run folder (no config.json) and not a model name; {e}") from None
         raise BenchError(str(e)) from None
+
+
+def is_run_folder(name: str) -> bool:
+    """A --model entry that names a run folder (one holding config.json) rather than a registered model."""
+    return name not in methods.list_methods() and (Path(name) / "config.json").is_file()
+
+
+def pinned_runs(names: list[str]) -> dict[str, RunConfig]:
+    """The run folders among --model entries, with their configs; each must hold a checkpoint."""
+    from bench.checkpoint import latest_checkpoint
+
+    out = {}
+    for name in names:
+        if is_run_folder(name):
+            cfg = read_run_config(Path(name))
+            if latest_checkpoint(Path(name)) is None:
+                raise BenchError(f"--model {name} has no checkpoint yet; train it (bench train ... --out {name} --resume)")
+            out[name] = cfg
+        else:
+            _model_or_error(name)
+    return out
 
 
 def _steps_for(name: str, sampler: type, model: type, wanted: list[tuple[int | None, int]], base: Any, opts: Any,
@@ -280,8 +319,15 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
         raise BenchError(f"--steps must be positive integers, got {','.join(map(str, steps))}")
     if steps and nfe:
         raise BenchError("give --steps or --nfe, not both: --nfe picks each sampler's steps from its NFE budget")
-    for m in models_ or raw.get("models", []):
-        _model_or_error(m)
+    pinned = pinned_runs(list(models_ or raw.get("models", [])))
+    for name, cfg in pinned.items():
+        if cfg.data.name != dataset:
+            raise BenchError(f"--model {name} was trained on {cfg.data.name}, not {dataset}; add --dataset {cfg.data.name}")
+        if seeds or (seeds is None and raw.get("seeds")):
+            raise BenchError(f"--model {name} is one trained run: it cannot follow a seeds axis; drop --seeds")
+
+    def model_of(m: str) -> type:
+        return methods.get_method(pinned[m].method) if m in pinned else _model_or_error(m)
     for name in raw.get("sampler", {}):
         _sampler_or_error(name, variants)
     guidance_axis = _guidance_axis(raw.get("guidance", []) if guidance is None else guidance)
@@ -293,9 +339,9 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
         sampler = _sampler_or_error(var.get("method", name), variants)
         wanted_models = models_ or ([var["model"]] if "model" in var else None) or raw.get("models") \
             or [sampler.default_model]
-        usable = [m for m in wanted_models if sampler.runs_on(_model_or_error(m)) is None]
+        usable = [m for m in wanted_models if sampler.runs_on(model_of(m)) is None]
         if not usable:
-            reason = sampler.runs_on(methods.get_method(wanted_models[0]))
+            reason = sampler.runs_on(model_of(wanted_models[0]))
             raise BenchError(f"{name} cannot run on {', '.join(wanted_models)}: {reason}; drop it or name another model")
         opts = sampler_options(sampler, {**raw.get("sampler", {}).get(sampler.name, {}), **var.get("sampler", {})},
                                name)
@@ -305,23 +351,33 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
         except (TypeError, ValueError) as e:
             raise BenchError(str(e) if str(e).startswith(sampler.name) else f"{name}: {e}") from None
         for model_name in usable:
-            model = methods.get_method(model_name)
+            model = model_of(model_name)
             if model.needs_mixture and not info.mixture:
                 raise BenchError(f"model {model_name} needs an isotropic Gaussian mixture dataset"
                                  f" ({', '.join(d for d, i in DATASETS.items() if i.mixture)}), not {dataset}")
             overrides = qualify(var.get("set", {}), _sections(model))
-            base = _base_model(model, preset, dataset, overrides)
+            if model_name in pinned and overrides:
+                raise BenchError(f"{name} sets training options ({', '.join(overrides)}), but --model {model_name} is"
+                                 " a trained run sampled as it is; drop the variant or the run folder")
+            base = pinned[model_name].model if model_name in pinned else _base_model(model, preset, dataset, overrides)
             wanted, strict, flag = _wanted(sampler, model, name, var, raw, base, options, steps=steps, nfe=nfe)
             conditional = model.num_classes(base) > 0
             if conditional:
                 check_classes(classes, model.num_classes(base), model.name)
-            for s, budget in _steps_for(name, sampler, model, wanted, base, options, strict=strict, flag=flag,
-                                        notes=notes):
+            pairs = _steps_for(name, sampler, model, wanted, base, options, strict=strict, flag=flag, notes=notes)
+            if model_name in pinned and model.steps_are_trained:  # its step count was fixed by training
+                pairs = [(s, b) for s, b in pairs if dataclasses.replace(base, **model.steps_overrides(s)) == base]
+                if not pairs:
+                    fixed = ", ".join(f"{k}={getattr(base, k)}" for k in model.steps_overrides(1))
+                    raise BenchError(f"--model {model_name} was trained for its own step count ({fixed}); ask for"
+                                     " those steps")
+            for s, budget in pairs:
                 for g in (guidance_axis or ["0"]) if conditional else [""]:
                     cell = Cell(method=sampler.name, steps=s, variant=name if name != sampler.name else "",
                                 overrides=tuple(sorted(overrides.items())), sampler=tuple(sorted(opts.items())),
-                                model="" if model_name == sampler.default_model else model_name, nfe_target=budget,
-                                guidance=g)
+                                model=model.name if model_name in pinned else
+                                ("" if model_name == sampler.default_model else model_name), nfe_target=budget,
+                                guidance=g, run=str(Path(model_name).resolve()) if model_name in pinned else "")
                     if not any(dataclasses.replace(c, nfe_target=0) == dataclasses.replace(cell, nfe_target=0)
                                for c in cells):  # two budgets that pick the same steps make one row
                         cells.append(cell)
@@ -378,6 +434,9 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
 
     The result is named after the suite when the grid is the suite's own, else
     `<suite>-<grid hash>`, so different grids never write into one folder."""
+    if dataset is None and models_:  # run folders given as --model name their dataset
+        trained_on = {cfg.data.name for cfg in pinned_runs(models_).values()}
+        dataset = trained_on.pop() if len(trained_on) == 1 else None
     if suite is None:
         suite = get_dataset_info(dataset).suite if dataset else "toy"
     raw = load_suite(suite)
@@ -390,7 +449,7 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
         own = None
     if spec.grid_hash() != own:
         spec = dataclasses.replace(spec, name=f"{spec.name}-{spec.grid_hash()[:6]}")
-    configs = (spec.run_config(cell) for cell in spec.cells)
+    configs = (spec.run_config(cell) for cell in spec.cells if not cell.run)  # a pinned run is not trained here
     for cfg in {cfg.run_id(): cfg for cfg in configs}.values():
         validate_run(cfg)  # every checkpoint the grid needs is trainable as configured, before any work
     return spec

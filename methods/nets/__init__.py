@@ -2,7 +2,8 @@
 
 Every denoiser is called as `net(x, t)` with `t` one scalar condition per sample
 (an integer timestep, or a rescaled noise level) and returns a tensor shaped like
-its target. Built with `num_classes` K > 0 it is class-conditional, `net(x, t, y)`: a
+its target. `diffusers` builds a UNet2DModel verbatim from its config (`net.unet_config`),
+which is how `bench import` brings a trained diffusers model in. Built with `num_classes` K > 0 it is class-conditional, `net(x, t, y)`: a
 learned embedding of y in 0..K (K: the null token of classifier-free guidance) is added
 to the time embedding; y = None means the null token.
 """
@@ -16,7 +17,7 @@ from torch import nn
 
 @dataclasses.dataclass(frozen=True)
 class NetConfig:
-    kind: str = "auto"  # auto | mlp | unet; auto picks mlp for vectors, unet for images
+    kind: str = "auto"  # auto | mlp | unet | diffusers; auto picks mlp for vectors, unet for images
     hidden: int = 256  # mlp width
     depth: int = 3  # mlp residual blocks
     emb_dim: int = 128  # mlp condition-embedding width
@@ -24,6 +25,7 @@ class NetConfig:
     layers_per_block: int = 2  # unet
     attn_levels: tuple[int, ...] = (1,)  # unet levels (0 = full resolution) with self-attention
     dropout: float = 0.0
+    unet_config: str = ""  # kind=diffusers: a UNet2DModel config (JSON) built verbatim, e.g. an imported model
 
 
 def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0, t_scale: float = 1.0,
@@ -48,4 +50,14 @@ def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0,
         return UNet(data_shape, channels=cfg.channels, layers_per_block=cfg.layers_per_block,
                     attn_levels=cfg.attn_levels, dropout=cfg.dropout, in_extra=in_extra, t_scale=t_scale,
                     num_classes=num_classes)
-    raise ValueError(f"unknown net.kind {cfg.kind!r}; choose from: auto, mlp, unet")
+    if kind == "diffusers":
+        from methods.nets.unet import UNet
+
+        if not cfg.unet_config:
+            raise ValueError("net.kind=diffusers needs net.unet_config (a UNet2DModel config as JSON);"
+                             " `bench import` writes it")
+        if in_extra or t_scale != 1.0 or num_classes:
+            raise ValueError("net.kind=diffusers is built verbatim from its config: it takes no extra inputs,"
+                             " time scaling or classes")
+        return UNet.from_config(cfg.unet_config, data_shape)
+    raise ValueError(f"unknown net.kind {cfg.kind!r}; choose from: auto, mlp, unet, diffusers")

@@ -5,6 +5,8 @@ called like every other denoiser: `net(x, t) -> tensor`, or `net(x, t, y)` when 
 
 from __future__ import annotations
 
+import json
+
 import torch
 from diffusers import UNet2DModel
 from torch import nn
@@ -34,6 +36,30 @@ class UNet(nn.Module):
             norm_num_groups=min(32, channels[0]), dropout=dropout, resnet_time_scale_shift="scale_shift",
             attention_head_dim=None, num_class_embeds=num_classes + 1 if num_classes else None,
         )
+
+    @classmethod
+    def from_config(cls, unet_config: str, data_shape: tuple[int, ...]) -> "UNet":
+        """A UNet2DModel built verbatim from its config (JSON), for `net.kind=diffusers`; it must map
+        data of `data_shape` to a tensor of the same shape and take no class labels."""
+        try:
+            config = json.loads(unet_config)
+            net = UNet2DModel.from_config(config)
+        except (json.JSONDecodeError, TypeError, ValueError) as e:
+            raise ValueError(f"net.unet_config is not a UNet2DModel config ({e})") from None
+        c, h, w = data_shape
+        got = (net.config.in_channels, net.config.out_channels)
+        if got != (c, c):
+            raise ValueError(f"the UNet2DModel maps {got[0]} to {got[1]} channels, the data has {c}: only"
+                             " eps-prediction UNets with fixed variance (out_channels = in_channels) fit")
+        size = net.config.sample_size
+        if (size if isinstance(size, int) else tuple(size)) not in (h, (h, w)):
+            raise ValueError(f"the UNet2DModel has sample_size {size}, the data is {h}x{w}")
+        if net.config.num_class_embeds or net.config.class_embed_type:
+            raise ValueError("class-conditional UNet2DModels (num_class_embeds, class_embed_type) cannot be imported")
+        self = cls.__new__(cls)
+        nn.Module.__init__(self)
+        self.t_scale, self.num_classes, self.net = 1.0, 0, net
+        return self
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
