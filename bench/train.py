@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import gather_object
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import methods
@@ -141,10 +142,14 @@ def prepare_run_dir(cfg: RunConfig, run_dir: Path, *, resume: bool) -> Path | No
     return ckpt if resume else None
 
 
-def _write_run_files(cfg: RunConfig, run_dir: Path, device: torch.device) -> None:
+def _write_run_files(cfg: RunConfig, run_dir: Path, device: torch.device, processes: int = 1) -> None:
+    """config.json, and env.json: code, versions, device, and the process count with the global and
+    per-process batch (train.batch_size is global: each of N processes draws batch_size / N)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
-    atomic_write_text(run_dir / "env.json", json.dumps(environment(device), indent=2))
+    env = {**environment(device), "processes": processes, "global_batch": cfg.train.batch_size,
+           "per_process_batch": cfg.train.batch_size // processes}
+    atomic_write_text(run_dir / "env.json", json.dumps(env, indent=2))
 
 
 def _truncate_stats(path: Path, step: int) -> None:
@@ -170,23 +175,55 @@ def ensure_trained(cfg: RunConfig, run_dir: Path, *, runs_dir: Path, progress: b
     """Train `cfg` into `run_dir` unless it is complete, resuming an unfinished run. The run folder is
     locked meanwhile (`run_dir/.lock`), so that two processes that need the same run train it once:
     the second waits, then finds it complete."""
+    from accelerate import PartialState
     from filelock import FileLock, Timeout
 
+    state = PartialState(cpu=no_accelerator())
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(run_dir / LOCK_FILE))
+    if state.is_main_process:  # the ranks of one launch train together: one lock for all of them
+        try:
+            lock.acquire(timeout=1)
+        except Timeout:
+            log(f"waiting: another process is training {run_dir}")
+            lock.acquire()
     try:
-        lock.acquire(timeout=1)
-    except Timeout:
-        log(f"waiting: another process is training {run_dir}")
-        lock.acquire()
-    try:
-        if is_complete(run_dir, cfg):
+        state.wait_for_everyone()
+        complete, resume = is_complete(run_dir, cfg), completed_step(run_dir) > 0
+        state.wait_for_everyone()  # every rank read the folder before any rank writes to it
+        if complete:
             return
-        resume = completed_step(run_dir) > 0
         log(what + (" (resuming)" if resume else ""))
         train(cfg, run_dir, resume=resume, progress=progress, log=log, runs_dir=runs_dir)
     finally:
-        lock.release()
+        if lock.is_locked:
+            lock.release()
+
+
+def no_accelerator() -> bool:
+    """No GPU (or MPS) here: Accelerate must be told to use the CPU, or under `accelerate launch` /
+    torchrun it sets up one independent process per rank instead of one gloo process group."""
+    return not (torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()))
+
+
+def any_rank(accelerator: Accelerator, flag: bool) -> bool:
+    """Whether `flag` holds on any process (one all-reduce; no communication with one process), so that a
+    decision to stop is taken by every rank together and none is left waiting in a collective."""
+    if accelerator.num_processes == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(t, reduction="sum").item() > 0)
+
+
+def check_launch(accelerator: Accelerator) -> None:
+    """A launcher that started several processes which Accelerate did not join into one group (e.g.
+    `accelerate launch --cpu --num_processes 2` without MPI) would train N copies into one folder."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world > 1 and accelerator.num_processes != world:
+        raise BenchError(f"{world} processes were launched but Accelerate joined {accelerator.num_processes}: on CPUs"
+                         " launch with `accelerate launch --multi_gpu --num_processes N` (torchrun + gloo)")
 
 
 def train_parents(cfg: RunConfig, runs_dir: Path, *, progress: bool = True,
@@ -231,16 +268,21 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     except ValueError as e:
         raise BenchError(f"{cfg.method}: {e}") from None
     run_dir = Path(run_dir)
+    # find_unused_parameters: a phase may leave parameters without gradients (DDGAN's generator in the
+    # discriminator phase, frozen parents, target networks); DDP then still reduces the rest correctly
+    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=no_accelerator(),
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    check_launch(accelerator)
+    if cfg.train.batch_size % accelerator.num_processes:
+        raise BenchError(f"train.batch_size={cfg.train.batch_size} is not divisible by"
+                         f" {accelerator.num_processes} processes")
     check_writable(run_dir)
     resume_from = prepare_run_dir(cfg, run_dir, resume=resume)
+    accelerator.wait_for_everyone()  # every rank checked the folder before the main one writes into it
     parents = train_parents(cfg, Path(runs_dir) if runs_dir is not None else run_dir.parent, progress=progress,
                             log=log) if cfg.parents else {}
 
     # --- setup: devices, data, method, optimizers, schedules, EMA --------------------------------
-    accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision)
-    if cfg.train.batch_size % accelerator.num_processes:
-        raise BenchError(f"train.batch_size={cfg.train.batch_size} is not divisible by"
-                         f" {accelerator.num_processes} processes")
     torch.manual_seed(cfg.train.seed * 1000 + accelerator.process_index)
     data = load_dataset(cfg.data)
     num_classes = cls.num_classes(cfg.model)
@@ -253,7 +295,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
         raise BenchError(f"{cfg.method}: {e}") from None
     if parents:
         if accelerator.is_main_process:  # config.json first: a folder holding a cache is always a run
-            _write_run_files(cfg, run_dir, accelerator.device)
+            _write_run_files(cfg, run_dir, accelerator.device, processes=accelerator.num_processes)
         accelerator.wait_for_everyone()
         method.attach_parents(parents, run_dir=run_dir, seed=cfg.train.seed, log=log)
     groups = method.param_groups()
@@ -264,13 +306,14 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     ema = EMA(method, cfg.train.ema_decay)
     step, elapsed = 0, 0.0
     if resume_from is not None:
-        step, elapsed = _load_state(resume_from, method, optimizers, schedules, ema, stream, cfg)
+        step, elapsed = _load_state(resume_from, method, optimizers, schedules, ema, stream, cfg,
+                                    rank=accelerator.process_index, ranks=accelerator.num_processes, log=log)
         log(f"resuming {run_dir} from step {step}")
     if step >= cfg.train.steps:
         log(f"{run_dir} is already trained to step {step}")
         return run_dir
     if accelerator.is_main_process:
-        _write_run_files(cfg, run_dir, accelerator.device)
+        _write_run_files(cfg, run_dir, accelerator.device, processes=accelerator.num_processes)
         _truncate_stats(run_dir / "stats.jsonl", step)
     model, *prepared = accelerator.prepare(method, *optimizers.values())
     optimizers = dict(zip(optimizers, prepared))
@@ -282,9 +325,12 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     def checkpoint(at: int) -> None:
         accelerator.wait_for_everyone()
         _check_finite_weights(accelerator.unwrap_model(model), ema, at, run_dir)
+        _check_ranks_agree(accelerator, accelerator.unwrap_model(model), at)
+        ranks = gather_object([rank_state(stream)]) if accelerator.num_processes > 1 else [rank_state(stream)]
         if accelerator.is_main_process:
             _save_state(run_dir, at, accelerator.unwrap_model(model), optimizers, schedules, ema, stream, cfg,
-                        data.shape, elapsed + time.perf_counter() - t_start)
+                        data.shape, elapsed + time.perf_counter() - t_start, ranks=ranks)
+        accelerator.wait_for_everyone()  # no rank runs ahead of a checkpoint it might be killed before
 
     # --- the loop -------------------------------------------------------------------------------
     bar = _Bar(progress and accelerator.is_main_process, cfg.train.steps, step)
@@ -298,7 +344,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
             logs = {}
             for phase in cls.phases:
                 out = model(x0, phase=phase, step=step, y=y) if num_classes else model(x0, phase=phase, step=step)
-                _check_finite(out, phase, step, run_dir)
+                _check_finite(out, phase, step, run_dir, accelerator)
                 optimizers[phase].zero_grad(set_to_none=True)
                 accelerator.backward(out["loss"])
                 if cfg.train.grad_clip > 0:
@@ -318,7 +364,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
                 rate = (step - step_log) / max(now - t_log - spent, 1e-9)
                 record = {"step": step, "elapsed_s": round(elapsed + now - t_start, 3), "steps_per_s": round(rate, 2),
                           **{f"lr/{n}": s.get_last_lr()[0] for n, s in schedules.items()},
-                          **{k: float(v) for k, v in logs.items()}, **evals}
+                          **mean_over_ranks(accelerator, logs), **evals}
                 if accelerator.is_main_process:
                     with open(run_dir / "stats.jsonl", "a") as f:
                         f.write(json.dumps(record) + "\n")
@@ -329,9 +375,10 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
             elif evals:
                 with open(run_dir / "stats.jsonl", "a") as f:
                     f.write(json.dumps({"step": step, **evals}) + "\n")
-            if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps or stop["stop"]:
+            stopping = any_rank(accelerator, stop["stop"])  # a signal to one rank stops all of them, here
+            if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps or stopping:
                 checkpoint(step)
-            if stop["stop"]:
+            if stopping:
                 raise BenchError(f"interrupted at step {step}; checkpoint saved in {run_dir}; continue with --resume")
     if accelerator.is_main_process and cfg.train.preview_samples > 0:
         _preview(accelerator.unwrap_model(model), ema, data, cfg, run_dir, accelerator.device, log)
@@ -368,13 +415,57 @@ class HeldOut:
         return {f"eval/{k}": v / len(self.x) for k, v in totals.items()}
 
 
-def _check_finite(out: dict[str, torch.Tensor], phase: str, step: int, run_dir: Path) -> None:
+def _check_finite(out: dict[str, torch.Tensor], phase: str, step: int, run_dir: Path,
+                  accelerator: Accelerator | None = None) -> None:
+    """Before backward: a non-finite loss on any rank stops every rank (none waits in the gradient
+    all-reduce), each with the same one-line error."""
     loss = out["loss"]
-    if not bool(torch.isfinite(loss.detach()).all()):
-        ckpt = latest_checkpoint(run_dir)
-        kept = f"the last good checkpoint is {ckpt.name}" if ckpt else "no checkpoint was written yet"
-        raise DivergenceError(f"training diverged at step {step}: the {phase} loss is {loss.item()}; {kept};"
-                              f" lower the learning rate or raise train.grad_clip, then --resume")
+    bad = not bool(torch.isfinite(loss.detach()).all())
+    if accelerator is not None and any_rank(accelerator, bad):
+        value = loss.item() if bad else "finite here but not on another rank"
+        where = f" (process {accelerator.process_index} of {accelerator.num_processes})" \
+            if accelerator.num_processes > 1 else ""
+    elif bad:
+        value, where = loss.item(), ""
+    else:
+        return
+    ckpt = latest_checkpoint(run_dir)
+    kept = f"the last good checkpoint is {ckpt.name}" if ckpt else "no checkpoint was written yet"
+    raise DivergenceError(f"training diverged at step {step}: the {phase} loss is {value}{where}; {kept};"
+                          f" lower the learning rate or raise train.grad_clip, then --resume")
+
+
+def mean_over_ranks(accelerator: Accelerator, logs: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """The logged values averaged over processes (one all-reduce), so stats.jsonl shows the global batch's
+    loss, not rank 0's share of it."""
+    if not logs:
+        return {}
+    keys = sorted(logs)
+    values = torch.tensor([float(logs[k]) for k in keys], dtype=torch.float64)
+    if accelerator.num_processes > 1:
+        values = accelerator.reduce(values.to(accelerator.device), reduction="mean").cpu()
+    return {k: float(v) for k, v in zip(keys, values)}
+
+
+def rank_state(stream: IndexStream) -> dict:
+    """What differs between processes and must come back on resume: the RNG and the data order."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "data_stream": stream.state_dict()}
+
+
+def _check_ranks_agree(accelerator: Accelerator, method: methods.Method, step: int) -> None:
+    """Every rank must hold the same weights after a step (DDP averaged every gradient); a parameter
+    whose gradient was not synchronised makes them drift apart, and that is an error, not a checkpoint."""
+    if accelerator.num_processes == 1:
+        return
+    sums = torch.stack([p.detach().double().sum() for p in method.parameters()]).to(accelerator.device)
+    gathered = accelerator.gather(sums[None]).cpu()
+    if not torch.allclose(gathered, gathered[:1].expand_as(gathered), rtol=1e-6, atol=1e-9):
+        names = [n for n, _ in method.named_parameters()]
+        bad = names[int((gathered - gathered[:1]).abs().amax(0).argmax())]
+        raise BenchError(f"the processes' weights differ at step {step} ({bad}): a gradient was not synchronised"
+                         " across processes; this is a bug, please report it")
 
 
 def _check_finite_weights(method: methods.Method, ema: EMA, step: int, run_dir: Path) -> None:
@@ -389,7 +480,10 @@ def _check_finite_weights(method: methods.Method, ema: EMA, step: int, run_dir: 
                               f" the loss was; {kept}; lower the learning rate or raise train.grad_clip, then --resume")
 
 
-def _save_state(run_dir, step, method, optimizers, schedules, ema, stream, cfg, data_shape, elapsed) -> None:
+def _save_state(run_dir, step, method, optimizers, schedules, ema, stream, cfg, data_shape, elapsed,
+                ranks: list[dict] | None = None) -> None:
+    """`ranks`: each process's RNG and data order (rank_state), in process order; `rng` / `data_stream`
+    stay rank 0's, as single-process checkpoints hold them."""
     state = {
         "optimizers": {n: o.state_dict() for n, o in optimizers.items()},
         "schedules": {n: s.state_dict() for n, s in schedules.items()},
@@ -399,12 +493,18 @@ def _save_state(run_dir, step, method, optimizers, schedules, ema, stream, cfg, 
         "data_stream": stream.state_dict(),
         "elapsed_s": elapsed,
     }
+    if ranks is not None and len(ranks) > 1:
+        state["ranks"] = ranks
     meta = {"method": cfg.method, "dataset": cfg.data.name, "data_shape": list(data_shape), "run_id": cfg.run_id()}
     save_checkpoint(run_dir, step, model=method.state_dict(), ema=ema.weights(), state=state, meta=meta,
                     keep=cfg.train.keep_checkpoints)
 
 
-def _load_state(ckpt, method, optimizers, schedules, ema, stream, cfg) -> tuple[int, float]:
+def _load_state(ckpt, method, optimizers, schedules, ema, stream, cfg, *, rank: int = 0, ranks: int = 1,
+                log: Callable[[str], None] = print) -> tuple[int, float]:
+    """Weights, optimizers, schedules and EMA for every process; process `rank` gets its own RNG and data
+    order back. Resuming with another process count than the checkpoint's cannot continue each rank's
+    stream: every rank then starts a fresh one (seeded by rank and step), and the log says so."""
     model_state, ema_state, meta = load_weights(ckpt)
     if meta.get("method") != cfg.method or meta.get("dataset") != cfg.data.name:
         raise BenchError(f"checkpoint {ckpt} is a {meta.get('method')} run on {meta.get('dataset')}, not"
@@ -423,11 +523,23 @@ def _load_state(ckpt, method, optimizers, schedules, ema, stream, cfg) -> tuple[
     except (RuntimeError, KeyError, ValueError) as e:
         raise BenchError(f"checkpoint {ckpt} does not fit this configuration ({str(e).splitlines()[0]});"
                          " the architecture or optimizer differs: train into another --out") from None
-    torch.set_rng_state(state["rng"]["torch"])
-    if state["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    stream.load_state_dict(state["data_stream"])
-    return int(meta["step"]), float(state["elapsed_s"])
+    per_rank = state.get("ranks") or [{"torch": state["rng"]["torch"], "cuda": state["rng"]["cuda"],
+                                       "data_stream": state["data_stream"]}]
+    step = int(meta["step"])
+    if len(per_rank) != ranks:
+        if rank == 0:
+            log(f"warning: {ckpt} was written by {len(per_rank)} processes and is resumed by {ranks}: weights and"
+                " optimizers continue exactly, the data order and noise of each process start afresh")
+        torch.manual_seed(cfg.train.seed * 1000 + rank + 7919 * step)
+        stream.generator.manual_seed(cfg.train.seed * 1000 + rank + 1 + 7919 * step)
+        stream._new_epoch()
+        return step, float(state["elapsed_s"])
+    mine = per_rank[rank]
+    torch.set_rng_state(mine["torch"])
+    if mine["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(mine["cuda"])
+    stream.load_state_dict(mine["data_stream"])
+    return step, float(state["elapsed_s"])
 
 
 def _preview(method, ema, data, cfg, run_dir, device, log) -> None:

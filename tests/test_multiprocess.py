@@ -1,0 +1,125 @@
+"""Two processes on CPU (torchrun + gloo through `accelerate launch --multi_gpu`), launched from the test:
+training that is killed and resumes exactly, a NaN or a stop signal on one rank that ends every rank with
+the one-line message, processes whose weights drift apart, and a sharded `bench compare` whose numbers
+and files are those of one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.checkpoint import latest_checkpoint
+from tests.test_faults import assert_same_weights, stats_steps
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+          "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+
+
+def env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "BENCH_OFFLINE": "1"}
+
+
+def launch(args: list[str], cwd: Path, *, script: str | None = None, timeout: float = 240,
+           processes: int = 2) -> subprocess.CompletedProcess:
+    """`bench ARGS` (or a wrapper `script` around it) in `processes` processes, or in one without the launcher."""
+    target = [str(cwd / "wrapper.py")] if script else ["-m", "bench"]
+    if script:
+        (cwd / "wrapper.py").write_text(script)
+    cmd = [*LAUNCH[:5], str(processes), *LAUNCH[6:], *target, *args] if processes > 1 \
+        else [sys.executable, *target, *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env())
+
+
+def train_args(preset: Path, method: str, out: Path, steps: int) -> list[str]:
+    extra = ["--T", "2"] if method == "ddgan" else []
+    return ["train", method, *extra, "--preset", str(preset), "--out", str(out), "--no-progress",
+            "--set", f"train.steps={steps}", "--set", "train.ckpt_every=10", "--set", "train.log_every=10"]
+
+
+WRAP = """
+import os, signal, sys
+import methods
+cls = methods.get_method({method!r})
+real = cls.forward
+def forward(self, x0, *, phase, step, **kw):
+    out = real(self, x0, phase=phase, step=step, **kw)
+    if os.environ.get("RANK") == "1" and step == {step}:
+        {action}
+    return out
+cls.forward = forward
+sys.argv = ["bench"] + sys.argv[1:]
+from bench.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddgan"])
+def test_two_processes_train_killed_and_resumed_match_the_uninterrupted_run(method, tiny_preset, tmp_path):
+    ref = launch(train_args(tiny_preset, method, tmp_path / "ref", 80), tmp_path)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    env_json = json.loads((tmp_path / "ref" / "env.json").read_text())
+    assert (env_json["processes"], env_json["global_batch"], env_json["per_process_batch"]) == (2, 64, 32)
+    assert stats_steps(tmp_path / "ref") == list(range(10, 81, 10))
+    state = torch.load(latest_checkpoint(tmp_path / "ref") / "state.pt", weights_only=True)
+    assert len(state["ranks"]) == 2 and not torch.equal(state["ranks"][0]["torch"], state["ranks"][1]["torch"])
+
+    victim = tmp_path / "victim"
+    proc = subprocess.Popen([*LAUNCH, "-m", "bench", *train_args(tiny_preset, method, victim, 80)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(), start_new_session=True)
+    end = time.time() + 180
+    while not (victim / "checkpoints" / "step-00000020").exists():
+        assert proc.poll() is None and time.time() < end, "the victim ended or stalled before step 20"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher, and both ranks (torchrun gives them sessions of their own)
+    subprocess.run(["pkill", "-KILL", "-f", str(victim)], check=False)
+    proc.wait()
+    time.sleep(0.5)
+    killed_at = int(latest_checkpoint(victim).name.split("-")[1])
+    assert 20 <= killed_at < 80, "the kill must land before the end of training"
+    resumed = launch(train_args(tiny_preset, method, victim, 80) + ["--resume"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming {victim} from step {killed_at}" in resumed.stdout
+    assert stats_steps(victim) == list(range(10, 81, 10))
+    assert_same_weights(tmp_path / "ref", victim)  # every rank got its own RNG and data order back
+
+
+def test_a_nan_on_one_rank_ends_both_with_the_one_line_error(tiny_preset, tmp_path):
+    script = WRAP.format(method="ddpm", step=15, action='out = {**out, "loss": out["loss"] * float("nan")}')
+    result = launch(train_args(tiny_preset, "ddpm", tmp_path / "run", 40), tmp_path, script=script, timeout=180)
+    assert result.returncode != 0
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error: training diverged at step 15")]
+    assert len(errors) == 2, result.stderr[-3000:]  # both ranks stopped, neither waits in the all-reduce
+    assert any("the model loss is nan (process 1 of 2)" in e for e in errors)
+    assert any("finite here but not on another rank (process 0 of 2)" in e for e in errors)
+    assert all("the last good checkpoint is step-00000010" in e for e in errors)
+    assert latest_checkpoint(tmp_path / "run").name == "step-00000010"
+
+
+def test_a_stop_signal_to_one_rank_checkpoints_and_stops_both(tiny_preset, tmp_path):
+    script = WRAP.format(method="ddpm", step=13, action="os.kill(os.getpid(), signal.SIGTERM)")
+    result = launch(train_args(tiny_preset, "ddpm", tmp_path / "run", 40), tmp_path, script=script, timeout=180)
+    assert result.returncode != 0
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error: interrupted at step 14")]
+    assert len(lines) == 2, result.stderr[-3000:]
+    assert latest_checkpoint(tmp_path / "run").name == "step-00000014"
+    resumed = launch(train_args(tiny_preset, "ddpm", tmp_path / "run", 40) + ["--resume"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+
+def test_processes_whose_weights_drift_apart_are_an_error_not_a_checkpoint(tiny_preset, tmp_path):
+    script = WRAP.format(method="ddpm", step=5, action="next(self.parameters()).data.add_(1.0)")  # rank 1 only
+    result = launch(train_args(tiny_preset, "ddpm", tmp_path / "run", 40), tmp_path, script=script, timeout=180)
+    assert result.returncode != 0
+    assert "error: the processes' weights differ at step 10" in result.stderr, result.stderr[-3000:]
+    assert latest_checkpoint(tmp_path / "run") is None
