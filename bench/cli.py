@@ -138,7 +138,10 @@ def compare(
                                               out=out, device=device,
                                               runs_dir=runs_dir, data_dir=data_dir, progress=_progress(progress),
                                               log=typer.echo, resources=resources)
-        typer.echo(f"results: {results_dir / 'results.csv'}\nreport: {report}")
+        from bench.shard import Shard
+
+        if Shard.current().main:  # under `accelerate launch`, one process speaks for the launch
+            typer.echo(f"results: {results_dir / 'results.csv'}\nreport: {report}")
 
 
 @app.command()

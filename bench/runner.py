@@ -35,6 +35,7 @@ from bench.runs import build_sampler, load_method
 from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, key_text, safe_name
 from bench.spec import Cell, CompareSpec
 from bench.timing import block_labels, block_noise, call_sampler, count_calls, cpu_affinity, time_sampler
+from bench.shard import SINGLE, Shard
 from bench.train import ensure_trained
 
 SAMPLES_KEPT = 2000  # samples per cell saved for figures (2-D points)
@@ -78,27 +79,31 @@ def cell_label(cell: Cell, sampler_label: str) -> str:
 
 def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: int, device: torch.device,
                  to_data: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 require_finite: bool = False, classes: str = "uniform"
+                 require_finite: bool = False, classes: str = "uniform", shard: Shard = SINGLE
                  ) -> tuple[torch.Tensor, int, torch.Tensor | None]:
     """n samples in blocks of `batch`, block b seeded (seed, b); returns (samples, NFE per sample: network
     evaluations per sample, the mean over blocks, rounded, for an adaptive solver whose calls vary, and
     the classes asked of a conditional model, else None).
     `to_data` maps each block to data space as it comes (uint8 images stay small in memory).
-    `require_finite`: a NaN or inf sample is an error (before quantising, which would hide it)."""
-    out, calls, labels = [], [], []
+    `require_finite`: a NaN or inf sample is an error (before quantising, which would hide it).
+    `shard`: under several processes each draws the blocks it owns (bench/shard.py) and all get all of them."""
     num_classes = method.num_classes(method.cfg)
+    mine, error = {}, None
     for b in range(math.ceil(n / batch)):
+        if not shard.owns(b) or error:
+            continue
         noise, gen = block_noise(method.data_shape, batch=batch, seed=seed * 1_000_003 + b, device=device)
         y = block_labels(num_classes, batch=batch, seed=seed * 1_000_003 + b, classes=classes)
         with count_calls(method.denoisers(), batch=batch) as counter:
             x = call_sampler(sampler, noise, gen, y).cpu()
         if require_finite and not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x.flatten(1))).any(1).sum())
-            raise BenchError(f"{sampler.label} produced {bad} non-finite samples in block {b} (of {len(x)}): the"
-                             " checkpoint or the sampler options diverge; nothing was written")
-        out.append(to_data(x) if to_data is not None else x)
-        calls.append(counter["evals"])
-        labels.append(y)
+            error = (f"{sampler.label} produced {bad} non-finite samples in block {b} (of {len(x)}): the"
+                     " checkpoint or the sampler options diverge; nothing was written")
+            continue
+        mine[b] = (to_data(x) if to_data is not None else x, counter["evals"], y)
+    shard.raise_together(error)
+    out, calls, labels = (list(col) for col in zip(*shard.gather_blocks(mine)))
     if len(set(calls)) > 1 and not getattr(sampler, "adaptive", False):
         raise BenchError(f"{sampler.label}: network calls per batch varied ({sorted(set(calls))})")
     y = torch.cat(labels)[:n] if num_classes else None
@@ -148,12 +153,15 @@ def adaptive_note(sampler) -> list[str]:
 
 def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device,
                  diagnostics_dir: Path | None = None, per_checkpoint: dict | None = None,
-                 images=None) -> tuple[dict, np.ndarray]:
-    """One results row and the samples kept for figures. `per_checkpoint` caches what depends on the
-    checkpoint only (bits/dim), across the cells that sample it; `images` scores image samples."""
+                 images=None, shard: Shard = SINGLE) -> tuple[dict, np.ndarray] | None:
+    """One results row and the samples kept for figures; it writes nothing (but diagnostics on the main
+    process). `per_checkpoint` caches what depends on the checkpoint only (bits/dim), across the cells
+    that sample it; `images` scores image samples. Under several processes (`shard`) every process
+    samples its blocks and extracts its share of the features; the main one alone times the sampler
+    and returns the row (the others None)."""
     method, cfg, meta = load_model(cell, spec, run_dir, data, device)
     seed = spec.sampling_seed(cell)
-    if diagnostics_dir is not None and cell.seed in (None, spec.seed_list[0]):
+    if diagnostics_dir is not None and cell.seed in (None, spec.seed_list[0]) and shard.main:
         save_diagnostics(method, diagnostics_dir / f"{safe_name(cell.variant or cfg.method)}.npz")
     key = (str(run_dir), cfg.method, seed)
     cache = per_checkpoint if per_checkpoint is not None else {}
@@ -164,12 +172,16 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     guidance = cell.guidance_spec()
     sampler = build_sampler(cell.method, method, cell.steps, cell.options(), guidance=guidance)
     x, nfe, labels = draw_samples(sampler, method, n=spec.num_samples, seed=seed, batch=spec.sample_batch,
-                                  device=device, to_data=data.to_data, classes=spec.classes)
-    timing = time_sampler(sampler, method.denoisers(), method.data_shape, device, spec.timing, seed=seed,
-                          num_classes=method.num_classes(method.cfg), classes=spec.classes)
+                                  device=device, to_data=data.to_data, classes=spec.classes, shard=shard)
     unconditional = guidance is not None and guidance.w is None  # the null class: no class was asked for
     metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap,
                               labels=None if unconditional else labels)
+    if not shard.main:
+        return None  # the main process times the sampler, alone on the machine's cores but for idle waiters
+    timing = time_sampler(sampler, method.denoisers(), method.data_shape, device, spec.timing, seed=seed,
+                          num_classes=method.num_classes(method.cfg), classes=spec.classes)
+    if shard.world > 1:
+        notes = notes + [f"sampled by {shard.world} processes; timed on process 0 alone, the others waiting"]
     row = {
         **conditioning_columns(guidance, spec), "method": cell.method, "label": cell_label(cell, sampler.label),
         "variant": cell.variant,
@@ -206,6 +218,7 @@ def timing_columns(t) -> dict:
 
 
 def floor_row(spec: CompareSpec, data, images=None, seed: int | None = None) -> tuple[dict, np.ndarray]:
+    """Real data scored like a method (every process scores it: image features are sharded)."""
     seed = spec.seed if seed is None else seed
     x, labels = floor_samples(data, spec.num_samples, seed=seed, labelled=True)
     metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap,
@@ -222,12 +235,75 @@ def floor_row(spec: CompareSpec, data, images=None, seed: int | None = None) -> 
 
 def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir: Path,
             device: str = "auto", progress: bool = True, log: Callable[[str], None] = print,
-            resources: MetricResources = MetricResources()) -> pd.DataFrame:
+            resources: MetricResources = MetricResources(), shard: Shard | None = None) -> pd.DataFrame:
     """Run the whole grid; returns the results table (also written to results_dir/results.csv).
-    `resources` says where image-metric weights and caches are (never downloads by default)."""
+    `resources` says where image-metric weights and caches are (never downloads by default). Under
+    `accelerate launch` every process trains and samples its share; the main one alone logs and writes."""
+    shard = shard or Shard.current()
+    if not shard.main:
+        log, progress = _quiet, False
     results_dir, report_dir, runs_dir = Path(results_dir), Path(report_dir), Path(runs_dir)
     for path in (results_dir, report_dir, runs_dir):
         check_writable(path)
+    check_grid(results_dir, spec)
+    dev = shard.device(resolve_device(device))
+    code = git_sha()  # before this comparison writes anything: its own rewrite of committed rows is not "dirty"
+    run_cfgs = {cell: spec.run_config(cell) for cell in spec.cells}
+    data_cfg = next(iter(run_cfgs.values())).data if run_cfgs else None
+    data = load_dataset(data_cfg) if run_cfgs else None
+    for cfg in run_cfgs.values():  # a conditional model on unlabelled data (or with the wrong K) fails here, first
+        check_labels(cfg.method, methods.get_method(cfg.method).num_classes(cfg.model), data)
+    # image metrics: networks, weights and the classifier are set up (and checked) before any training
+    images = image_evaluator(data, options=spec.metrics, resources=resources, num_samples=spec.num_samples,
+                             data_cfg=data_cfg, device=dev, log=log, shard=shard) if run_cfgs else None
+
+    pending = ensure_checkpoints(spec, run_cfgs, runs_dir, progress=progress, log=log)
+    if shard.main:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        (results_dir / "samples").mkdir(exist_ok=True)
+        _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev, images, code=code)
+    weights = {cell: weights_sha256(spec.run_dir(cell, runs_dir), cfg) for cell, cfg in run_cfgs.items()}
+    store = ResultsStore(results_dir, spec, run_cfgs, weights, code=code, device=dev, writer=shard.main, log=log)
+    shard.barrier()  # every process has read the results before the main one adds to them
+
+    per_checkpoint: dict = {}
+    for seed in spec.seed_list:
+        seed = spec.seed if seed is None else seed
+        if _key(FLOOR_METHOD, "", "", "", seed) not in store.done:
+            log(f"[floor] scoring {spec.num_samples} real samples (seed {seed})")
+            store.save(*floor_row(spec, data, images, seed=seed))
+    for i, cell in enumerate(spec.cells, 1):
+        name = f"{cell.variant or cell.method}{'@' + cell.model_label if cell.model_label else ''} steps={cell.steps}"
+        name += f" seed={cell.seed}" if cell.seed is not None else ""
+        name += f" guidance={cell.guidance}" if cell.guidance else ""
+        if _cell_key(cell, spec, run_cfgs) in store.done:
+            log(f"[cell {i}/{len(spec.cells)}] {name}: already measured, skipped")
+            continue
+        log(f"[cell {i}/{len(spec.cells)}] {name}: sampling {spec.num_samples}, timing")
+        measured = measure_cell(cell, spec, spec.run_dir(cell, runs_dir), data, dev,
+                                diagnostics_dir=results_dir / "diagnostics", per_checkpoint=per_checkpoint,
+                                images=images, shard=shard)
+        if measured is not None:
+            row, samples = measured
+            store.save({**row, "weights_sha256": weights[cell]}, samples)
+        shard.barrier()  # the next cell starts together: timing never overlaps another process's sampling
+
+    if shard.main:
+        from bench.report import render_report
+        from bench.stats import write_summary
+
+        write_summary(results_dir)
+        render_report(results_dir, report_dir)
+    shard.barrier()
+    return read_results(results_dir)
+
+
+def _quiet(_: str) -> None:
+    """The log of a process other than the main one: it says nothing the main one does not."""
+
+
+def check_grid(results_dir: Path, spec: CompareSpec) -> None:
+    """A results folder is reused only for the same grid, and only when its spec.json says which."""
     old = _read_spec(results_dir)
     if old is None and (results_dir / "results.csv").exists():
         raise BenchError(f"{results_dir} holds a results.csv without spec.json: its grid cannot be checked, so its rows"
@@ -238,84 +314,59 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     if old is not None and old.get("grid_hash") != spec.grid_hash():
         raise BenchError(f"{results_dir} holds results of a different grid (suite {old.get('suite')!r});"
                          " choose another --out or delete it")
-    dev = resolve_device(device)
-    code = git_sha()  # before this comparison writes anything: its own rewrite of committed rows is not "dirty"
-    run_cfgs = {cell: spec.run_config(cell) for cell in spec.cells}
-    data_cfg = next(iter(run_cfgs.values())).data if run_cfgs else None
-    data = load_dataset(data_cfg) if run_cfgs else None
-    for cfg in run_cfgs.values():  # a conditional model on unlabelled data (or with the wrong K) fails here, first
-        check_labels(cfg.method, methods.get_method(cfg.method).num_classes(cfg.model), data)
-    # image metrics: networks, weights and the classifier are set up (and checked) before any training
-    images = image_evaluator(data, options=spec.metrics, resources=resources, num_samples=spec.num_samples,
-                             data_cfg=data_cfg, device=dev, log=log) if run_cfgs else None
 
-    # --- 1. train every checkpoint that is missing or unfinished --------------------------------
+
+def ensure_checkpoints(spec: CompareSpec, run_cfgs: dict, runs_dir: Path, *, progress: bool,
+                       log: Callable[[str], None]) -> dict[Path, object]:
+    """Train every checkpoint the grid samples that is missing or unfinished (all processes of a launch
+    train it together); returns {run folder: config} of the trainable ones."""
     pending = {spec.run_dir(cell, runs_dir): cfg for cell, cfg in run_cfgs.items()
                if methods.get_method(cfg.method).trainable}
     for i, (run_dir, cfg) in enumerate(pending.items(), 1):
         ensure_trained(cfg, run_dir, runs_dir=runs_dir, progress=progress, log=log,
                        what=f"[train {i}/{len(pending)}] {cfg.method} on {cfg.data.name} -> {run_dir}")
+    return pending
 
-    # --- 2. measure each cell; rows are saved as soon as they exist ------------------------------
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "samples").mkdir(exist_ok=True)
-    _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev, images, code=code)
-    by_run = {spec.run_dir(cell, runs_dir): weights_sha256(spec.run_dir(cell, runs_dir), cfg)
-              for cell, cfg in run_cfgs.items()}
-    weights = {cell: by_run[spec.run_dir(cell, runs_dir)] for cell in run_cfgs}
-    wanted = {_cell_key(c, spec, run_cfgs): weights[c] for c in spec.cells}
-    rows, stale = [], 0
-    for r in read_results(results_dir).to_dict("records"):
-        key = _row_key(r)
-        if key in wanted and r.get("weights_sha256") != wanted[key]:
-            stale += 1  # measured from other weights: measured again below
-            continue
-        if r.get("method") == FLOOR_METHOD and (r.get("git_sha"), r.get("device")) != (code, device_name(dev)):
-            stale += 1  # a floor row has no weights: it is kept only from this code on this device
-            continue
-        rows.append(r)
-    if stale:
-        log(f"{stale} rows in {results_dir} were measured from other weights, other code (the floor) or before"
-            " weights were recorded: measuring them again")
-        write_results(results_dir, rows)
-    done = {_row_key(r) for r in rows}
-    common = {"device": device_name(dev), "torch_threads": torch.get_num_threads(), "cpu_affinity": cpu_affinity(),
-              "git_sha": code}
-    if common["git_sha"].endswith("+dirty"):
-        log(f"warning: the working tree has uncommitted changes (code {common['git_sha']}): these rows cannot be"
-            " traced to a commit; commit first for results you keep")
 
-    def save(row: dict, samples: np.ndarray) -> None:
-        row = {**row, **common, "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-        np.savez_compressed(samples_path(results_dir, row["label"], row["seed"], spec), samples=samples)
-        rows.append(row)
-        write_results(results_dir, rows)
+class ResultsStore:
+    """results.csv of one grid: the rows worth keeping (a row measured from other weights, or a floor row
+    from other code or another device, is dropped to be measured again), the identities already done,
+    and `save`, which rewrites the CSV atomically with each new row (only where `writer`)."""
 
-    per_checkpoint: dict = {}
-    for seed in spec.seed_list:
-        seed = spec.seed if seed is None else seed
-        if _key(FLOOR_METHOD, "", "", "", seed) not in done:
-            log(f"[floor] scoring {spec.num_samples} real samples (seed {seed})")
-            save(*floor_row(spec, data, images, seed=seed))
-    for i, cell in enumerate(spec.cells, 1):
-        name = f"{cell.variant or cell.method}{'@' + cell.model_label if cell.model_label else ''} steps={cell.steps}"
-        name += f" seed={cell.seed}" if cell.seed is not None else ""
-        name += f" guidance={cell.guidance}" if cell.guidance else ""
-        if _cell_key(cell, spec, run_cfgs) in done:
-            log(f"[cell {i}/{len(spec.cells)}] {name}: already measured, skipped")
-            continue
-        log(f"[cell {i}/{len(spec.cells)}] {name}: sampling {spec.num_samples}, timing")
-        row, samples = measure_cell(cell, spec, spec.run_dir(cell, runs_dir), data, dev,
-                                    diagnostics_dir=results_dir / "diagnostics", per_checkpoint=per_checkpoint,
-                                    images=images)
-        save({**row, "weights_sha256": weights[cell]}, samples)
+    def __init__(self, results_dir: Path, spec: CompareSpec, run_cfgs: dict, weights: dict, *, code: str,
+                 device: torch.device, writer: bool, log: Callable[[str], None]):
+        self.results_dir, self.spec, self.writer = results_dir, spec, writer
+        wanted = {_cell_key(c, spec, run_cfgs): weights[c] for c in spec.cells}
+        self.rows, stale = [], 0
+        for r in read_results(results_dir).to_dict("records"):
+            key = _row_key(r)
+            if key in wanted and r.get("weights_sha256") != wanted[key]:
+                stale += 1  # measured from other weights: measured again
+                continue
+            if r.get("method") == FLOOR_METHOD and (r.get("git_sha"), r.get("device")) != (code, device_name(device)):
+                stale += 1  # a floor row has no weights: it is kept only from this code on this device
+                continue
+            self.rows.append(r)
+        if stale:
+            log(f"{stale} rows in {results_dir} were measured from other weights, other code (the floor) or before"
+                " weights were recorded: measuring them again")
+            if writer:
+                write_results(results_dir, self.rows)
+        self.done = {_row_key(r) for r in self.rows}
+        self.common = {"device": device_name(device), "torch_threads": torch.get_num_threads(),
+                       "cpu_affinity": cpu_affinity(), "git_sha": code}
+        if code.endswith("+dirty"):
+            log(f"warning: the working tree has uncommitted changes (code {code}): these rows cannot be"
+                " traced to a commit; commit first for results you keep")
 
-    from bench.report import render_report
-    from bench.stats import write_summary
-
-    write_summary(results_dir)
-    render_report(results_dir, report_dir)
-    return read_results(results_dir)
+    def save(self, row: dict, samples: np.ndarray) -> None:
+        if not self.writer:
+            return
+        row = {**row, **self.common,
+               "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+        np.savez_compressed(samples_path(self.results_dir, row["label"], row["seed"], self.spec), samples=samples)
+        self.rows.append(row)
+        write_results(self.results_dir, self.rows)
 
 
 def weights_sha256(run_dir: Path, cfg) -> str:

@@ -21,6 +21,8 @@ import torch
 from bench.checkpoint import latest_checkpoint
 from tests.test_faults import assert_same_weights, stats_steps
 
+pytestmark = pytest.mark.multiprocess  # about 2 minutes: `pytest -m multiprocess` (.ci/run runs them)
+
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
@@ -123,3 +125,43 @@ def test_processes_whose_weights_drift_apart_are_an_error_not_a_checkpoint(tiny_
     assert result.returncode != 0
     assert "error: the processes' weights differ at step 10" in result.stderr, result.stderr[-3000:]
     assert latest_checkpoint(tmp_path / "run") is None
+
+
+def compare_args(suite: Path, out: Path, *extra: str) -> list[str]:
+    return ["compare", "--suite", str(suite), "--out", str(out), "--runs-dir", "runs", "--no-progress", *extra]
+
+
+def same_results(one: Path, two: Path, metrics: list[str], rtol: float = 0.0) -> pd.DataFrame:
+    a, b = pd.read_csv(one / "results.csv"), pd.read_csv(two / "results.csv")
+    assert list(a["label"]) == list(b["label"]) and len(b) == len(set(b["label"]))  # one row per cell
+    for col in metrics:
+        assert np.allclose(a[col].astype(float), b[col].astype(float), rtol=rtol, atol=0, equal_nan=True), col
+    names = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())  # noqa: E731
+    assert names(one) == names(two)  # one copy of each file, written once
+    for f in (one / "samples").glob("*.npz"):
+        assert np.array_equal(np.load(f)["samples"], np.load(two / "samples" / f.name)["samples"]), f.name
+    return b
+
+
+def test_a_two_process_compare_gives_the_one_process_samples_and_metrics(tiny_suite, tmp_path):
+    one = launch(compare_args(tiny_suite, tmp_path / "one"), tmp_path, processes=1)  # trains the checkpoint
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = launch(compare_args(tiny_suite, tmp_path / "two"), tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert two.stdout.count("results: ") == 1  # one process speaks for the launch
+    b = same_results(tmp_path / "one", tmp_path / "two", ["nfe_measured", "modes", "hq_fraction", "mode_kl", "swd"])
+    rows = b[b["method"] != "data"]
+    assert rows["notes"].str.contains("sampled by 2 processes; timed on process 0 alone").all()
+    assert rows["sample_ms_per_100"].notna().all()
+
+
+def test_a_two_process_image_compare_shards_the_features(tiny_image_suite, shared_data, fid_weights, tmp_path):
+    extra = ["--data-dir", str(shared_data), "--fid-weights", str(fid_weights), "--num-samples", "12"]  # 2 blocks
+    one = launch(compare_args(tiny_image_suite, tmp_path / "one", *extra, "--cache-dir", str(tmp_path / "c1")),
+                 tmp_path, processes=1)
+    assert one.returncode == 0, one.stderr[-3000:]
+    # a cache of its own: the reference features are extracted by both processes too
+    two = launch(compare_args(tiny_image_suite, tmp_path / "two", *extra, "--cache-dir", str(tmp_path / "c2")), tmp_path)
+    assert two.returncode == 0, two.stderr[-3000:]
+    b = same_results(tmp_path / "one", tmp_path / "two", ["fid", "kid", "precision", "recall"], rtol=1e-4)
+    assert b["fid"].notna().all()

@@ -28,14 +28,15 @@ def is_image_data(data) -> bool:
 
 
 def image_evaluator(data, *, options: MetricOptions, resources: MetricResources, num_samples: int, data_cfg,
-                    device: torch.device, log: Callable[[str], None] = print):
-    """The evaluator of an image dataset (None for toy data, which needs none)."""
+                    device: torch.device, log: Callable[[str], None] = print, shard=None):
+    """The evaluator of an image dataset (None for toy data, which needs none); `shard` spreads its feature
+    extraction over the processes of a launch (bench/shard.py)."""
     if not is_image_data(data):
         return None
     from bench.metrics.images import ImageEvaluator
 
     return ImageEvaluator(data, options=options, resources=resources, num_samples=num_samples, data_cfg=data_cfg,
-                          device=device, log=log)
+                          device=device, log=log, shard=shard)
 
 
 def evaluate(data, samples: torch.Tensor, *, seed: int, images=None, bootstrap: int = 0,

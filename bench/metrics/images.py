@@ -53,9 +53,14 @@ class ImageEvaluator:
     """Loads the extractors and the classifier once; `evaluate(x)` scores one set of samples."""
 
     def __init__(self, data, *, options: MetricOptions, resources: MetricResources, num_samples: int,
-                 data_cfg: DataConfig, device: torch.device, log: Callable[[str], None] = print):
+                 data_cfg: DataConfig, device: torch.device, log: Callable[[str], None] = print, shard=None):
+        """`shard` (bench/shard.py): under several processes each extracts the features of its slice of
+        the images, and the slices are gathered; only the main process writes the caches."""
+        from bench.shard import SINGLE
+
         validate_options(options)
         self.data, self.options, self.resources, self.device, self.log = data, options, resources, device, log
+        self.shard = shard or SINGLE
         try:
             self.info = get_dataset_info(data.name)
         except BenchError:  # an image set without a registration (tests, a caller's own data): no domain facts
@@ -76,7 +81,7 @@ class ImageEvaluator:
         if self.prc is not None and self.k <= options.prc_k:
             raise BenchError(f"precision/recall with k = {options.prc_k} need more than {options.prc_k} samples, got"
                              f" {self.k}: give more samples, or set metrics.precision_recall = \"off\"")
-        self.classifier = self._load_classifier(data_cfg)
+        self.classifier = self._load_classifier_main_first(data_cfg)
         if self.n_ref < (options.reference_samples or self.k):
             self.notes.append(f"The training split holds only {self.n_ref} images for the reference set")
         self._refs: dict[tuple[str, str, int], torch.Tensor] = {}
@@ -116,6 +121,18 @@ class ImageEvaluator:
             self.unavailable["precision_recall"] = f"Precision/recall unavailable: {why} and no Inception network"
         return self.inception
 
+    def _load_classifier_main_first(self, data_cfg: DataConfig) -> Classifier | None:
+        """The main process trains and caches a missing classifier; the others then load it."""
+        if self.shard.world == 1:
+            return self._load_classifier(data_cfg)
+        if self.shard.main:
+            clf = self._load_classifier(data_cfg)
+        self.shard.barrier()
+        if not self.shard.main:
+            clf = self._load_classifier(data_cfg)
+        self.shard.barrier()
+        return clf
+
     def _load_classifier(self, data_cfg: DataConfig) -> Classifier | None:
         source = self.info.classifier or None
         if not self.options.classifier:
@@ -145,8 +162,8 @@ class ImageEvaluator:
             else:
                 self.log(f"{ext.label} features of {n} training images (the reference set; computed once"
                          f"{'' if path is None else ', then cached'})")
-                feats = ext(x)[layer]
-                if path is not None:
+                feats = self.shard.map_rows(ext, x)[layer]
+                if path is not None and self.shard.main:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npy")
                     np.save(tmp, feats.numpy())
@@ -157,7 +174,7 @@ class ImageEvaluator:
     def _domain_reference(self) -> dict[str, np.ndarray]:
         if self._domain_stats is None:
             x = self.data.train_x[reference_indices(len(self.data.train_x), self.n_ref_domain)]
-            self._domain_stats = fidelity.statistics(domain.classify(self.classifier, x)[1])
+            self._domain_stats = fidelity.statistics(self._classify(x)[1])
         return self._domain_stats
 
     # --- scoring ------------------------------------------------------------------------------------
@@ -176,7 +193,7 @@ class ImageEvaluator:
         pool3, domain_feats = None, None
         if self.inception is not None:
             self.log(f"  {self.inception.label} features of {len(x[:self.k])} samples")
-            feats = self.inception(x[:self.k])
+            feats = self.shard.map_rows(self.inception, x[:self.k])
             pool3 = feats[POOL3]
             metrics.update(self._inception_metrics(feats))
         if self.prc is not None:
@@ -210,7 +227,7 @@ class ImageEvaluator:
             gen, ref = pool3, self._reference(self.inception, POOL3, self.n_ref)
         else:
             self.log(f"  {self.prc.label} features of {len(x)} samples")
-            gen, ref = self.prc(x)[VGG16_LAYER], self._reference(self.prc, VGG16_LAYER, self.n_ref)
+            gen, ref = self.shard.map_rows(self.prc, x)[VGG16_LAYER], self._reference(self.prc, VGG16_LAYER, self.n_ref)
         precision, recall = fidelity.precision_recall(gen.to(self.device), ref.to(self.device), k=self.options.prc_k)
         return {"precision": precision, "recall": recall}
 
@@ -229,7 +246,7 @@ class ImageEvaluator:
 
     def _domain_metrics(self, x: torch.Tensor, labels: torch.Tensor | None = None
                         ) -> tuple[dict[str, float], torch.Tensor]:
-        log_probs, feats = domain.classify(self.classifier, x)
+        log_probs, feats = self._classify(x)
         cond = {} if labels is None else conditional_metrics(log_probs.argmax(1), labels)
         out = {"fd_classifier": fidelity.frechet_distance(fidelity.statistics(feats), self._domain_reference())}
         if len(x) >= fidelity.IS_SPLITS:
@@ -237,6 +254,11 @@ class ImageEvaluator:
         if self.info.digit_triples:
             out.update(domain.stacked_modes(log_probs))
         return {**out, **cond}, feats
+
+    def _classify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probabilities, penultimate features) of the domain classifier, sharded like every extractor."""
+        out = self.shard.map_rows(lambda v: dict(zip(("log_probs", "feats"), domain.classify(self.classifier, v))), x)
+        return out["log_probs"], out["feats"]
 
     # --- provenance ---------------------------------------------------------------------------------
     def describe(self) -> dict:
