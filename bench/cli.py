@@ -79,6 +79,8 @@ def train(
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: --set train.steps=1000."),
     out: Optional[Path] = typer.Option(None, help="Run folder (default: RUNS_DIR/<id>-<method>-<dataset>...)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's latest checkpoint."),
+    log_with: Optional[str] = typer.Option(None, "--log-with", help="Also log to an Accelerate tracker: tensorboard"
+                                                                   " (event files in RUN/logs; off by default)."),
     runs_dir: Path = RUNS_DIR,
     data_dir: str = DATA_DIR,
     progress: Optional[bool] = PROGRESS,
@@ -89,7 +91,7 @@ def train(
     with user_errors():
         run_dir = train_command(method, dataset=dataset, preset=preset, config=config, T=T, sets=set_ or [],
                                 out=out, resume=resume, runs_dir=runs_dir, data_dir=data_dir,
-                                progress=_progress(progress), log=typer.echo)
+                                progress=_progress(progress), log=typer.echo, log_with=log_with)
         typer.echo(f"run: {run_dir}")
 
 

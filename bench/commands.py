@@ -28,7 +28,7 @@ def _method(name: str) -> type[methods.Method]:
 
 def train_command(method: str, *, dataset: str | None, preset: str | None, config: Path | None, T: int | None,
                   sets: list[str], out: Path | None, resume: bool, runs_dir: Path, data_dir: str, progress: bool,
-                  log: Callable[[str], None]) -> Path:
+                  log: Callable[[str], None], log_with: str | None = None) -> Path:
     from bench.train import train
 
     if method not in methods.list_methods() and method in methods.list_samplers():
@@ -48,6 +48,8 @@ def train_command(method: str, *, dataset: str | None, preset: str | None, confi
         flags["model.T"] = T
     if data_dir:
         flags["data.root"] = data_dir
+    if log_with is not None:
+        flags["train.log_with"] = log_with
     preset = preset or get_dataset_info(dataset or "gaussians25").preset
     cfg = resolve_run_config(method, model_cls=cls.Config, preset=preset, dataset=dataset, config_file=config,
                              flags=flags, sets=parse_sets(sets))

@@ -63,12 +63,13 @@ class TrainConfig:
     preview_steps: int = 0  # sampler steps for the preview; 0: the method's largest valid count
     eval_every: int = 0  # steps between held-out evaluations of the method's eval_metrics (VDM: bits/dim); 0 disables
     eval_samples: int = 1000  # held-out examples per evaluation (images: the first n of the test split)
+    log_with: str = ""  # "" | tensorboard: also log every stats.jsonl record to an Accelerate tracker (run_dir/logs)
 
 
 # Fields that do not change what is trained: left out of the run id and of mismatch checks.
 CADENCE_KEYS = frozenset({"data.root", "data.download", "train.ckpt_every", "train.keep_checkpoints",
                           "train.log_every", "train.preview_samples", "train.preview_steps", "train.eval_every",
-                          "train.eval_samples"})
+                          "train.eval_samples", "train.log_with"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,6 +387,7 @@ def diff_configs(a: RunConfig, b: RunConfig, *, ignore: frozenset[str] = CADENCE
 
 
 MAX_SEED = 2**31 - 1
+TRACKERS = ("", "tensorboard")  # Accelerate trackers `train.log_with` may name ("" = none)
 MAX_WIDTH = 16_384  # widest layer any network may ask for (a 2-D MLP of 16k units is already ~0.5 G weights)
 WIDTH_KEYS = {"hidden", "emb_dim", "z_emb_dim", "t_emb_dim", "nz", "nf", "ngf", "channels"}
 
@@ -425,6 +427,7 @@ def validate_train(cfg: TrainConfig) -> None:
         (cfg.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
         (cfg.eval_every >= 0, "train.eval_every must be >= 0 (0 disables held-out evaluation)"),
         (cfg.eval_samples >= 1, "train.eval_samples must be >= 1"),
+        (cfg.log_with in TRACKERS, f"train.log_with must be one of: {', '.join(repr(t) for t in TRACKERS)}"),
     ]
     for ok, msg in checks:
         if not ok:

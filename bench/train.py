@@ -200,6 +200,18 @@ def ensure_trained(cfg: RunConfig, run_dir: Path, *, runs_dir: Path, progress: b
             lock.release()
 
 
+def _tracker(name: str) -> str | None:
+    """The Accelerate tracker `train.log_with` names, checked to be installed before any work."""
+    if not name:
+        return None
+    try:
+        __import__("tensorboard")
+    except ImportError:
+        raise BenchError(f"train.log_with={name} needs the tensorboard package: pip install 'bench[tracking]'"
+                         " (or pip install tensorboard)") from None
+    return name
+
+
 def no_accelerator() -> bool:
     """No GPU (or MPS) here: Accelerate must be told to use the CPU, or under `accelerate launch` /
     torchrun it sets up one independent process per rank instead of one gloo process group."""
@@ -270,8 +282,10 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     run_dir = Path(run_dir)
     # find_unused_parameters: a phase may leave parameters without gradients (DDGAN's generator in the
     # discriminator phase, frozen parents, target networks); DDP then still reduces the rest correctly
+    tracker = _tracker(cfg.train.log_with)
     accelerator = Accelerator(mixed_precision=cfg.train.mixed_precision, cpu=no_accelerator(),
-                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+                              log_with=tracker, project_dir=str(run_dir / "logs") if tracker else None)
     check_launch(accelerator)
     if cfg.train.batch_size % accelerator.num_processes:
         raise BenchError(f"train.batch_size={cfg.train.batch_size} is not divisible by"
@@ -321,6 +335,9 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
         avg.to(accelerator.device)
 
     held_out = HeldOut(method, data, cfg) if accelerator.is_main_process else None
+    if tracker:  # hyperparameters as the tracker takes them: scalars and text
+        accelerator.init_trackers(run_dir.name, config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                                        for k, v in cfg.semantic_dict().items()})
 
     def checkpoint(at: int) -> None:
         accelerator.wait_for_everyone()
@@ -368,6 +385,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
                 if accelerator.is_main_process:
                     with open(run_dir / "stats.jsonl", "a") as f:
                         f.write(json.dumps(record) + "\n")
+                if tracker:
+                    accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
                 bar.update(step, record)
                 t_log, step_log = now, step
                 if held_out is not None:
@@ -379,7 +398,11 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
             if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps or stopping:
                 checkpoint(step)
             if stopping:
+                if tracker:
+                    accelerator.end_training()
                 raise BenchError(f"interrupted at step {step}; checkpoint saved in {run_dir}; continue with --resume")
+    if tracker:
+        accelerator.end_training()
     if accelerator.is_main_process and cfg.train.preview_samples > 0:
         _preview(accelerator.unwrap_model(model), ema, data, cfg, run_dir, accelerator.device, log)
     return run_dir

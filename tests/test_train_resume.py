@@ -98,3 +98,29 @@ def test_weights_made_non_finite_by_a_finite_loss_are_never_saved(tiny_preset, t
         train(cfg, tmp_path / "run", progress=False, log=lambda s: None)
     assert "the last good checkpoint is step-00000002" in str(err.value)
     assert [c.name for c in list_checkpoints(tmp_path / "run")] == ["step-00000001", "step-00000002"]
+
+
+def test_log_with_tensorboard_writes_event_files_with_the_logged_losses(tiny_preset, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.conftest import invoke
+
+    result = invoke(["train", "ddpm", "--preset", str(tiny_preset), "--out", str(tmp_path / "run"), "--no-progress",
+                     "--log-with", "tensorboard"], tmp_path)
+    assert result.exit_code == 0, result.output
+    events = list((tmp_path / "run" / "logs").rglob("events.out.tfevents.*"))
+    assert events, "no tensorboard event file"
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    stats = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    logged = acc.Scalars("model/loss")
+    assert [e.step for e in logged] == [s["step"] for s in stats]
+    assert [round(e.value, 5) for e in logged] == [round(s["model/loss"], 5) for s in stats]
+    # off by default; an unknown tracker is one line before any work
+    plain = invoke(["train", "ddpm", "--preset", str(tiny_preset), "--out", str(tmp_path / "plain"), "--no-progress"],
+                   tmp_path)
+    assert plain.exit_code == 0 and not (tmp_path / "plain" / "logs").exists()
+    bad = invoke(["train", "ddpm", "--preset", str(tiny_preset), "--out", str(tmp_path / "x"), "--log-with", "wandb"],
+                 tmp_path)
+    assert bad.exit_code == 2 and "train.log_with must be one of: '', 'tensorboard'" in bad.output
+    assert not (tmp_path / "x").exists()
