@@ -117,6 +117,10 @@ def compare(
                                            "guidance w, e.g. 0,0.5,1,uncond (diffusers' guidance_scale = 1 + w)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="Class-conditional models: 'uniform' (seeded per"
                                                                   " block, the default) or one class index."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Networks while sampling: fp32 (default) or"
+                                                                      " bf16 (autocast; solver arithmetic stays fp32)."),
+    compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks while"
+                                                                                 " sampling (recorded in every row)."),
     out: Optional[Path] = typer.Option(None, help="Write results.csv, spec.json and report.md here."),
     device: str = DEVICE,
     runs_dir: Path = RUNS_DIR,
@@ -137,7 +141,7 @@ def compare(
                                               nfe=nfe,
                                               num_samples=num_samples, seed=seed, seeds=seeds,
                                               bootstrap=bootstrap, guidance=guidance, classes=classes,
-                                              out=out, device=device,
+                                              precision=precision, compile_=compile_, out=out, device=device,
                                               runs_dir=runs_dir, data_dir=data_dir, progress=_progress(progress),
                                               log=typer.echo, resources=resources)
         from bench.shard import Shard
@@ -161,6 +165,8 @@ def sample(
     guidance: Optional[str] = typer.Option(None, help="Class-conditional runs: guidance w (0 = conditional, no"
                                                       " guidance; diffusers' guidance_scale is 1 + w) or 'uncond'."),
     classes: str = typer.Option("uniform", help="Class-conditional runs: 'uniform' (seeded per block) or one class."),
+    precision: str = typer.Option("fp32", "--precision", help="Networks while sampling: fp32 or bf16 (autocast)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the networks while sampling."),
     device: str = DEVICE,
 ):
     """Draw samples from a trained run into an .npz file (to score here or on another machine)."""
@@ -169,7 +175,7 @@ def sample(
     with user_errors():
         path = sample_command(run, steps=steps, num=num, out=out, method=method, seed=seed, batch=batch,
                               sampler_opts=opt or [], device=device, log=typer.echo, guidance=guidance,
-                              classes=classes)
+                              classes=classes, precision=precision, compile_=compile_)
         typer.echo(f"samples: {path}")
 
 

@@ -63,7 +63,8 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
                     resources: MetricResources | None = None, nfe: str | None = None,
                     model: str | None = None, seeds: str | None = None,
                     bootstrap: int | None = None, guidance: str | None = None,
-                    classes: str | None = None) -> tuple[Path, Path]:
+                    classes: str | None = None, precision: str | None = None,
+                    compile_: bool | None = None) -> tuple[Path, Path]:
     from bench.runner import compare
 
     resolve_device(device)  # a bad --device fails before any work
@@ -73,7 +74,8 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
                                 models_=parse_names(model, "--model") if model else None,
                                 num_samples=num_samples, seed=seed, data_root=data_dir,
                                 seeds=parse_int_list(seeds, "--seeds") if seeds else None, bootstrap=bootstrap,
-                                guidance=parse_names(guidance, "--guidance") if guidance else None, classes=classes)
+                                guidance=parse_names(guidance, "--guidance") if guidance else None, classes=classes,
+                                precision=precision, compile_=compile_)
     results_dir = Path(out) if out else Path("results") / spec.name
     report_dir = Path(out) if out else Path("reports") / spec.name
     compare(spec, runs_dir=runs_dir, results_dir=results_dir, report_dir=report_dir, device=device,
@@ -126,8 +128,9 @@ def metric_resources(*, fid_weights: str, vgg16_weights: str, cache_dir: Path | 
 
 def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method: str | None, seed: int, batch: int,
                    sampler_opts: list[str], device: str, log: Callable[[str], None], guidance: str | None = None,
-                   classes: str = "uniform") -> Path:
+                   classes: str = "uniform", precision: str = "fp32", compile_: bool = False) -> Path:
     """Sample a trained run into FILE.npz (uint8 N x C x H x W images, or float N x 2 toy points)."""
+    from bench import runtime
     from bench.data.images import to_uint8
     from bench.provenance import device_name, git_sha
     from bench.checkpoint import check_writable
@@ -136,6 +139,7 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
     from bench.samples import write_samples
     from bench.spec import sampler_options
 
+    runtime.check(precision, compile_)
     out = Path(out)
     if out.suffix != ".npz":
         raise BenchError(f"--out must name an .npz file, got {out}")
@@ -164,6 +168,7 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
     dev = resolve_device(device)
     check_writable(out.parent)
     m, cfg, meta = load_method(run, device=dev)
+    runtime.prepare(m.denoisers(), precision=precision, compile_=compile_, device=dev)
     sampler = build_sampler(cls.name, m, steps, options, guidance=sample_guidance(m, guidance, classes))
     image = get_dataset_info(cfg.data.name).kind == "image"
     log(f"sampling {num} with {sampler.label} from {run}")
@@ -175,7 +180,8 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
         "label": sampler.label, "steps": steps, "nfe_declared": sampler.nfe, "nfe_measured": nfe, "seed": seed,
         "batch": min(batch, num), "num_samples": num, "checkpoint_step": meta["step"], "dataset": cfg.data.name,
         "layout": "N x C x H x W uint8" if image else "N x 2 float32", "shape": list(x.shape),
-        "sampler_settings": sampler.settings, "device": device_name(dev), "git_sha": git_sha()})
+        "sampler_settings": sampler.settings, **runtime.describe(precision, compile_), "device": device_name(dev),
+        "git_sha": git_sha()})
     return out
 
 

@@ -485,6 +485,8 @@ def _render(df: pd.DataFrame, per_seed: pd.DataFrame, spec: dict, seeded: bool, 
         f"- device: {spec.get('device')}, torch threads: {spec.get('torch_threads')}, CPU affinity:"
         f" {spec.get('cpu_affinity', 'not recorded')}, code: {spec.get('git_sha')}",
         "- versions: " + ", ".join(f"{k} {v}" for k, v in spec.get("versions", {}).items()),
+        f"- networks while sampling: {grid.get('precision', 'fp32')}"
+        f"{', torch.compile' if grid.get('compile') else ''} (columns network_precision, network_compile)",
         _protocol(timing, interleaved=bool(per_seed["sample_ms_per_100_iqr"].notna().any())),
         f"- rerun: `bench compare --suite {spec['suite']}` (training is cached in the runs folder);"
         f" re-render: `bench report {results_dir}`",

@@ -35,6 +35,7 @@ from bench.runs import build_sampler, load_method
 from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, key_text, safe_name
 from bench.spec import Cell, CompareSpec
 from bench.timing import block_labels, block_noise, call_sampler, count_calls, cpu_affinity, time_sampler
+from bench import runtime
 from bench.shard import SINGLE, Shard
 from bench.train import ensure_trained
 
@@ -160,6 +161,7 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     samples its blocks and extracts its share of the features; the main one alone times the sampler
     and returns the row (the others None)."""
     method, cfg, meta = load_model(cell, spec, run_dir, data, device)
+    runtime.prepare(method.denoisers(), precision=spec.precision, compile_=spec.compile, device=device)
     seed = spec.sampling_seed(cell)
     if diagnostics_dir is not None and cell.seed in (None, spec.seed_list[0]) and shard.main:
         save_diagnostics(method, diagnostics_dir / f"{safe_name(cell.variant or cfg.method)}.npz")
@@ -191,6 +193,7 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
         **metrics, **likelihood,
         "run_id": cfg.run_id(), "checkpoint_step": meta["step"],
         "sampler_settings": json.dumps(sampler.settings, sort_keys=True, default=str),
+        **runtime.describe(spec.precision, spec.compile),
         "notes": "; ".join(budget_note(cell, nfe) + adaptive_note(sampler) + notes + bpd_notes
                            + ([timing.flag] if timing.flag else [])),
     }

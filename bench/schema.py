@@ -43,7 +43,10 @@ Intervals      bootstrap (resamples, when the grid asks for them), bootstrap_ci 
                the seeds axis, summarised in summary.csv by bench/stats.py)
 Provenance     run_id, checkpoint_step, weights_sha256 (of the checkpoint's weight files; a row is
                reused by a later `bench compare` only when it matches the checkpoint there; "exact"
-               for a model with no weights), sampler_settings (JSON), device, torch_threads, cpu_affinity
+               for a model with no weights), sampler_settings (JSON), network_precision (fp32 | bf16: how the
+               networks ran while sampling) and network_compile (torch.compile of their forwards;
+               bench/runtime.py), device,
+               torch_threads, cpu_affinity
                (the CPUs the process could run on), git_sha,
                timestamp, notes (why a metric is empty)
 Empty cells mean "does not apply / unavailable"; `notes` says which and why.
@@ -63,7 +66,9 @@ LIKELIHOOD = ["bpd"]
 INTERVALS = ["bootstrap", "bootstrap_ci"]
 IMAGE = ["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "fd_classifier", "is_classifier",
          "inception_samples", "reference_samples"]
-PROVENANCE = ["run_id", "checkpoint_step", "weights_sha256", "sampler_settings", "device", "torch_threads",
+PROVENANCE = ["run_id", "checkpoint_step", "weights_sha256", "sampler_settings", "network_precision", "network_compile",
+              "device",
+              "torch_threads",
               "cpu_affinity", "git_sha", "timestamp", "notes"]
 
 COLUMNS = IDENTITY + SPEED + TOY + IMAGE + CONDITIONAL + LIKELIHOOD + INTERVALS + PROVENANCE

@@ -97,6 +97,8 @@ class CompareSpec:
     bootstrap: int = 0  # resamples for a bootstrap interval over samples within each row; 0 = none
     guidance: tuple[str, ...] = ()  # the guidance axis of class-conditional models; () = w 0 (conditional)
     classes: str = "uniform"  # the classes a conditional model is asked for: uniform (seeded per block) or one class
+    precision: str = "fp32"  # how the networks run while sampling: fp32 or bf16 (bench/runtime.py)
+    compile: bool = False  # torch.compile the networks' forwards while sampling
 
     @property
     def conditional(self) -> bool:
@@ -113,6 +115,10 @@ class CompareSpec:
                 d.pop(key)
         if d["classes"] == "uniform":
             d.pop("classes")
+        if d["precision"] == "fp32":
+            d.pop("precision")
+        if not d["compile"]:
+            d.pop("compile")
         d["cells"] = [c.as_dict() for c in self.cells]
         if get_dataset_info(self.dataset).kind != "image":
             d.pop("metrics")  # toy metrics have no options
@@ -299,8 +305,13 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
            steps: list[int] | None = None, nfe: list[int] | None = None, models_: list[str] | None = None,
            num_samples: int | None = None, seed: int | None = None, data_root: str = "",
            seeds: list[int] | None = None, bootstrap: int | None = None, guidance: list[str] | None = None,
-           classes: str | None = None) -> CompareSpec:
+           classes: str | None = None, precision: str | None = None, compile_: bool | None = None) -> CompareSpec:
+    from bench import runtime
+
     dataset = dataset or raw.get("dataset", "gaussians25")
+    precision = raw.get("precision", "fp32") if precision is None else precision
+    compile_ = bool(raw.get("compile", False)) if compile_ is None else compile_
+    runtime.check(precision, compile_)
     info = get_dataset_info(dataset)
     metrics = build(MetricOptions, raw.get("metrics", {}), "metrics.")
     validate_options(metrics)
@@ -390,7 +401,8 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
                        sample_batch=int(raw.get("sample_batch", 1000)),
                        timing=build(TimingSpec, raw.get("timing", {}), "timing."), data_root=data_root,
                        bpd_images=int(raw.get("bpd_images", 10_000)), metrics=metrics, notes=tuple(notes),
-                       seeds=tuple(seeds), bootstrap=bootstrap, guidance=tuple(guidance_axis), classes=classes)
+                       seeds=tuple(seeds), bootstrap=bootstrap, guidance=tuple(guidance_axis), classes=classes,
+                       precision=precision, compile=compile_)
 
 
 def _guidance_axis(values: list) -> list[str]:
@@ -429,7 +441,8 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
                          models_: list[str] | None = None, num_samples: int | None = None, seed: int | None = None,
                          data_root: str = "", seeds: list[int] | None = None,
                          bootstrap: int | None = None, guidance: list[str] | None = None,
-                         classes: str | None = None) -> CompareSpec:
+                         classes: str | None = None, precision: str | None = None,
+                         compile_: bool | None = None) -> CompareSpec:
     """The suite's grid with command-line overrides; every error is raised before anything runs.
 
     The result is named after the suite when the grid is the suite's own, else
@@ -442,7 +455,7 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
     raw = load_suite(suite)
     spec = _build(suite, raw, names=methods_, dataset=dataset, steps=steps, nfe=nfe, models_=models_,
                   num_samples=num_samples, seed=seed, data_root=data_root, seeds=seeds, bootstrap=bootstrap,
-                  guidance=guidance, classes=classes)
+                  guidance=guidance, classes=classes, precision=precision, compile_=compile_)
     try:
         own = _build(suite, raw).grid_hash()
     except BenchError:  # the suite's own grid needs a dataset argument (the folder suite)

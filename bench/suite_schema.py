@@ -112,6 +112,12 @@ def _classes(value: Any) -> None:
         raise BenchError(f"classes must be \"uniform\" or one class index >= 0, got {value!r}")
 
 
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise BenchError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
 def _notes(value: Any) -> None:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise BenchError(f"notes must be a list of strings, got {value!r}")
@@ -131,6 +137,8 @@ CHECKS = {
     "bootstrap": lambda v: _int(v, "bootstrap", 0, MAX_BOOTSTRAP),
     "guidance": _guidance,
     "classes": _classes,
+    "precision": lambda v: _str(v, "precision"),  # fp32 | bf16, checked with the grid (bench/runtime.py)
+    "compile": lambda v: _bool(v, "compile"),
     "sample_batch": lambda v: _int(v, "sample_batch", 1, MAX_SAMPLES),
     "bpd_images": lambda v: _int(v, "bpd_images", 1, MAX_SAMPLES),
     "notes": _notes,
