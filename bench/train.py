@@ -311,7 +311,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
         if accelerator.is_main_process:  # config.json first: a folder holding a cache is always a run
             _write_run_files(cfg, run_dir, accelerator.device, processes=accelerator.num_processes)
         accelerator.wait_for_everyone()
-        method.attach_parents(parents, run_dir=run_dir, seed=cfg.train.seed, log=log)
+        with accelerator.main_process_first():  # a parent's cache (reflow couplings) is written once, then read
+            method.attach_parents(parents, run_dir=run_dir, seed=cfg.train.seed, log=log)
     groups = method.param_groups()
     optimizers = {name: torch.optim.AdamW(g.params, lr=g.lr, betas=g.betas, weight_decay=g.weight_decay)
                   for name, g in groups.items()}

@@ -165,3 +165,12 @@ def test_a_two_process_image_compare_shards_the_features(tiny_image_suite, share
     assert two.returncode == 0, two.stderr[-3000:]
     b = same_results(tmp_path / "one", tmp_path / "two", ["fid", "kid", "precision", "recall"], rtol=1e-4)
     assert b["fid"].notna().all()
+
+
+def test_logged_values_are_averaged_over_the_processes(tiny_preset, tmp_path):
+    script = WRAP.format(method="ddpm", step="step", action="pass").replace(
+        "    return out\n", '    return {**out, "probe": out["loss"].detach() * 0 + float(os.environ["RANK"])}\n')
+    result = launch(train_args(tiny_preset, "ddpm", tmp_path / "run", 20), tmp_path, script=script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert [s["model/probe"] for s in stats] == [0.5, 0.5]  # ranks 0 and 1: the mean, not rank 0's 0
