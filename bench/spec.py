@@ -382,8 +382,13 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
                     fixed = ", ".join(f"{k}={getattr(base, k)}" for k in model.steps_overrides(1))
                     raise BenchError(f"--model {model_name} was trained for its own step count ({fixed}); ask for"
                                      " those steps")
+            axis = (guidance_axis or ["0"]) if conditional else [""]
+            if conditional and not model.guided and axis != ["0"]:  # DDGAN: conditional, never guided
+                notes.append(f"{name} on {model_name}: conditional without guidance, so only guidance 0 (it trains no"
+                             " null class)")
+                axis = ["0"]
             for s, budget in pairs:
-                for g in (guidance_axis or ["0"]) if conditional else [""]:
+                for g in axis:
                     cell = Cell(method=sampler.name, steps=s, variant=name if name != sampler.name else "",
                                 overrides=tuple(sorted(overrides.items())), sampler=tuple(sorted(opts.items())),
                                 model=model.name if model_name in pinned else

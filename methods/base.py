@@ -105,6 +105,8 @@ class Method(nn.Module):
     key_params: ClassVar[tuple[str, ...]] = ()  # config fields that name a run folder, e.g. ("T",)
     summary: ClassVar[str] = ""  # one line for `bench list`
     target_modules: dict[str, str] = {}  # {target attribute: online attribute}, moved after each optimizer step
+    guided: ClassVar[bool] = True  # a class-conditional model samples with classifier-free guidance (eps models);
+    # False: conditional sampling only, w = 0 (DDGAN: no null class is trained, so there is no eps(x, null))
 
     def __init__(self, cfg: Any, data_shape: tuple[int, ...]):
         super().__init__()

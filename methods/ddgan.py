@@ -18,6 +18,10 @@ r1                    (gamma / 2) E ||grad_{x_t} D(x_t, t, x_{t+1})||^2 on real 
 loss (gen)            softplus(-D(fake pair)), on a fresh t and pair
 sampler               the `ddgan` sampler (methods/samplers/ddgan.py): x_T ~ N(0, I); for t = T-1..0:
                       x_t ~ q(x_t | x_{t+1}, G(x_{t+1}, t, z)), fresh z: NFE = T
+num_classes           K > 0: G(x_{t+1}, t, z, c) and D(x_{t-1}, t, x_t, c), as class-conditional GANs
+                      condition them (a class embedding added to the AdaGN style; a projection
+                      discriminator; methods/nets/ddgan_nets.py). Sampled conditionally, w = 0
+                      only: no null class is trained, so there is nothing to guide with.
 
 Ablations of the paper's Table 2 are config options: T (T = 1 is a plain GAN on x_1 ~ noise),
 use_z = false (no latent z: G is deterministic given x_{t+1}), parameterization "direct"
@@ -58,6 +62,7 @@ class DDGANConfig:
     lazy_reg: int = 15  # R1 on steps where step % lazy_reg == 0 (not rescaled by the interval)
     gen: GenConfig = GenConfig()
     disc: DiscConfig = DiscConfig()
+    num_classes: int = 0  # K > 0: class-conditional generator and discriminator (labels from the data)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,12 +122,13 @@ class DDGAN(Method):
     steps_are_trained = True
     key_params = ("T",)
     summary = "DDGAN: T-step denoising diffusion GAN (x0 generator with latent z, posterior sampling); NFE = T"
+    guided = False  # a conditional DDGAN samples its classes without classifier-free guidance
 
     def __init__(self, cfg: DDGANConfig, data_shape: tuple[int, ...]):
         super().__init__(cfg, data_shape)
         self.check_config(cfg)
-        self.gen = build_generator(cfg.gen, self.data_shape, use_z=cfg.use_z)
-        self.disc = build_discriminator(cfg.disc, self.data_shape)
+        self.gen = build_generator(cfg.gen, self.data_shape, use_z=cfg.use_z, num_classes=cfg.num_classes)
+        self.disc = build_discriminator(cfg.disc, self.data_shape, num_classes=cfg.num_classes)
         for name, value in make_coefs(cfg.T, cfg.beta_min, cfg.beta_max).items():
             self.register_buffer(name, value, persistent=False)
 
@@ -140,6 +146,7 @@ class DDGAN(Method):
             (len(cfg.adam_betas) == 2, f"adam_betas needs two values, got {cfg.adam_betas}"),
             (cfg.gen.nz >= 1, f"gen.nz must be >= 1, got {cfg.gen.nz}"),
             (0 < cfg.beta_min < cfg.beta_max, f"need 0 < beta_min < beta_max, got {cfg.beta_min}, {cfg.beta_max}"),
+            (0 <= cfg.num_classes <= 100_000, f"num_classes={cfg.num_classes} is out of range: use 0 or 1..100000"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -159,19 +166,37 @@ class DDGAN(Method):
     def coefs(self) -> Coefs:
         return Coefs(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Coefs)})
 
-    def predict(self, x_next: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
-        """One generator call: x_0' (parameterizations x0 and eps) or x_t' (direct)."""
-        out = self.gen(x_next, t, z)
+    def predict(self, x_next: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        """One generator call: x_0' (parameterizations x0 and eps) or x_t' (direct). A conditional model
+        takes its labels as `y` in training, and from the label slot while a sampler runs."""
+        if self.cfg.num_classes:
+            y = y if y is not None else self.sampling_labels(x_next)
+            out = self.gen(x_next, t, z, y)
+        else:
+            out = self.gen(x_next, t, z)
         if self.cfg.parameterization == "eps":
             return self.coefs.x0_from_eps(out, x_next, t)
         if self.cfg.parameterization == "x0" and self.cfg.out_act == "tanh":
             return torch.tanh(out)
         return out
 
-    def fake_pair_member(self, x_next: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def sampling_labels(self, like: torch.Tensor) -> torch.Tensor:
+        slot = self.label_slot
+        if slot.labels is None or slot.guidance is None:
+            raise RuntimeError("a class-conditional model samples through ConditionedSampler (labels);"
+                               " build it with methods.guidance.condition")
+        if slot.guidance.w != 0:
+            raise RuntimeError("a conditional DDGAN samples with guidance 0 only")
+        return slot.labels.to(like.device)
+
+    def disc_(self, x_prev: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.disc(x_prev, t, x_t, y) if self.cfg.num_classes else self.disc(x_prev, t, x_t)
+
+    def fake_pair_member(self, x_next: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """x_t' given x_{t+1}: a fresh z, one generator call, then posterior sampling."""
         z = torch.randn(x_next.shape[0], self.gen.nz, device=x_next.device) if self.gen.nz else None
-        out = self.predict(x_next, t, z)
+        out = self.predict(x_next, t, z, y)
         if self.cfg.parameterization == "direct":
             return out
         return self.coefs.posterior_sample(out, x_next, t, torch.randn_like(x_next))
@@ -183,21 +208,23 @@ class DDGAN(Method):
 
     def forward(self, x0: torch.Tensor, *, phase: str, step: int, y: torch.Tensor | None = None
                 ) -> dict[str, torch.Tensor]:
+        if self.cfg.num_classes and y is None:
+            raise ValueError("a class-conditional DDGAN trains on labelled batches")
         if phase == "disc":
-            return self.disc_losses(x0, step)
+            return self.disc_losses(x0, step, y)
         if phase == "gen":
-            return self.gen_losses(x0)
+            return self.gen_losses(x0, y)
         raise ValueError(f"unknown phase {phase!r}; ddgan has: {', '.join(self.phases)}")
 
-    def disc_losses(self, x0: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def disc_losses(self, x0: torch.Tensor, step: int, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         self.disc.requires_grad_(True)
         t, x_t, x_next = self.real_pair(x0)
         use_r1 = self.cfg.r1_gamma > 0 and step % self.cfg.lazy_reg == 0
         x_t.requires_grad_(use_r1)
-        d_real = self.disc(x_t, t, x_next)
+        d_real = self.disc_(x_t, t, x_next, y)
         with torch.no_grad():
-            x_fake = self.fake_pair_member(x_next, t)
-        d_fake = self.disc(x_fake, t, x_next)
+            x_fake = self.fake_pair_member(x_next, t, y)
+        d_fake = self.disc_(x_fake, t, x_next, y)
         out = {"real": F.softplus(-d_real).mean(), "fake": F.softplus(d_fake).mean()}
         loss = out["real"] + out["fake"]
         if use_r1:
@@ -206,10 +233,10 @@ class DDGAN(Method):
             loss = loss + out["r1"]
         return {"loss": loss, **out}
 
-    def gen_losses(self, x0: torch.Tensor) -> dict[str, torch.Tensor]:
+    def gen_losses(self, x0: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         self.disc.requires_grad_(False)  # the generator step needs no discriminator weight gradients
         t, _, x_next = self.real_pair(x0)  # a fresh t and pair
-        d_fake = self.disc(self.fake_pair_member(x_next, t), t, x_next)
+        d_fake = self.disc_(self.fake_pair_member(x_next, t, y), t, x_next, y)
         return {"loss": F.softplus(-d_fake).mean()}
 
     # --- sampling ------------------------------------------------------------------------------

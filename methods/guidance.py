@@ -175,4 +175,7 @@ def condition(sampler: Any, model: Any, guidance: Guidance | None) -> Any:
             raise ValueError(f"guidance needs a class-conditional model; {model.name} was trained without classes"
                              " (set model.num_classes)")
         return sampler
+    if not type(model).guided and guidance is not None and guidance.w != 0:
+        raise ValueError(f"{model.name} samples conditionally without guidance (guidance 0 only): it trains no null"
+                         f" class, so there is no unconditional prediction to guide with; got {guidance.text}")
     return ConditionedSampler(sampler, model.label_slot, guidance or Guidance(0.0))

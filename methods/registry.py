@@ -35,9 +35,10 @@ def register_method(name: str):
             raise TypeError(f"{name}: phases must name at least one optimizer")
         if cls.kind not in KINDS or cls.time not in TIMES:
             raise TypeError(f"{name}: kind must be one of {KINDS} and time one of {TIMES}")
-        if "num_classes" in {f.name for f in dataclasses.fields(cls.Config)} and cls.kind != "eps":
-            raise TypeError(f"{name}: class-conditional models (Config.num_classes) must predict eps: classifier-free"
-                            " guidance combines two eps predictions (methods/guidance.py)")
+        if "num_classes" in {f.name for f in dataclasses.fields(cls.Config)} and cls.kind != "eps" and cls.guided:
+            raise TypeError(f"{name}: class-conditional models (Config.num_classes) must predict eps for classifier-free"
+                            " guidance, which combines two eps predictions (methods/guidance.py); a model"
+                            " conditional without guidance sets guided = False")
         cls.name = name
         _METHODS[name] = cls
         return cls

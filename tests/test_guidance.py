@@ -341,3 +341,69 @@ def test_a_folder_dataset_takes_its_classes_from_its_sub_folders(tmp_path):
     data = load_dataset(DataConfig(name=f"folder:{tmp_path / 'classes'}", resolution=8))
     assert data.num_classes == 2 and set(data.labels(torch.arange(len(data))).tolist()) == {0, 1}
     assert load_dataset(DataConfig(name=f"folder:{tmp_path / 'flat'}", resolution=8)).num_classes is None
+
+
+# --- class-conditional DDGAN: conditional generator and projection discriminator, never guided ------
+
+@pytest.mark.parametrize("shape", [(2,), (1, 16, 16)])
+def test_a_conditional_ddgan_trains_both_networks_on_the_class_and_samples_it_without_guidance(shape):
+    from tests.conftest import tiny_model_config
+    import dataclasses as dc
+
+    torch.manual_seed(0)
+    cls = methods.get_method("ddgan")
+    model = cls(dc.replace(tiny_model_config("ddgan", shape), num_classes=3), shape)
+    x0, y = torch.randn(8, *shape), torch.randint(0, 3, (8,))
+    for phase, net in (("disc", "disc"), ("gen", "gen")):
+        model.zero_grad()
+        model(x0, phase=phase, step=0, y=y)["loss"].backward()
+        grads = [p.grad for n, p in model.named_parameters() if n.startswith(net) and ("class_emb" in n or
+                                                                                      "projection" in n)]
+        assert grads and all(g is not None and g.abs().sum() > 0 for g in grads), phase  # the class is used
+    with pytest.raises(ValueError, match="trains on labelled batches"):
+        model(x0, phase="gen", step=0)
+    model.eval()
+    x_next, t, z = torch.randn(4, *shape), torch.zeros(4, dtype=torch.long), torch.randn(4, model.gen.nz)
+    with torch.no_grad():  # trained-like weights (a fresh generator is the identity map): classes differ
+        for p in model.gen.parameters():
+            p.normal_(0, 0.3)
+    assert not torch.equal(model.predict(x_next, t, z, torch.zeros(4, dtype=torch.long)),
+                           model.predict(x_next, t, z, torch.ones(4, dtype=torch.long)))
+    s = build_sampler("ddgan", model, model.cfg.T, None)
+    x, nfe, labels = draw_samples(s, model, n=12, seed=0, batch=6, device=CPU)
+    assert nfe == s.nfe == model.cfg.T and labels.shape == (12,) and torch.isfinite(x).all()  # NFE = T, not 2T
+    with pytest.raises(BenchError, match="conditionally without guidance"):
+        build_sampler("ddgan", model, model.cfg.T, None, guidance=Guidance(1.0))
+    with pytest.raises(BenchError, match="conditionally without guidance"):
+        build_sampler("ddgan", model, model.cfg.T, None, guidance=Guidance(None))
+
+
+def test_an_unconditional_ddgan_refuses_labels_and_keeps_its_run_id():
+    from tests.conftest import tiny_model_config
+
+    cls = methods.get_method("ddgan")
+    model = cls(tiny_model_config("ddgan"), (2,))
+    with pytest.raises(ValueError, match="unconditional: it takes no class labels"):
+        model.gen(torch.randn(2, 2), torch.zeros(2, dtype=torch.long), torch.randn(2, model.gen.nz),
+                  torch.zeros(2, dtype=torch.long))
+    cfg = resolve_run_config("ddgan", model_cls=cls.Config, preset="toy")
+    assert "model.num_classes" not in cfg.semantic_dict()
+
+
+def test_a_grid_with_a_conditional_ddgan_gives_it_guidance_0_only_and_says_why(tiny_suite):
+    raw = tiny_suite.read_text()
+    suite = tiny_suite.parent / "cond.toml"
+    suite.write_text(raw.replace('methods = ["ddpm", "ddim"]\n', '') + textwrap.dedent("""
+        [variants.ddgan-cond]
+        method = "ddgan"
+        set = { "model.num_classes" = 25 }
+        steps = [2]
+        [variants.ddim-cond]
+        method = "ddim"
+        set = { "model.num_classes" = 25 }
+        steps = [2]
+    """))
+    spec = resolve_compare_spec(suite=str(suite), guidance=["0", "1"])
+    assert sorted((c.variant, c.guidance) for c in spec.cells) == [
+        ("ddgan-cond", "0"), ("ddim-cond", "0"), ("ddim-cond", "1")]
+    assert any("ddgan-cond on ddgan: conditional without guidance, so only guidance 0" in n for n in spec.notes)

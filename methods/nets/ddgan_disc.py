@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from methods.nets.fir import fir_downsample
-from methods.nets.ddgan_nets import SQRT2, dense, sinusoidal, variance_scaling_
+from methods.nets.ddgan_nets import SQRT2, Projection, dense, sinusoidal, variance_scaling_
 
 # (in, out) channel multiples of ngf and whether the block halves the resolution
 LAYOUTS = {
@@ -58,7 +58,8 @@ class TimeDiscriminator(nn.Module):
     """`layout` small (3 halvings: 32 px -> 4 px) or large (6 halvings: 256 px -> 4 px). A block
     halves the resolution only while it is even and at least 8, so 28 px (MNIST) ends at 7 px."""
 
-    def __init__(self, data_shape: tuple[int, int, int], *, ngf: int, t_emb_dim: int, layout: str):
+    def __init__(self, data_shape: tuple[int, int, int], *, ngf: int, t_emb_dim: int, layout: str,
+                 num_classes: int = 0):
         super().__init__()
         c, size, _ = data_shape
         self.act = nn.LeakyReLU(0.2)
@@ -73,12 +74,15 @@ class TimeDiscriminator(nn.Module):
         top = LAYOUTS[layout][-1][1] * ngf
         self.final_conv = conv(top + 1, top, scale=0.0 if layout == "small" else 1.0)
         self.end_linear = dense(top, 1)
+        self.projection = Projection(num_classes, top)  # class-conditional: the projection term
 
-    def forward(self, x_prev: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_prev: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
         temb = self.act(self.t_embed(sinusoidal(t, self.t_emb_dim)))
         h = self.start(torch.cat([x_prev, x_t], dim=1))
         for block in self.blocks:
             h = block(h, temb)
         h = self.act(self.final_conv(minibatch_stddev(h)))
-        return self.end_linear(h.sum(dim=(2, 3))).reshape(-1)
+        h = h.sum(dim=(2, 3))
+        return self.end_linear(h).reshape(-1) + self.projection(h, y)
 

@@ -11,6 +11,12 @@ Shared parts, after the reference code (NVlabs/denoising-diffusion-gan):
   "no latent z" ablation) the embedding is zero and AdaGN is a learned affine GroupNorm;
 - sinusoidal embedding of the integer step t (DDPM's, `get_timestep_embedding`).
 For vectors AdaGN uses one group (an adaptive layer norm over the hidden features).
+
+Class-conditional (num_classes K > 0), as class-conditional GANs do it: the generator adds a
+learned class embedding to the style z_emb that drives every AdaGN layer (BigGAN's conditional
+normalisation, with the mapping network's output in place of its z chunks), and the
+discriminator is a projection discriminator (Miyato & Koyama 2018): logit = w . h + <e(c), h>
+on its final features h.
 """
 
 from __future__ import annotations
@@ -106,20 +112,49 @@ class VectorAdaGN(nn.Module):
 
 
 class LatentEmbedding(nn.Module):
-    """z -> z_emb through the mapping network; zeros (a constant style) when the generator has no z."""
+    """z -> z_emb through the mapping network; zeros (a constant style) when the generator has no z.
+    With num_classes K > 0, a learned embedding of the class y is added to it."""
 
-    def __init__(self, cfg: GenConfig, use_z: bool):
+    def __init__(self, cfg: GenConfig, use_z: bool, num_classes: int = 0):
         super().__init__()
         self.nz = cfg.nz if use_z else 0
         self.z_emb_dim = cfg.z_emb_dim
         self.mapping = mapping_network(cfg.nz, cfg.z_emb_dim, cfg.n_mlp) if use_z else None
+        self.class_emb = nn.Embedding(num_classes, cfg.z_emb_dim) if num_classes else None
 
-    def forward(self, z: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor | None, like: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self.mapping is None:
-            return like.new_zeros(like.shape[0], self.z_emb_dim)
-        if z is None:
+            zemb = like.new_zeros(like.shape[0], self.z_emb_dim)
+        elif z is None:
             raise ValueError("this generator takes a latent z; pass z of shape (batch, nz)")
-        return self.mapping(z)
+        else:
+            zemb = self.mapping(z)
+        return zemb + class_term(self.class_emb, y, len(like))
+
+
+def class_term(emb: nn.Embedding | None, y: torch.Tensor | None, n: int) -> torch.Tensor | float:
+    """emb(y) of a conditional network (labels required), 0 for an unconditional one (labels refused)."""
+    if emb is None:
+        if y is not None:
+            raise ValueError("this network is unconditional: it takes no class labels")
+        return 0.0
+    if y is None or len(y) != n:
+        raise ValueError(f"this network is class-conditional: pass one label per sample ({n})")
+    return emb(y)
+
+
+class Projection(nn.Module):
+    """The class term <e(y), h> of a projection discriminator; 0 without classes."""
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.emb = nn.Embedding(num_classes, dim) if num_classes else None
+        if self.emb is not None:
+            nn.init.normal_(self.emb.weight, std=dim ** -0.5)
+
+    def forward(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor | float:
+        term = class_term(self.emb, y, len(h))
+        return term if isinstance(term, float) else (term * h).sum(1)
 
 
 # --- 2-D data: MLP generator and discriminator -------------------------------------------------
@@ -174,9 +209,9 @@ class MLPGenerator(nn.Module):
     (g = 1, out ~ 0, as the reference's zero-initialised output conv), so every x_0' starts near its
     own x_{t+1} and the per-step gain g(t) learns the scale that the posterior mean needs."""
 
-    def __init__(self, dim: int, cfg: GenConfig, *, use_z: bool):
+    def __init__(self, dim: int, cfg: GenConfig, *, use_z: bool, num_classes: int = 0):
         super().__init__()
-        self.latent = LatentEmbedding(cfg, use_z)
+        self.latent = LatentEmbedding(cfg, use_z, num_classes)
         self.nz = self.latent.nz
         self.hidden = cfg.hidden
         self.temb = nn.Sequential(dense(cfg.hidden, 4 * cfg.hidden), nn.SiLU(), dense(4 * cfg.hidden, 4 * cfg.hidden))
@@ -186,8 +221,9 @@ class MLPGenerator(nn.Module):
         self.out = nn.Sequential(nn.SiLU(), dense(cfg.hidden, dim, scale=0.0))
         self.skip_gain = dense(4 * cfg.hidden, dim, scale=0.0)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        zemb = self.latent(z, x)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        zemb = self.latent(z, x, y)
 
         def per_step_terms(steps: torch.Tensor) -> torch.Tensor:
             temb = F.silu(self.temb(sinusoidal(steps, self.hidden)))
@@ -205,9 +241,10 @@ class MLPDiscriminator(nn.Module):
     """D(x_{t-1}, t, x_t) for vectors: the pair concatenated, residual LeakyReLU blocks with a
     per-block time bias, as the image discriminator's blocks without the convolutions."""
 
-    def __init__(self, dim: int, cfg: DiscConfig):
+    def __init__(self, dim: int, cfg: DiscConfig, num_classes: int = 0):
         super().__init__()
         self.act = nn.LeakyReLU(0.2)
+        self.projection = Projection(num_classes, cfg.hidden)
         self.t_emb_dim = cfg.t_emb_dim
         self.t_embed = nn.Sequential(dense(cfg.t_emb_dim, cfg.t_emb_dim), self.act, dense(cfg.t_emb_dim, cfg.t_emb_dim))
         self.features = FourierFeatures(dim, cfg.fourier_freqs)  # of x_{t-1}, the sharp member of the pair
@@ -217,7 +254,8 @@ class MLPDiscriminator(nn.Module):
         self.fc1 = nn.ModuleList(dense(cfg.hidden, cfg.hidden, scale=0.0) for _ in range(cfg.depth))
         self.out = dense(cfg.hidden, 1)
 
-    def forward(self, x_prev: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_prev: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor,
+                y: torch.Tensor | None = None) -> torch.Tensor:
         def time_biases(steps: torch.Tensor) -> torch.Tensor:
             temb = self.act(self.t_embed(sinusoidal(steps, self.t_emb_dim)))
             return torch.stack([tb(temb) for tb in self.temb], dim=1)
@@ -227,7 +265,8 @@ class MLPDiscriminator(nn.Module):
         for i, (fc0, fc1) in enumerate(zip(self.fc0, self.fc1)):
             u = fc1(self.act(fc0(self.act(h)) + biases[:, i]))
             h = (h + u) / SQRT2
-        return self.out(self.act(h)).reshape(-1)
+        h = self.act(h)
+        return self.out(h).reshape(-1) + self.projection(h, y)
 
 
 # --- builders ----------------------------------------------------------------------------------
@@ -244,20 +283,20 @@ def _kind(kind: str, auto: str, data_shape: tuple[int, ...], choices: tuple[str,
     return kind
 
 
-def build_generator(cfg: GenConfig, data_shape: tuple[int, ...], *, use_z: bool) -> nn.Module:
+def build_generator(cfg: GenConfig, data_shape: tuple[int, ...], *, use_z: bool, num_classes: int = 0) -> nn.Module:
     auto = "mlp" if len(data_shape) == 1 else "unet"
     if _kind(cfg.kind, auto, data_shape, ("mlp", "unet"), "gen") == "mlp":
-        return MLPGenerator(data_shape[0], cfg, use_z=use_z)
+        return MLPGenerator(data_shape[0], cfg, use_z=use_z, num_classes=num_classes)
     from methods.nets.ddgan_unet import ZUNet
 
-    return ZUNet(data_shape, cfg, use_z=use_z)
+    return ZUNet(data_shape, cfg, use_z=use_z, num_classes=num_classes)
 
 
-def build_discriminator(cfg: DiscConfig, data_shape: tuple[int, ...]) -> nn.Module:
+def build_discriminator(cfg: DiscConfig, data_shape: tuple[int, ...], num_classes: int = 0) -> nn.Module:
     auto = "mlp" if len(data_shape) == 1 else "small" if data_shape[-1] <= 64 else "large"
     kind = _kind(cfg.kind, auto, data_shape, ("mlp", "small", "large"), "disc")
     if kind == "mlp":
-        return MLPDiscriminator(data_shape[0], cfg)
+        return MLPDiscriminator(data_shape[0], cfg, num_classes)
     from methods.nets.ddgan_disc import TimeDiscriminator
 
-    return TimeDiscriminator(data_shape, ngf=cfg.ngf, t_emb_dim=cfg.t_emb_dim, layout=kind)
+    return TimeDiscriminator(data_shape, ngf=cfg.ngf, t_emb_dim=cfg.t_emb_dim, layout=kind, num_classes=num_classes)

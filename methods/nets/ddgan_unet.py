@@ -87,14 +87,14 @@ class PyramidDown(nn.Module):
 class ZUNet(nn.Module):
     """x0' = G(x_{t+1}, t, z) for images (C, H, W); H must be divisible by 2^(len(ch_mult) - 1)."""
 
-    def __init__(self, data_shape: tuple[int, int, int], cfg: GenConfig, *, use_z: bool):
+    def __init__(self, data_shape: tuple[int, int, int], cfg: GenConfig, *, use_z: bool, num_classes: int = 0):
         super().__init__()
         c, size, _ = data_shape
         levels = len(cfg.ch_mult)
         if size % 2 ** (levels - 1):
             raise ValueError(f"image size {size} is not divisible by 2^{levels - 1} for {levels} generator levels;"
                              " pad the data (data.resolution) or shorten gen.ch_mult")
-        self.latent = LatentEmbedding(cfg, use_z)
+        self.latent = LatentEmbedding(cfg, use_z, num_classes)
         self.nz, self.nf = self.latent.nz, cfg.nf
         nf, tdim = cfg.nf, 4 * cfg.nf
         block = dict(temb_dim=tdim, z_emb_dim=cfg.z_emb_dim, dropout=cfg.dropout)
@@ -131,8 +131,9 @@ class ZUNet(nn.Module):
         self.norm_out = nn.GroupNorm(groups(ch), ch, eps=1e-6)
         self.conv_out = conv(ch, c, scale=0.0)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        zemb = self.latent(z, x)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor | None = None,
+                y: torch.Tensor | None = None) -> torch.Tensor:
+        zemb = self.latent(z, x, y)
         temb = self.temb(sinusoidal(t, self.nf))
         hs, pyramid = [self.conv_in(x)], x
         for level in self.down:
