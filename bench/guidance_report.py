@@ -74,6 +74,8 @@ def guidance_reading(df: pd.DataFrame) -> list[str]:
     out = []
     for line, g in rows.groupby("line", sort=True):
         g = g.sort_values("w")
+        if g["w"].nunique() < 2:  # a model sampled at one w only (a conditional DDGAN: w = 0): no trend to read
+            continue
         lo, hi = g.iloc[0], g.iloc[-1]
         parts, agree, differ = [], [], []
         for col in _present(g, SCORES + COVERAGE + QUALITY):

@@ -407,3 +407,12 @@ def test_a_grid_with_a_conditional_ddgan_gives_it_guidance_0_only_and_says_why(t
     assert sorted((c.variant, c.guidance) for c in spec.cells) == [
         ("ddgan-cond", "0"), ("ddim-cond", "0"), ("ddim-cond", "1")]
     assert any("ddgan-cond on ddgan: conditional without guidance, so only guidance 0" in n for n in spec.notes)
+
+
+def test_the_guidance_reading_skips_a_line_sampled_at_one_w_only():
+    from bench.guidance_report import guidance_reading
+
+    df = pd.read_csv(REPO / "results" / "toy-guidance" / "results.csv")
+    lines = guidance_reading(df)
+    assert any(line.startswith("**ddim-cfg-10") for line in lines)
+    assert not any("ddgan-cond" in line for line in lines)  # w = 0 only: nothing moves "0 -> 0"
