@@ -22,6 +22,7 @@ whose sample_size differs from the dataset's native side gets `data.resolution =
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -158,27 +159,30 @@ def import_pipeline(source: str, *, dataset: str, runs_dir: Path, data_root: str
     if run_dir.exists() and any(run_dir.iterdir()):
         raise BenchError(f"{run_dir} exists and is not empty; choose another --out")
     check_writable(run_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.import-", dir=run_dir.parent if run_dir.parent.exists()
-                                else _mkdir(run_dir.parent)))
-    try:
+    with staged(run_dir) as tmp:
         atomic_write_text(tmp / "config.json", json.dumps(cfg.to_dict(), indent=2))
         env = {**environment("cpu"), "imported_from": str(source), "imported_weights_sha256": sha}
         atomic_write_text(tmp / "env.json", json.dumps(env, indent=2))
         ema = EMA(method, 0.0)  # a pipeline's one set of weights is the EMA too
         _save_state(tmp, 0, method, {}, {}, ema, _NoStream(), cfg, data.shape, 0.0)
-        if run_dir.exists():
-            run_dir.rmdir()
-        tmp.rename(run_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log(f"imported {folder} as {run_dir} (ddpm, T={schedule['T']}, betas {schedule['beta_start']}..{schedule['beta_end']})")
     return run_dir
 
 
-def _mkdir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+@contextlib.contextmanager
+def staged(dst: Path):
+    """A temporary folder beside `dst`, renamed to `dst` (new or empty) when the block succeeds and removed
+    when it fails: an interrupted import or export never leaves half a folder."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    try:
+        yield tmp
+        if dst.exists():
+            dst.rmdir()
+        tmp.rename(dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 class _NoStream:
@@ -209,16 +213,9 @@ def export_run(run_dir: Path, dst: Path, *, log: Callable[[str], None] = print) 
     check_writable(dst)
     scheduler = DDPMScheduler(**method.schedule.diffusers, variance_type="fixed_small", clip_sample=False,
                               prediction_type="epsilon", timestep_spacing="leading", steps_offset=0)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.export-", dir=_mkdir(dst.parent)))
-    try:
+    with staged(dst) as tmp:
         DDPMPipeline(unet=method.net.net, scheduler=scheduler).save_pretrained(tmp, safe_serialization=True)
         atomic_write_text(tmp / "bench.json", json.dumps({"run": str(run_dir), "run_id": cfg.run_id(),
                                                          "checkpoint_step": meta["step"], "weights": "ema"}, indent=2))
-        if dst.exists():
-            dst.rmdir()
-        tmp.rename(dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     log(f"exported {run_dir} (step {meta['step']}, EMA weights) to {dst}: DDPMPipeline.from_pretrained({str(dst)!r})")
     return dst
