@@ -87,8 +87,8 @@ def listing() -> str:
     lines = ["models (bench train NAME):"]
     for name in methods.list_methods():
         cls = methods.get_method(name)
-        cond = ", class-conditional with model.num_classes" if "num_classes" in {
-            f.name for f in dataclasses.fields(cls.Config)} else ""
+        cond = (", class-conditional with model.num_classes" + ("" if cls.guided else " (no guidance)")) if \
+            "num_classes" in {f.name for f in dataclasses.fields(cls.Config)} else ""
         lines.append(f"  {name:<13} {cls.summary} [{cls.kind}, {cls.time} time{cond}]")
     lines.append("samplers (bench compare --methods NAME [--model MODEL]):")
     for name in methods.list_samplers():
