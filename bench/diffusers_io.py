@@ -30,10 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from bench.checkpoint import atomic_write_text, check_writable, file_sha256
-from bench.config import DataConfig, RunConfig, TrainConfig, run_config_from_dict
+from bench.config import DataConfig, run_config_from_dict
 from bench.data import get_dataset_info, load_dataset
 from bench.errors import BenchError
 
@@ -44,9 +42,6 @@ _REFUSED = {  # scheduler config key -> (value bench represents, what to say oth
     "prediction_type": ("epsilon", "only eps-prediction is represented (bench's ddpm)"),
     "rescale_betas_zero_snr": (False, "zero-terminal-SNR rescaling is not represented"),
 }
-_SAMPLING_KEYS = ("clip_sample", "clip_sample_range", "variance_type", "timestep_spacing", "steps_offset",
-                  "thresholding", "set_alpha_to_one", "skip_prk_steps", "dynamic_thresholding_ratio",
-                  "sample_max_value")
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

@@ -260,12 +260,14 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     images = image_evaluator(data, options=spec.metrics, resources=resources, num_samples=spec.num_samples,
                              data_cfg=data_cfg, device=dev, log=log, shard=shard) if run_cfgs else None
 
-    pending = ensure_checkpoints(spec, run_cfgs, runs_dir, progress=progress, log=log)
+    run_dirs = {cell: spec.run_dir(cell, runs_dir, cfg) for cell, cfg in run_cfgs.items()}
+    ensure_checkpoints(run_cfgs, run_dirs, runs_dir=runs_dir, progress=progress, log=log)
     if shard.main:
         results_dir.mkdir(parents=True, exist_ok=True)
         (results_dir / "samples").mkdir(exist_ok=True)
-        _write_spec(spec, results_dir, report_dir, runs_dir, pending, dev, images, code=code)
-    weights = {cell: weights_sha256(spec.run_dir(cell, runs_dir), cfg) for cell, cfg in run_cfgs.items()}
+        _write_spec(spec, results_dir, report_dir, run_cfgs, run_dirs, dev, images, code=code)
+    by_dir = {d: weights_sha256(d, run_cfgs[cell]) for cell, d in run_dirs.items()}  # once per checkpoint
+    weights = {cell: by_dir[d] for cell, d in run_dirs.items()}
     store = ResultsStore(results_dir, spec, run_cfgs, weights, code=code, device=dev, writer=shard.main, log=log)
     shard.barrier()  # every process has read the results before the main one adds to them
 
@@ -283,7 +285,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
             log(f"[cell {i}/{len(spec.cells)}] {name}: already measured, skipped")
             continue
         log(f"[cell {i}/{len(spec.cells)}] {name}: sampling {spec.num_samples}, timing")
-        measured = measure_cell(cell, spec, spec.run_dir(cell, runs_dir), data, dev,
+        measured = measure_cell(cell, spec, run_dirs[cell], data, dev,
                                 diagnostics_dir=results_dir / "diagnostics", per_checkpoint=per_checkpoint,
                                 images=images, shard=shard)
         if measured is not None:
@@ -319,16 +321,14 @@ def check_grid(results_dir: Path, spec: CompareSpec) -> None:
                          " choose another --out or delete it")
 
 
-def ensure_checkpoints(spec: CompareSpec, run_cfgs: dict, runs_dir: Path, *, progress: bool,
-                       log: Callable[[str], None]) -> dict[Path, object]:
+def ensure_checkpoints(run_cfgs: dict, run_dirs: dict, *, runs_dir: Path, progress: bool,
+                       log: Callable[[str], None]) -> None:
     """Train every checkpoint the grid samples that is missing or unfinished (all processes of a launch
-    train it together); returns {run folder: config} of the trainable ones."""
-    pending = {spec.run_dir(cell, runs_dir): cfg for cell, cfg in run_cfgs.items()
-               if methods.get_method(cfg.method).trainable}
+    train it together). `run_cfgs` / `run_dirs`: each cell's config and run folder; parents go to runs_dir."""
+    pending = {run_dirs[cell]: cfg for cell, cfg in run_cfgs.items() if methods.get_method(cfg.method).trainable}
     for i, (run_dir, cfg) in enumerate(pending.items(), 1):
         ensure_trained(cfg, run_dir, runs_dir=runs_dir, progress=progress, log=log,
                        what=f"[train {i}/{len(pending)}] {cfg.method} on {cfg.data.name} -> {run_dir}")
-    return pending
 
 
 class ResultsStore:
@@ -427,14 +427,14 @@ def seeding(spec: CompareSpec) -> str:
     return f"one training run per checkpoint (the preset's train.seed); sampling seed s = {spec.seed}; {blocks}"
 
 
-def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, runs_dir: Path, pending: dict,
+def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, run_cfgs: dict, run_dirs: dict,
                 device: torch.device, images=None, *, code: str) -> None:
     cells = []
     for cell in spec.cells:
-        cfg = spec.run_config(cell)
+        cfg = run_cfgs[cell]
         cls = methods.get_method(cfg.method)
         cells.append({**dataclasses.asdict(cell), "model": cfg.method,
-                      "run_dir": str(spec.run_dir(cell, runs_dir)) if cls.trainable else None, "run_id": cfg.run_id(),
+                      "run_dir": str(run_dirs[cell]) if cls.trainable else None, "run_id": cfg.run_id(),
                       "key_params": {k: getattr(cfg.model, k) for k in cls.key_params},
                       "parents": {role: p.run_id() for role, p in cfg.parents}})
     doc = {

@@ -42,14 +42,15 @@ def prepare(networks: list[torch.nn.Module], *, precision: str = "fp32", compile
     """Set how `networks` (a model's denoisers) run, in place, for sampling only (never for training)."""
     check(precision, compile_)
     device_type = torch.device(device).type
+    if precision == "fp32" and not compile_:
+        return
     for net in networks:
         forward = net.forward
         if precision == "bf16":
             forward = _autocast(forward, device_type)
         if compile_:
             forward = torch.compile(forward)
-        if forward is not net.forward:
-            net.forward = forward
+        net.forward = forward
 
 
 def describe(precision: str, compile_: bool) -> dict:

@@ -9,10 +9,23 @@ files or logs; it alone times samplers, while the others wait.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Callable
 
 import torch
+
+
+def no_accelerator() -> bool:
+    """No GPU (or MPS) here: Accelerate must be told to use the CPU, or under `accelerate launch` /
+    torchrun it sets up one independent process per rank instead of one gloo process group."""
+    return not (torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()))
+
+
+def _state():
+    from accelerate import PartialState
+
+    return PartialState(cpu=no_accelerator())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,11 +36,7 @@ class Shard:
     @classmethod
     def current(cls) -> "Shard":
         """This process's place in the launch (Accelerate's state; (0, 1) without a launcher)."""
-        from accelerate import PartialState
-
-        from bench.train import no_accelerator
-
-        state = PartialState(cpu=no_accelerator())
+        state = _state()
         return cls(state.process_index, state.num_processes)
 
     @property
@@ -39,11 +48,7 @@ class Shard:
 
     def device(self, device: torch.device) -> torch.device:
         """Each process's own GPU when there are several processes on CUDA."""
-        if self.world > 1 and device.type == "cuda":
-            from accelerate import PartialState
-
-            return PartialState().device
-        return device
+        return _state().device if self.world > 1 and device.type == "cuda" else device
 
     def gather(self, obj: Any) -> list[Any]:
         """`obj` of every process, in process order (tensors travel on the CPU)."""
@@ -74,17 +79,18 @@ class Shard:
         run where the samples are (each process's slice, on its device)."""
         if self.world == 1:
             return fn(x)
-        bounds = torch.linspace(0, len(x), self.world + 1).round().long().tolist()
-        mine = x[bounds[self.rank]:bounds[self.rank + 1]]
-        out = {k: v.cpu() for k, v in fn(mine).items()} if len(mine) else None
+        with _state().split_between_processes(x) as mine:  # Accelerate's contiguous split, in process order
+            out = {k: v.cpu() for k, v in fn(mine).items()} if len(mine) else None
         parts = [p for p in self.gather(out) if p is not None]
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
     def barrier(self) -> None:
         if self.world > 1:
-            from accelerate import PartialState
+            _state().wait_for_everyone()
 
-            PartialState().wait_for_everyone()
+    def main_first(self):
+        """A block the main process runs first (writing a cache) and the others after it (reading it)."""
+        return _state().main_process_first() if self.world > 1 else contextlib.nullcontext()
 
 
 SINGLE = Shard()

@@ -142,9 +142,10 @@ class CompareSpec:
         return resolve_run_config(model.name, model_cls=model.Config, preset=self.preset, dataset=self.dataset,
                                   sets=sets)
 
-    def run_dir(self, cell: Cell, runs_dir: Path) -> Path:
-        """Where a cell's checkpoint lives: its pinned run folder, or its place in `runs_dir`."""
-        return Path(cell.run) if cell.run else run_dir_for(self.run_config(cell), runs_dir)
+    def run_dir(self, cell: Cell, runs_dir: Path, cfg: RunConfig | None = None) -> Path:
+        """Where a cell's checkpoint lives: its pinned run folder, or its place in `runs_dir` (from `cfg`,
+        the cell's run_config, when the caller has it)."""
+        return Path(cell.run) if cell.run else run_dir_for(cfg or self.run_config(cell), runs_dir)
 
     def sampling_seed(self, cell: Cell) -> int:
         """The seed of a cell's samples (and of its fresh reference data): its training seed on a seeds axis."""

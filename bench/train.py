@@ -35,6 +35,7 @@ from bench.config import CADENCE_KEYS, RunConfig, TrainConfig, diff_configs, val
 from bench.data import IndexStream, check_labels, load_dataset
 from bench.errors import BenchError, DivergenceError
 from bench.provenance import environment
+from bench.shard import Shard, no_accelerator
 from bench.runs import completed_step, is_complete, load_method, read_run_config, run_dir_for
 
 
@@ -175,22 +176,21 @@ def ensure_trained(cfg: RunConfig, run_dir: Path, *, runs_dir: Path, progress: b
     """Train `cfg` into `run_dir` unless it is complete, resuming an unfinished run. The run folder is
     locked meanwhile (`run_dir/.lock`), so that two processes that need the same run train it once:
     the second waits, then finds it complete."""
-    from accelerate import PartialState
     from filelock import FileLock, Timeout
 
-    state = PartialState(cpu=no_accelerator())
+    shard = Shard.current()
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(run_dir / LOCK_FILE))
-    if state.is_main_process:  # the ranks of one launch train together: one lock for all of them
+    if shard.main:  # the ranks of one launch train together: one lock for all of them
         try:
             lock.acquire(timeout=1)
         except Timeout:
             log(f"waiting: another process is training {run_dir}")
             lock.acquire()
     try:
-        state.wait_for_everyone()
+        shard.barrier()
         complete, resume = is_complete(run_dir, cfg), completed_step(run_dir) > 0
-        state.wait_for_everyone()  # every rank read the folder before any rank writes to it
+        shard.barrier()  # every rank read the folder before any rank writes to it
         if complete:
             return
         log(what + (" (resuming)" if resume else ""))
@@ -210,12 +210,6 @@ def _tracker(name: str) -> str | None:
         raise BenchError(f"train.log_with={name} needs the tensorboard package: pip install 'bench[tracking]'"
                          " (or pip install tensorboard)") from None
     return name
-
-
-def no_accelerator() -> bool:
-    """No GPU (or MPS) here: Accelerate must be told to use the CPU, or under `accelerate launch` /
-    torchrun it sets up one independent process per rank instead of one gloo process group."""
-    return not (torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()))
 
 
 def any_rank(accelerator: Accelerator, flag: bool) -> bool:

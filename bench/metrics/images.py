@@ -81,7 +81,8 @@ class ImageEvaluator:
         if self.prc is not None and self.k <= options.prc_k:
             raise BenchError(f"precision/recall with k = {options.prc_k} need more than {options.prc_k} samples, got"
                              f" {self.k}: give more samples, or set metrics.precision_recall = \"off\"")
-        self.classifier = self._load_classifier_main_first(data_cfg)
+        with self.shard.main_first():  # the main process trains and caches a missing classifier; the others load it
+            self.classifier = self._load_classifier(data_cfg)
         if self.n_ref < (options.reference_samples or self.k):
             self.notes.append(f"The training split holds only {self.n_ref} images for the reference set")
         self._refs: dict[tuple[str, str, int], torch.Tensor] = {}
@@ -120,18 +121,6 @@ class ImageEvaluator:
         if self.inception is None:
             self.unavailable["precision_recall"] = f"Precision/recall unavailable: {why} and no Inception network"
         return self.inception
-
-    def _load_classifier_main_first(self, data_cfg: DataConfig) -> Classifier | None:
-        """The main process trains and caches a missing classifier; the others then load it."""
-        if self.shard.world == 1:
-            return self._load_classifier(data_cfg)
-        if self.shard.main:
-            clf = self._load_classifier(data_cfg)
-        self.shard.barrier()
-        if not self.shard.main:
-            clf = self._load_classifier(data_cfg)
-        self.shard.barrier()
-        return clf
 
     def _load_classifier(self, data_cfg: DataConfig) -> Classifier | None:
         source = self.info.classifier or None
