@@ -1,11 +1,12 @@
 """Pure-PyTorch generative models and samplers, behind two registries.
 
 Models (`methods/ddpm.py`, `vdm.py`, `ddgan.py`, `flow.py`, `cm.py`, `oracle.py`) train and expose a Prediction;
+`autoencoder.py` is the stage of latent runs (trained, never sampled);
 samplers (`methods/samplers/`) are small loops over it. Importing this package registers both.
 This package never imports `bench`, accelerate, pandas, matplotlib or typer.
 """
 
-from methods import cm, ddgan, ddpm, flow, oracle, vdm  # noqa: F401  (registration side effects)
+from methods import autoencoder, cm, ddgan, ddpm, flow, oracle, vdm  # noqa: F401  (registration side effects)
 from methods import samplers  # noqa: F401
 from methods.base import LoopSampler, Method, ParamGroup, Sampler, StepRange
 from methods.registry import (get_method, get_sampler, list_methods, list_samplers, register_method,

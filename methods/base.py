@@ -99,6 +99,7 @@ class Method(nn.Module):
     kind: ClassVar[str] = "eps"  # what prediction() returns (methods/prediction.py KINDS)
     time: ClassVar[str] = "discrete"  # discrete | continuous | trained (the step count is trained: DDGAN's T)
     trainable: ClassVar[bool] = True  # False: built from the data by `from_data`, no checkpoint (the oracle)
+    samplable: ClassVar[bool] = True  # False: a stage other runs build on (the autoencoder): trained, never sampled
     native_sampler: ClassVar[str] = ""  # the sampler this model's paper samples it with (previews, `bench sample`)
     steps_are_trained: ClassVar[bool] = False  # True when each step count is its own checkpoint (DDGAN's T)
     needs_mixture: ClassVar[bool] = False  # True: only for isotropic Gaussian mixture data (the oracle)
@@ -145,6 +146,12 @@ class Method(nn.Module):
     def steps_overrides(cls, steps: int) -> dict[str, Any]:
         """Config overrides that select the checkpoint for `steps` (DDGAN: {"T": steps})."""
         return {}
+
+    @classmethod
+    def phases_for(cls, cfg: Any) -> tuple[str, ...]:
+        """The phases a configuration trains (default: all of `phases`; the autoencoder's discriminator
+        phase only with an adversarial weight); `param_groups()` has one optimizer for each."""
+        return cls.phases
 
     def param_groups(self) -> dict[str, ParamGroup]:
         raise NotImplementedError

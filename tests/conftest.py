@@ -29,6 +29,7 @@ TINY_MODEL: dict[str, dict] = {
               "disc": {"hidden": 32, "depth": 1, "t_emb_dim": 16}},
 }
 TINY_IMAGE_MODEL: dict[str, dict] = {
+    "autoencoder": {"channels": [8, 16], "norm_groups": 8},
     "ddpm": {"T": 20, "net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
     "oracle": {"T": 20},
     # loss_T > 0: the discrete-time loss, and 10 default sampling steps (as the reference samples a discrete model)

@@ -13,8 +13,9 @@ import methods
 from bench.timing import count_calls
 from tests.conftest import IMAGE_SHAPE, VECTOR_SHAPE, tiny_model_config
 
-MODELS = methods.list_methods()
-TRAINABLE = [n for n in MODELS if methods.get_method(n).trainable]
+MODELS = [n for n in methods.list_methods() if methods.get_method(n).samplable]  # generative models
+STAGES = [n for n in methods.list_methods() if not methods.get_method(n).samplable]  # the autoencoder
+TRAINABLE = [n for n in MODELS + STAGES if methods.get_method(n).trainable]
 SAMPLERS = methods.list_samplers()
 SHAPES = pytest.mark.parametrize("shape", [VECTOR_SHAPE, IMAGE_SHAPE], ids=["vector", "image"])
 PAIRS = [(s, m) for s in SAMPLERS for m in MODELS if methods.get_sampler(s).runs_on(methods.get_method(m)) is None]
@@ -37,6 +38,14 @@ def test_model_registration(name):
     assert methods.samplers_for(name)[0] == cls.native_sampler
 
 
+@pytest.mark.parametrize("name", STAGES)
+def test_stages_have_no_sampler_and_say_so(name):
+    cls = methods.get_method(name)
+    assert cls.name == name and cls.summary and not cls.native_sampler and methods.samplers_for(name) == []
+    with pytest.raises(ValueError, match="not a generative model"):
+        make(name, IMAGE_SHAPE).prediction()
+
+
 @pytest.mark.parametrize("name", SAMPLERS)
 def test_sampler_registration(name):
     cls = methods.get_sampler(name)
@@ -52,10 +61,12 @@ def test_every_model_has_a_sampler_and_every_sampler_a_model():
 @SHAPES
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_losses_are_finite_scalars_and_one_step_changes_parameters(name, shape):
+    if name in STAGES and shape == VECTOR_SHAPE:
+        pytest.skip("the autoencoder is for images")
     m = make(name, shape)
     groups = m.param_groups()
-    assert set(groups) == set(m.phases)
-    for phase in m.phases:
+    assert set(groups) == set(m.phases_for(m.cfg))
+    for phase in m.phases_for(m.cfg):
         before = [p.detach().clone() for p in groups[phase].params]
         opt = torch.optim.AdamW(groups[phase].params, lr=1e-2)
         out = m(batch(shape), phase=phase, step=0)
@@ -119,10 +130,17 @@ def test_nfe_budgets_pick_the_most_steps_that_fit(sampler, model):
 @SHAPES
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_state_dict_round_trip_through_safetensors(name, shape):
+    if name in STAGES and shape == VECTOR_SHAPE:
+        pytest.skip("the autoencoder is for images")
     m = make(name, shape).eval()
     blob = save({k: v.contiguous() for k, v in m.state_dict().items()})
     fresh = make(name, shape).eval()
     fresh.load_state_dict(load(blob))
+    if name in STAGES:  # a stage round-trips through its decoder
+        z = torch.randn(2, *m.latent_shape, generator=torch.Generator().manual_seed(5))
+        with torch.no_grad():
+            assert torch.equal(m.decode(z), fresh.decode(z))
+        return
     sampler = methods.get_sampler(m.native_sampler)
     steps = sampler.default_steps(type(m), m.cfg)
     noise = batch(shape, 2)

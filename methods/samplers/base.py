@@ -46,6 +46,9 @@ class SamplerDef:
     @classmethod
     def runs_on(cls, model_cls: type[Method]) -> str | None:
         """None if this sampler can sample `model_cls`, else the one-line reason it cannot."""
+        if not model_cls.samplable:
+            return (f"{model_cls.name} is a stage, not a generative model (no sampler runs on it): train a model in its"
+                    " latent space with --latent")
         if model_cls.kind not in cls.kinds:
             return f"{cls.name} needs a model predicting {' or '.join(cls.kinds)}; {model_cls.name} predicts {model_cls.kind}"
         if model_cls.time not in cls.times:
