@@ -48,6 +48,8 @@ VGG16_WEIGHTS = typer.Option("", "--vgg16-weights", envvar="BENCH_VGG16_WEIGHTS"
                              help="VGG16 weights (torchvision state dict) for precision/recall; default: torchvision's")
 CACHE_DIR = typer.Option(Path("~/.cache/bench"), "--cache-dir", envvar="BENCH_CACHE_DIR",
                          help="Reference features and the domain classifier are cached here.")
+LATENT = typer.Option(None, "--latent", help="Train and sample in an autoencoder's latent space: 'autoencoder' (the "
+                      "preset's, trained first when missing) or an autoencoder run folder (sets data.latent).")
 OFFLINE = typer.Option(False, "--offline", envvar="BENCH_OFFLINE",
                        help="Never download metric weights: without local files those metrics stay empty, with a note.")
 
@@ -81,6 +83,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's latest checkpoint."),
     log_with: Optional[str] = typer.Option(None, "--log-with", help="Also log to an Accelerate tracker: tensorboard"
                                                                    " (event files in RUN/logs; off by default)."),
+    latent: Optional[str] = LATENT,
     runs_dir: Path = RUNS_DIR,
     data_dir: str = DATA_DIR,
     progress: Optional[bool] = PROGRESS,
@@ -91,7 +94,7 @@ def train(
     with user_errors():
         run_dir = train_command(method, dataset=dataset, preset=preset, config=config, T=T, sets=set_ or [],
                                 out=out, resume=resume, runs_dir=runs_dir, data_dir=data_dir,
-                                progress=_progress(progress), log=typer.echo, log_with=log_with)
+                                progress=_progress(progress), log=typer.echo, log_with=log_with, latent=latent)
         typer.echo(f"run: {run_dir}")
 
 
@@ -121,6 +124,7 @@ def compare(
                                                                       " bf16 (autocast; solver arithmetic stays fp32)."),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks while"
                                                                                  " sampling (recorded in every row)."),
+    latent: Optional[str] = LATENT,
     out: Optional[Path] = typer.Option(None, help="Write results.csv, spec.json and report.md here."),
     device: str = DEVICE,
     runs_dir: Path = RUNS_DIR,
@@ -141,7 +145,8 @@ def compare(
                                               nfe=nfe,
                                               num_samples=num_samples, seed=seed, seeds=seeds,
                                               bootstrap=bootstrap, guidance=guidance, classes=classes,
-                                              precision=precision, compile_=compile_, out=out, device=device,
+                                              precision=precision, compile_=compile_, latent=latent, out=out,
+                                              device=device,
                                               runs_dir=runs_dir, data_dir=data_dir, progress=_progress(progress),
                                               log=typer.echo, resources=resources)
         from bench.shard import Shard

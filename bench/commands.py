@@ -28,7 +28,7 @@ def _method(name: str) -> type[methods.Method]:
 
 def train_command(method: str, *, dataset: str | None, preset: str | None, config: Path | None, T: int | None,
                   sets: list[str], out: Path | None, resume: bool, runs_dir: Path, data_dir: str, progress: bool,
-                  log: Callable[[str], None], log_with: str | None = None) -> Path:
+                  log: Callable[[str], None], log_with: str | None = None, latent: str | None = None) -> Path:
     from bench.train import train
 
     if method not in methods.list_methods() and method in methods.list_samplers():
@@ -50,6 +50,8 @@ def train_command(method: str, *, dataset: str | None, preset: str | None, confi
         flags["data.root"] = data_dir
     if log_with is not None:
         flags["train.log_with"] = log_with
+    if latent:
+        flags["data.latent"] = latent
     preset = preset or get_dataset_info(dataset or "gaussians25").preset
     cfg = resolve_run_config(method, model_cls=cls.Config, preset=preset, dataset=dataset, config_file=config,
                              flags=flags, sets=parse_sets(sets))
@@ -64,7 +66,7 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
                     model: str | None = None, seeds: str | None = None,
                     bootstrap: int | None = None, guidance: str | None = None,
                     classes: str | None = None, precision: str | None = None,
-                    compile_: bool | None = None) -> tuple[Path, Path]:
+                    compile_: bool | None = None, latent: str | None = None) -> tuple[Path, Path]:
     from bench.runner import compare
 
     resolve_device(device)  # a bad --device fails before any work
@@ -75,7 +77,7 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
                                 num_samples=num_samples, seed=seed, data_root=data_dir,
                                 seeds=parse_int_list(seeds, "--seeds") if seeds else None, bootstrap=bootstrap,
                                 guidance=parse_names(guidance, "--guidance") if guidance else None, classes=classes,
-                                precision=precision, compile_=compile_)
+                                precision=precision, compile_=compile_, latent=latent)
     results_dir = Path(out) if out else Path("results") / spec.name
     report_dir = Path(out) if out else Path("reports") / spec.name
     compare(spec, runs_dir=runs_dir, results_dir=results_dir, report_dir=report_dir, device=device,
@@ -89,7 +91,7 @@ def listing() -> str:
         cls = methods.get_method(name)
         cond = (", class-conditional with model.num_classes" + ("" if cls.guided else " (no guidance)")) if \
             "num_classes" in {f.name for f in dataclasses.fields(cls.Config)} else ""
-        lines.append(f"  {name:<13} {cls.summary} [{cls.kind}, {cls.time} time{cond}]")
+        lines.append(f"  {name:<13} {cls.summary}" + (f" [{cls.kind}, {cls.time} time{cond}]" if cls.samplable else ""))
     lines.append("samplers (bench compare --methods NAME [--model MODEL]):")
     for name in methods.list_samplers():
         lines.append(f"  {name:<13} {methods.get_sampler(name).summary}")
@@ -104,8 +106,8 @@ def listing() -> str:
 
 
 def compatibility() -> list[str]:
-    """A sampler x model table: yes, yes* (the default model) or no."""
-    models = methods.list_methods()
+    """A sampler x model table: yes, yes* (the default model) or no (stages such as the autoencoder are left out)."""
+    models = [m for m in methods.list_methods() if methods.get_method(m).samplable]
     rows = [["sampler", *models]]
     for name in methods.list_samplers():
         cls = methods.get_sampler(name)
@@ -147,6 +149,9 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
         raise BenchError(f"--num and --batch must be >= 1, got {num} and {batch}")
     cfg = read_run_config(run)
     model_cls = _method(cfg.method)
+    if not model_cls.samplable:
+        raise BenchError(f"{run} is a {cfg.method} run, a stage rather than a generative model: sample a run trained"
+                         f" in its latent space (bench train ddpm --dataset {cfg.data.name} --latent {run})")
     name = method or methods.samplers_for(cfg.method)[0]
     try:
         cls = methods.get_sampler(name)
@@ -170,6 +175,10 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
     m, cfg, meta = load_method(run, device=dev)
     runtime.prepare(m.denoisers(), precision=precision, compile_=compile_, device=dev)
     sampler = build_sampler(cls.name, m, steps, options, guidance=sample_guidance(m, guidance, classes))
+    if cfg.data.latent:  # decoded before anything is written: the file holds images
+        from bench.latent import DecodedSampler, stage_of_run
+
+        sampler = DecodedSampler(sampler, stage_of_run(Path(run), cfg, dev))
     image = get_dataset_info(cfg.data.name).kind == "image"
     log(f"sampling {num} with {sampler.label} from {run}")
     x, nfe, labels = draw_samples(sampler, m, n=num, seed=seed, batch=min(batch, num), device=dev,

@@ -43,6 +43,8 @@ class DataConfig:
     resolution: int = 0  # images: side length after padding/resizing; 0 keeps the native size
     download: bool = False  # images: let torchvision download missing files (needs a network)
     hflip: bool = False  # images: random horizontal flips while training
+    latent: str = ""  # images: "" pixel space; "autoencoder" (the preset's autoencoder on this data, trained
+    # first) or an autoencoder run folder: train and sample in its scaled latent space (bench/latent.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +107,7 @@ class RunConfig:
             flat.pop("model.p_uncond", None)
         if flat.get("model.net.unet_config", None) == "":  # only imported diffusers UNets have one
             flat.pop("model.net.unet_config")
+        flat.pop("data.latent", None)  # a latent run is named by its autoencoder's run id (parents.autoencoder)
         flat.update({f"parents.{role}": p.run_id() for role, p in self.parents})
         return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
 
@@ -116,7 +119,8 @@ class RunConfig:
         """`<run id>-<method>-<dataset slug><key params>`: one path component, whatever the dataset name
         holds (`folder:PATH` becomes `folder-<last part of PATH>`; the run id hashes the full path)."""
         keys = "".join(f"-{k}{getattr(self.model, k)}" for k in key_params)
-        return _slug(f"{self.run_id()}-{self.method}-{dataset_slug(self.data.name)}{keys}")
+        latent = "-latent" if self.data.latent else ""
+        return _slug(f"{self.run_id()}-{self.method}-{dataset_slug(self.data.name)}{latent}{keys}")
 
 
 def _slug(text: str, limit: int = 120) -> str:
@@ -355,6 +359,10 @@ def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
         raise BenchError(f"{cfg.method}: {e}") from None
     data = {f"data.{k}": v for k, v in dataclasses.asdict(cfg.data).items()}
     out = []
+    if cfg.data.latent:
+        from bench.latent import autoencoder_parent
+
+        out.append(("autoencoder", autoencoder_parent(cfg)))
     for role, (method, sets) in wanted.items():
         try:
             cls = methods.get_method(method)

@@ -20,6 +20,7 @@ from bench.checkpoint import atomic_write_text, check_writable
 from bench.errors import BenchError
 from bench import stats
 from bench.plots import plt, scatter, show_grid
+from bench.latent_report import latent_section
 from bench.schema import FLOOR_METHOD, METRICS, Metric, safe_name
 from bench.guidance_report import guidance_reading, plot_vs_guidance
 from bench.straightening import straightening_reading
@@ -80,6 +81,12 @@ def _cell(row: pd.Series, m: Metric, spec: dict) -> str:
 def _speed(row: pd.Series) -> str:
     """ms per 100 samples: the mean ± interval over seeds, or one run's median (IQR); older results
     folders hold a mean ± std."""
+    decoder = row.get("decode_ms_per_100")
+    part = f", of which decoder {decoder:.1f}" if decoder is not None and pd.notna(decoder) else ""
+    return _speed_total(row) + part
+
+
+def _speed_total(row: pd.Series) -> str:
     ms = row.get("sample_ms_per_100")
     if "sample_ms_per_100_lo" in row and pd.notna(row.get("sample_ms_per_100_lo")):
         return stats.mean_pm(row, "sample_ms_per_100")
@@ -495,6 +502,7 @@ def _render(df: pd.DataFrame, per_seed: pd.DataFrame, spec: dict, seeded: bool, 
         "",
         trilemma_table(df, spec),
         "",
+        *latent_section(df),
         *best_section(df),
         "## Metrics",
         "",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -24,14 +23,15 @@ import pandas as pd
 import torch
 
 import methods
-from bench.checkpoint import atomic_write_text, check_writable, latest_checkpoint, read_meta
+from bench.checkpoint import atomic_write_text, check_writable
 from bench.config import diff_configs
 from bench.data import check_labels, load_dataset
 from bench.errors import BenchError
 from bench.metrics import MetricResources, evaluate, floor_samples, image_evaluator, is_image_data
 from bench.metrics.likelihood import bits_per_dim
 from bench.provenance import device_name, git_sha, resolve_device, versions
-from bench.runs import build_sampler, load_method
+from bench.latent import DecodedSampler, LatentData, Stage, latent_bpd, latent_columns, load_stages, reconstruction_floor
+from bench.runs import build_sampler, load_method, training_seconds, weights_sha256
 from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, key_text, safe_name
 from bench.spec import Cell, CompareSpec
 from bench.timing import block_labels, block_noise, call_sampler, count_calls, cpu_affinity, time_sampler
@@ -148,19 +148,20 @@ def budget_note(cell: Cell, nfe: int) -> list[str]:
 def adaptive_note(sampler) -> list[str]:
     if not sampler.adaptive:
         return []
-    return [f"adaptive solver: NFE is measured (mean over sample blocks), none declared; tolerances in"
-            f" sampler_settings"]
+    return ["adaptive solver: NFE is measured (mean over sample blocks), none declared; tolerances in"
+            " sampler_settings"]
 
 
 def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device,
                  diagnostics_dir: Path | None = None, per_checkpoint: dict | None = None,
-                 images=None, shard: Shard = SINGLE) -> tuple[dict, np.ndarray] | None:
+                 images=None, shard: Shard = SINGLE, stage: Stage | None = None) -> tuple[dict, np.ndarray] | None:
     """One results row and the samples kept for figures; it writes nothing (but diagnostics on the main
     process). `per_checkpoint` caches what depends on the checkpoint only (bits/dim), across the cells
     that sample it; `images` scores image samples. Under several processes (`shard`) every process
     samples its blocks and extracts its share of the features; the main one alone times the sampler
-    and returns the row (the others None)."""
-    method, cfg, meta = load_model(cell, spec, run_dir, data, device)
+    and returns the row (the others None). A latent cell (`stage`: its autoencoder) samples latents, which
+    the decoder turns into images inside the timed sampler call, before any metric."""
+    method, cfg, meta = load_model(cell, spec, run_dir, LatentData(data, stage) if stage else data, device)
     runtime.prepare(method.denoisers(), precision=spec.precision, compile_=spec.compile, device=device)
     seed = spec.sampling_seed(cell)
     if diagnostics_dir is not None and cell.seed in (None, spec.seed_list[0]) and shard.main:
@@ -168,11 +169,13 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     key = (str(run_dir), cfg.method, seed)
     cache = per_checkpoint if per_checkpoint is not None else {}
     if key not in cache:
-        cache[key] = bits_per_dim(method, data, name=cfg.method, num_images=spec.bpd_images, seed=seed,
-                                  device=device)
+        cache[key] = latent_bpd(method) if stage else bits_per_dim(
+            method, data, name=cfg.method, num_images=spec.bpd_images, seed=seed, device=device)
     likelihood, bpd_notes = cache[key]
     guidance = cell.guidance_spec()
     sampler = build_sampler(cell.method, method, cell.steps, cell.options(), guidance=guidance)
+    if stage is not None:
+        sampler = DecodedSampler(sampler, stage)
     x, nfe, labels = draw_samples(sampler, method, n=spec.num_samples, seed=seed, batch=spec.sample_batch,
                                   device=device, to_data=data.to_data, classes=spec.classes, shard=shard)
     unconditional = guidance is not None and guidance.w is None  # the null class: no class was asked for
@@ -184,6 +187,7 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
                           num_classes=method.num_classes(method.cfg), classes=spec.classes)
     if shard.world > 1:
         notes = notes + [f"sampled by {shard.world} processes; timed on process 0 alone, the others waiting"]
+    latent = latent_columns(stage, device, spec.timing, seed) if stage else {}
     row = {
         **conditioning_columns(guidance, spec), "method": cell.method, "label": cell_label(cell, sampler.label),
         "variant": cell.variant,
@@ -191,7 +195,8 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
         "num_samples": spec.num_samples, "nfe_declared": None if sampler.adaptive else sampler.nfe,
         "nfe_measured": nfe, **timing_columns(timing),
         **metrics, **likelihood,
-        "run_id": cfg.run_id(), "checkpoint_step": meta["step"],
+        "train_s": training_seconds(run_dir) if type(method).trainable else None,
+        **latent, "run_id": cfg.run_id(), "checkpoint_step": meta["step"],
         "sampler_settings": json.dumps(sampler.settings, sort_keys=True, default=str),
         **runtime.describe(spec.precision, spec.compile),
         "notes": "; ".join(budget_note(cell, nfe) + adaptive_note(sampler) + notes + bpd_notes
@@ -262,6 +267,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
 
     run_dirs = {cell: spec.run_dir(cell, runs_dir, cfg) for cell, cfg in run_cfgs.items()}
     ensure_checkpoints(run_cfgs, run_dirs, runs_dir=runs_dir, progress=progress, log=log)
+    stages = load_stages(run_cfgs, run_dirs, runs_dir=runs_dir, data=data, device=dev, shard=shard)
     if shard.main:
         results_dir.mkdir(parents=True, exist_ok=True)
         (results_dir / "samples").mkdir(exist_ok=True)
@@ -277,6 +283,13 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
         if _key(FLOOR_METHOD, "", "", "", seed) not in store.done:
             log(f"[floor] scoring {spec.num_samples} real samples (seed {seed})")
             store.save(*floor_row(spec, data, images, seed=seed))
+        for stage in {id(s): s for s in stages.values() if s is not None}.values():  # one per autoencoder
+            if _key(FLOOR_METHOD, stage.run_dir.name, "", "", seed) not in store.done:
+                log(f"[floor] scoring {stage.run_dir.name}'s reconstructions of {spec.num_samples} real samples")
+                x, labels, row = reconstruction_floor(stage, data, spec.num_samples, seed=seed)
+                metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap,
+                                          labels=labels if spec.conditional else None)
+                store.save({**row, **metrics, "notes": "; ".join([row["notes"]] + notes)}, kept(data, x))
     for i, cell in enumerate(spec.cells, 1):
         name = f"{cell.variant or cell.method}{'@' + cell.model_label if cell.model_label else ''} steps={cell.steps}"
         name += f" seed={cell.seed}" if cell.seed is not None else ""
@@ -287,7 +300,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
         log(f"[cell {i}/{len(spec.cells)}] {name}: sampling {spec.num_samples}, timing")
         measured = measure_cell(cell, spec, run_dirs[cell], data, dev,
                                 diagnostics_dir=results_dir / "diagnostics", per_checkpoint=per_checkpoint,
-                                images=images, shard=shard)
+                                images=images, shard=shard, stage=stages[cell])
         if measured is not None:
             row, samples = measured
             store.save({**row, "weights_sha256": weights[cell]}, samples)
@@ -372,19 +385,6 @@ class ResultsStore:
         write_results(self.results_dir, self.rows)
 
 
-def weights_sha256(run_dir: Path, cfg) -> str:
-    """What identifies the weights a cell samples: the sha256 of the latest checkpoint's weight files
-    (from its meta.json), or "exact" for a model built from the data."""
-    if not methods.get_method(cfg.method).trainable:
-        return "exact"
-    ckpt = latest_checkpoint(run_dir)
-    if ckpt is None:
-        raise BenchError(f"{run_dir} has no checkpoint after training; delete it and run again")
-    files = read_meta(ckpt).get("files", {})
-    weights = {k: v for k, v in files.items() if k.endswith(".safetensors")}  # not the optimizer state
-    return hashlib.sha256(json.dumps(weights, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def samples_path(results_dir: Path, label: str, seed, spec: CompareSpec) -> Path:
     """samples/<label>.npz for the grid's first seed (the one the report draws), <label>.seed<s>.npz
     for the other seeds of a seeds axis."""
@@ -395,9 +395,11 @@ def samples_path(results_dir: Path, label: str, seed, spec: CompareSpec) -> Path
 
 
 def model_column(cell: Cell, cfg) -> str:
-    """A row's `model`: the model's registry name, or a pinned run's folder name (two imported pipelines are two
-    models)."""
-    return Path(cell.run).name if cell.run else cfg.method
+    """A row's `model`: the model's registry name (`<name>-latent` in an autoencoder's latent space), or a pinned
+    run's folder name (two imported pipelines are two models)."""
+    if cell.run:
+        return Path(cell.run).name
+    return f"{cfg.method}-latent" if cfg.data.latent else cfg.method
 
 
 def _cell_key(cell: Cell, spec: CompareSpec, run_cfgs: dict) -> tuple[str, ...]:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,34 @@ def build_sampler(sampler: str, model: methods.Method, steps: int, options: Any,
         return condition(methods.get_sampler(sampler).build(model, steps, options), model, guidance)
     except ValueError as e:
         raise BenchError(str(e)) from None
+
+
+def weights_sha256(run_dir: Path, cfg) -> str:
+    """What identifies the weights a cell samples: the sha256 of the latest checkpoint's weight files
+    (from its meta.json), or "exact" for a model built from the data."""
+    if not methods.get_method(cfg.method).trainable:
+        return "exact"
+    ckpt = latest_checkpoint(run_dir)
+    if ckpt is None:
+        raise BenchError(f"{run_dir} has no checkpoint after training; delete it and run again")
+    files = read_meta(ckpt).get("files", {})
+    weights = {k: v for k, v in files.items() if k.endswith(".safetensors")}  # not the optimizer state
+    return hashlib.sha256(json.dumps(weights, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def training_seconds(run_dir: Path) -> float | None:
+    """A run's training wall-clock in seconds (the last `elapsed_s` in stats.jsonl; resumed runs add up,
+    held-out evaluation and checkpoints included), None when it logged none (an imported run)."""
+    try:
+        lines = (Path(run_dir) / "stats.jsonl").read_text().splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    for line in reversed(lines):
+        try:
+            value = json.loads(line).get("elapsed_s")
+        except json.JSONDecodeError:
+            continue
+        if value is not None:
+            return float(value)
+    return None
+

@@ -14,7 +14,10 @@ Speed          nfe_declared (what the sampler says), nfe_measured (network calls
                time in the same round: machine-speed units, for speed-ups that survive drift between
                minutes), reference_ms (that workload's median time; bench/timing.py),
                timing_flag ("measurement error" when the efficiency came out above 1 twice: the
-               timing is not a result; bench/timing.py)
+               timing is not a result; bench/timing.py), decode_ms_per_100 (a latent row's decoder
+               alone, batch 100, same protocol: the part of sample_ms_per_100 that decoding costs),
+               train_s (the checkpoint's training wall-clock in seconds, from its stats.jsonl; parents and
+               the autoencoder not included)
 Toy quality    hq_fraction (share within 3 std of a mode), swd (sliced Wasserstein-1 to fresh
                data, data units)
 Toy coverage   modes (covered modes), mode_kl (KL of the mode histogram to uniform, nats)
@@ -41,6 +44,10 @@ Domain         fd_classifier (Frechet distance in the bench MNIST-family classif
 Intervals      bootstrap (resamples, when the grid asks for them), bootstrap_ci (JSON {metric: [lo,
                hi]}: 95% percentile interval over resampled samples of this row; training noise is
                the seeds axis, summarised in summary.csv by bench/stats.py)
+Latent         latent (the autoencoder run a latent row's model trains and samples in; empty in pixel
+               space), latent_scale (its scaling factor s = 1 / std of the training latents,
+               bench/latent.py), latent_train_s (the autoencoder's training wall-clock, seconds). The floor row `reconstructions (floor)` (model = the autoencoder run)
+               scores the autoencoder's reconstructions of the data floor's real test images
 Provenance     run_id, checkpoint_step, weights_sha256 (of the checkpoint's weight files; a row is
                reused by a later `bench compare` only when it matches the checkpoint there; "exact"
                for a model with no weights), sampler_settings (JSON), network_precision (fp32 | bf16: how the
@@ -59,19 +66,20 @@ import math
 IDENTITY = ["method", "label", "variant", "model", "steps", "guidance", "nfe_target", "seed", "num_samples"]
 SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100_iqr", "forward_ms_per_100",
          "sampler_efficiency", "sampler_efficiency_iqr", "sample_ref_per_100", "reference_ms", "timing_warmup",
-         "timing_repeats", "timing_flag"]
+         "timing_repeats", "timing_flag", "decode_ms_per_100", "train_s"]
 TOY = ["modes", "hq_fraction", "mode_kl", "swd"]
 CONDITIONAL = ["guidance_scale", "classes", "cond_accuracy", "classes_covered", "classes_asked"]
 LIKELIHOOD = ["bpd"]
 INTERVALS = ["bootstrap", "bootstrap_ci"]
 IMAGE = ["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "fd_classifier", "is_classifier",
          "inception_samples", "reference_samples"]
+LATENT = ["latent", "latent_scale", "latent_train_s"]
 PROVENANCE = ["run_id", "checkpoint_step", "weights_sha256", "sampler_settings", "network_precision", "network_compile",
               "device",
               "torch_threads",
               "cpu_affinity", "git_sha", "timestamp", "notes"]
 
-COLUMNS = IDENTITY + SPEED + TOY + IMAGE + CONDITIONAL + LIKELIHOOD + INTERVALS + PROVENANCE
+COLUMNS = IDENTITY + SPEED + TOY + IMAGE + CONDITIONAL + LIKELIHOOD + INTERVALS + LATENT + PROVENANCE
 
 INTEGER = ["steps", "nfe_target", "seed", "num_samples", "nfe_declared", "nfe_measured", "timing_warmup", "timing_repeats", "modes",
            "inception_samples", "reference_samples", "checkpoint_step", "torch_threads", "bootstrap",

@@ -306,7 +306,8 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
            steps: list[int] | None = None, nfe: list[int] | None = None, models_: list[str] | None = None,
            num_samples: int | None = None, seed: int | None = None, data_root: str = "",
            seeds: list[int] | None = None, bootstrap: int | None = None, guidance: list[str] | None = None,
-           classes: str | None = None, precision: str | None = None, compile_: bool | None = None) -> CompareSpec:
+           classes: str | None = None, precision: str | None = None, compile_: bool | None = None,
+           latent: str | None = None) -> CompareSpec:
     from bench import runtime
 
     dataset = dataset or raw.get("dataset", "gaussians25")
@@ -368,6 +369,11 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
                 raise BenchError(f"model {model_name} needs an isotropic Gaussian mixture dataset"
                                  f" ({', '.join(d for d, i in DATASETS.items() if i.mixture)}), not {dataset}")
             overrides = qualify(var.get("set", {}), _sections(model))
+            if latent:  # --latent: every cell in that autoencoder's latent space
+                if model_name in pinned:
+                    raise BenchError(f"--latent applies to models trained here; --model {model_name} is a trained run"
+                                     " sampled as it is (its own data.latent decides)")
+                overrides = {**overrides, "data.latent": latent}
             if model_name in pinned and overrides:
                 raise BenchError(f"{name} sets training options ({', '.join(overrides)}), but --model {model_name} is"
                                  " a trained run sampled as it is; drop the variant or the run folder")
@@ -448,7 +454,7 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
                          data_root: str = "", seeds: list[int] | None = None,
                          bootstrap: int | None = None, guidance: list[str] | None = None,
                          classes: str | None = None, precision: str | None = None,
-                         compile_: bool | None = None) -> CompareSpec:
+                         compile_: bool | None = None, latent: str | None = None) -> CompareSpec:
     """The suite's grid with command-line overrides; every error is raised before anything runs.
 
     The result is named after the suite when the grid is the suite's own, else
@@ -461,7 +467,7 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
     raw = load_suite(suite)
     spec = _build(suite, raw, names=methods_, dataset=dataset, steps=steps, nfe=nfe, models_=models_,
                   num_samples=num_samples, seed=seed, data_root=data_root, seeds=seeds, bootstrap=bootstrap,
-                  guidance=guidance, classes=classes, precision=precision, compile_=compile_)
+                  guidance=guidance, classes=classes, precision=precision, compile_=compile_, latent=latent)
     try:
         own = _build(suite, raw).grid_hash()
     except BenchError:  # the suite's own grid needs a dataset argument (the folder suite)

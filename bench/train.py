@@ -34,6 +34,7 @@ from bench.checkpoint import atomic_write_text, check_writable, latest_checkpoin
 from bench.config import CADENCE_KEYS, RunConfig, TrainConfig, diff_configs, validate_run
 from bench.data import IndexStream, check_labels, load_dataset
 from bench.errors import BenchError, DivergenceError
+from bench.latent import LatentData, autoencoder_dir, load_stage, record_stage
 from bench.provenance import environment
 from bench.shard import Shard, no_accelerator
 from bench.runs import completed_step, is_complete, load_method, read_run_config, run_dir_for
@@ -245,7 +246,7 @@ def train_parents(cfg: RunConfig, runs_dir: Path, *, progress: bool = True,
             except ValueError as e:
                 raise BenchError(f"{cfg.method}'s {role}: {e}") from None
             continue
-        parent_dir = run_dir_for(parent, runs_dir)
+        parent_dir = autoencoder_dir(cfg, runs_dir) if role == "autoencoder" else run_dir_for(parent, runs_dir)
         if (parent_dir / "config.json").exists():
             diffs = diff_configs(read_run_config(parent_dir), parent, ignore=CADENCE_KEYS | {"train.steps"})
             if diffs:
@@ -287,12 +288,19 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     check_writable(run_dir)
     resume_from = prepare_run_dir(cfg, run_dir, resume=resume)
     accelerator.wait_for_everyone()  # every rank checked the folder before the main one writes into it
-    parents = train_parents(cfg, Path(runs_dir) if runs_dir is not None else run_dir.parent, progress=progress,
-                            log=log) if cfg.parents else {}
+    runs_root = Path(runs_dir) if runs_dir is not None else run_dir.parent
+    parents = train_parents(cfg, runs_root, progress=progress, log=log) if cfg.parents else {}
+    parents.pop("autoencoder", None)  # the stage of a latent run is its data (below), not the method's parent
 
     # --- setup: devices, data, method, optimizers, schedules, EMA --------------------------------
     torch.manual_seed(cfg.train.seed * 1000 + accelerator.process_index)
     data = load_dataset(cfg.data)
+    stage = None
+    if cfg.data.latent:  # every rank sees the scaling factor the main process measured and recorded
+        with accelerator.main_process_first():
+            stage = load_stage(autoencoder_dir(cfg, runs_root), data, accelerator.device,
+                               write=accelerator.is_main_process, for_run=run_dir if resume_from is not None else None)
+        data = LatentData(data, stage)
     num_classes = cls.num_classes(cfg.model)
     check_labels(cfg.method, num_classes, data)
     stream = IndexStream(len(data), cfg.train.batch_size // accelerator.num_processes,
@@ -308,6 +316,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
         with accelerator.main_process_first():  # a parent's cache (reflow couplings) is written once, then read
             method.attach_parents(parents, run_dir=run_dir, seed=cfg.train.seed, log=log)
     groups = method.param_groups()
+    phases = cls.phases_for(cfg.model)
     optimizers = {name: torch.optim.AdamW(g.params, lr=g.lr, betas=g.betas, weight_decay=g.weight_decay)
                   for name, g in groups.items()}
     schedules = {name: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg.train, groups[name].lr))
@@ -324,6 +333,8 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     if accelerator.is_main_process:
         _write_run_files(cfg, run_dir, accelerator.device, processes=accelerator.num_processes)
         _truncate_stats(run_dir / "stats.jsonl", step)
+        if stage is not None and resume_from is None:
+            record_stage(run_dir, stage)
     model, *prepared = accelerator.prepare(method, *optimizers.values())
     optimizers = dict(zip(optimizers, prepared))
     for avg in ema.models.values():
@@ -354,7 +365,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
             x0 = data.batch(idx).to(accelerator.device)
             y = data.labels(idx).to(accelerator.device) if num_classes else None  # class-conditional models only
             logs = {}
-            for phase in cls.phases:
+            for phase in phases:
                 out = model(x0, phase=phase, step=step, y=y) if num_classes else model(x0, phase=phase, step=step)
                 _check_finite(out, phase, step, run_dir, accelerator)
                 optimizers[phase].zero_grad(set_to_none=True)
@@ -570,6 +581,8 @@ def _preview(method, ema, data, cfg, run_dir, device, log) -> None:
     from methods.guidance import condition
 
     cls = type(method)
+    if not cls.samplable:
+        return _preview_reconstructions(method, ema, data, cfg, run_dir, device)
     names = methods.samplers_for(cls.name)
     native = methods.get_sampler(names[0])
     steps = cfg.train.preview_steps or native.default_steps(cls, cfg.model)
@@ -588,6 +601,19 @@ def _preview(method, ema, data, cfg, run_dir, device, log) -> None:
     labels = torch.arange(len(noise)) % k if k else None
     x = data.to_data(call_sampler(sampler, noise, gen, labels).cpu())
     save_preview(x, run_dir / "preview.png", title=f"{run_dir.name}: {sampler.label}, {cfg.train.steps} steps")
+
+
+def _preview_reconstructions(method, ema, data, cfg, run_dir, device) -> None:
+    """A stage's preview.png (the autoencoder): test images above their reconstructions (EMA weights)."""
+    from bench.plots import save_preview
+
+    scoring = copy.deepcopy(method).to(device).eval()
+    ema.apply_to(scoring)
+    x = data.eval_batch(max(1, cfg.train.preview_samples // 2)).to(device)
+    with torch.no_grad():
+        x_hat = scoring.reconstruct(x, torch.Generator().manual_seed(cfg.train.seed))
+    images = data.to_data(torch.cat([x, x_hat]).cpu())
+    save_preview(images, run_dir / "preview.png", title=f"{run_dir.name}: test images, then reconstructions")
 
 
 class _Bar:
