@@ -278,3 +278,17 @@ def test_latent_bad_input_is_one_line(shared_data, tmp_path):
         line = one_error_line(invoke([*args, "--data-dir", str(shared_data)], tmp_path))
         assert message in line, line
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("suite", ["mnist-latent-cpu", "cifar10-latent"])
+def test_latent_suites_pair_every_latent_row_with_a_pixel_row(suite):
+    from bench.spec import resolve_compare_spec
+
+    spec = resolve_compare_spec(suite=suite)
+    latent = [c for c in spec.cells if dict(c.overrides).get("data.latent") == "autoencoder"]
+    pixel = [c for c in spec.cells if c not in latent]
+    assert latent and {(c.method, c.nfe_target) for c in latent} == {(c.method, c.nfe_target) for c in pixel}
+    for c in latent:
+        cfg = spec.run_config(c)
+        assert cfg.parent("autoencoder").method == "autoencoder" and not cfg.parent("autoencoder").data.latent
+        assert dict(c.sampler).get("clip_sample") is not True, "scaled latents have no [-1, 1] range to clip to"
