@@ -51,7 +51,9 @@ def train_command(method: str, *, dataset: str | None, preset: str | None, confi
     if log_with is not None:
         flags["train.log_with"] = log_with
     if latent:
-        flags["data.latent"] = latent
+        from bench.latent import latent_option
+
+        flags["data.latent"] = latent_option(latent)
     preset = preset or get_dataset_info(dataset or "gaussians25").preset
     cfg = resolve_run_config(method, model_cls=cls.Config, preset=preset, dataset=dataset, config_file=config,
                              flags=flags, sets=parse_sets(sets))

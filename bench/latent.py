@@ -33,6 +33,12 @@ def is_path(latent: str) -> bool:
     return latent != "autoencoder"
 
 
+def latent_option(latent: str) -> str:
+    """`--latent` as data.latent: 'autoencoder', or the absolute path of a run folder (a run's config.json then
+    names its autoencoder wherever it is read from)."""
+    return latent if not is_path(latent) else str(Path(latent).expanduser().resolve())
+
+
 def autoencoder_parent(cfg):
     """The autoencoder RunConfig a latent run is built on: `data.latent = "autoencoder"` resolves the preset's
     autoencoder on the same data (in pixel space); a run folder gives its own config.json."""

@@ -49,8 +49,10 @@ def latent_section(df: pd.DataFrame) -> list[str]:
     for name, g in df[latent].groupby("latent"):
         first = g.iloc[0]
         ae_s = first.get("latent_train_s")
+        users = g.loc[g["method"] != FLOOR_METHOD, "run_id"].nunique() if "run_id" in g else 0
         out.append(f"- autoencoder `{name}`: scaling factor s = {_num(first.get('latent_scale'), '{:.4f}')} (1 / std of"
-                   f" its training latents), trained in {_num(ae_s, '{:.0f}')} s. Latent samples are decoded before"
+                   f" its training latents), trained in {_num(ae_s, '{:.0f}')} s, shared by {users} latent model"
+                   f"{'s' if users != 1 else ''} (each latent row's training time counts it whole). Latent samples are decoded before"
                    " every metric; their ms per 100 samples include the decoder (timed alone too); NFE counts the"
                    " denoiser only.")
     cols = [c for c, _ in QUALITY if c in df and df[c].notna().any()] + [
@@ -72,6 +74,22 @@ def latent_section(df: pd.DataFrame) -> list[str]:
             "–" if floor else _num(r.get("sample_ms_per_100"), "{:.1f}"),
             _num(r.get("decode_ms_per_100"), "{:.1f}") if not floor else "–", train_text]) + " |")
     out += ["", *[f"- {line}" for line in latent_reading(df)], ""]
+    return out
+
+
+COMPARED = (("fid", "FID", False, "{:.2f}"), ("fd_classifier", "FD (classifier)", False, "{:.2f}"),
+            ("precision", "precision", True, "{:.3f}"), ("recall", "recall", True, "{:.3f}"))
+
+
+def _versus(r: pd.Series, p: pd.Series) -> list[str]:
+    """'FID 275.17 vs 234.89 (worse)', ... for every metric both rows have."""
+    out = []
+    for col, name, higher, fmt in COMPARED:
+        a, b = r.get(col), p.get(col)
+        if a is None or b is None or pd.isna(a) or pd.isna(b):
+            continue
+        verdict = "equal" if a == b else "better" if (a > b) == higher else "worse"
+        out.append(f"{name} {fmt.format(a)} vs {fmt.format(b)} ({verdict})")
     return out
 
 
@@ -97,14 +115,12 @@ def latent_reading(df: pd.DataFrame) -> list[str]:
         if not len(twin):
             continue
         p = twin.iloc[0]
-        verdict = "better" if r[col] < p[col] else "worse" if r[col] > p[col] else "equal"
         speed = p["sample_ms_per_100"] / r["sample_ms_per_100"] if r["sample_ms_per_100"] else float("nan")
         t_l, t_p = _train(r), _train(p)
         train = f"; training {t_l:.0f} s with the autoencoder vs {t_p:.0f} s" if t_l is not None and t_p is not None else ""
-        out.append(f"At {r['nfe_measured']:.0f} network calls, **{r['label']}** scores {name} {r[col]:.2f} vs"
-                   f" {p[col]:.2f} for **{p['label']}** in pixel space ({verdict}), sampling"
-                   f" {r['sample_ms_per_100']:.1f} vs {p['sample_ms_per_100']:.1f} ms per 100 samples"
-                   f" ({speed:.1f}× the pixel row's speed){train}.")
+        out.append(f"At {r['nfe_measured']:.0f} network calls, **{r['label']}** vs **{p['label']}** in pixel space: "
+                   + ", ".join(_versus(r, p)) + f"; sampling {r['sample_ms_per_100']:.1f} vs"
+                   f" {p['sample_ms_per_100']:.1f} ms per 100 samples ({speed:.1f}× the pixel row's speed){train}.")
     if len(lat) and len(pix):
         best_l = lat.loc[lat[col].idxmin()]
         budget = pix[pix["sample_ms_per_100"] <= best_l["sample_ms_per_100"]]
@@ -117,10 +133,13 @@ def latent_reading(df: pd.DataFrame) -> list[str]:
                        f" {best_p['sample_ms_per_100']:.1f} ms), by {abs(best_l[col] - best_p[col]):.2f}.")
         else:
             fastest = pix.loc[pix["sample_ms_per_100"].idxmin()]
+            won = best_l[col] < fastest[col]
             out.append(f"At equal sampling time: no pixel row is as fast as the best latent row **{best_l['label']}**"
-                       f" ({best_l['sample_ms_per_100']:.1f} ms per 100 samples, {name} {best_l[col]:.2f}); the fastest"
-                       f" pixel row, **{fastest['label']}**, takes {fastest['sample_ms_per_100']:.1f} ms and scores"
-                       f" {fastest[col]:.2f}.")
+                       f" ({best_l['sample_ms_per_100']:.1f} ms per 100 samples, {name} {best_l[col]:.2f}), so equal time"
+                       f" is not on this grid; the fastest pixel row, **{fastest['label']}**, takes"
+                       f" {fastest['sample_ms_per_100']:.1f} ms ({fastest['sample_ms_per_100'] / best_l['sample_ms_per_100']:.1f}×"
+                       f" as long) and scores {fastest[col]:.2f}: {'the latent row is faster and better' if won else 'the latent row is faster but worse'}"
+                       f" by {abs(best_l[col] - fastest[col]):.2f}.")
         best_p_all = pix.loc[pix[col].idxmin()]
         t_l, t_p = _train(best_l), _train(best_p_all)
         if t_l is not None and t_p is not None:

@@ -309,6 +309,7 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
            classes: str | None = None, precision: str | None = None, compile_: bool | None = None,
            latent: str | None = None) -> CompareSpec:
     from bench import runtime
+    from bench.latent import latent_option
 
     dataset = dataset or raw.get("dataset", "gaussians25")
     precision = raw.get("precision", "fp32") if precision is None else precision
@@ -373,7 +374,7 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
                 if model_name in pinned:
                     raise BenchError(f"--latent applies to models trained here; --model {model_name} is a trained run"
                                      " sampled as it is (its own data.latent decides)")
-                overrides = {**overrides, "data.latent": latent}
+                overrides = {**overrides, "data.latent": latent_option(latent)}
             if model_name in pinned and overrides:
                 raise BenchError(f"{name} sets training options ({', '.join(overrides)}), but --model {model_name} is"
                                  " a trained run sampled as it is; drop the variant or the run folder")

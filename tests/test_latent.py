@@ -207,7 +207,9 @@ def test_latent_compare_decodes_before_metrics_times_the_decoder_and_has_both_fl
     x = np.load(out / "samples" / "ddim-latent-2.npz")["samples"]
     assert x.dtype == np.uint8 and x.shape == (6, 1, 28, 28), "samples are decoded images"
     report = (out / "report.md").read_text()
-    assert "reconstructions (floor)" in report and "decoder" in report
+    for text in ("reconstructions (floor)", "of which decoder", "**ddim-latent-2** vs **ddim-2** in pixel space: FID",
+                 "At equal sampling time", "shared by 1 latent model"):
+        assert text in report, text
 
 
 def test_the_decoder_is_timed_and_never_counted_as_an_nfe():
@@ -292,3 +294,42 @@ def test_latent_suites_pair_every_latent_row_with_a_pixel_row(suite):
         cfg = spec.run_config(c)
         assert cfg.parent("autoencoder").method == "autoencoder" and not cfg.parent("autoencoder").data.latent
         assert dict(c.sampler).get("clip_sample") is not True, "scaled latents have no [-1, 1] range to clip to"
+
+
+def test_sigkill_in_the_autoencoder_then_in_the_latent_run_resumes_both_exactly(shared_data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_faults import REPO, assert_same_weights, wait_for
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    preset = tmp_path / "longer.toml"  # a parent takes the preset's training section, never the child's flags
+    preset.write_text(textwrap.dedent(LATENT_PRESET).replace("steps = 4", "steps = 300").replace("ckpt_every = 2",
+                                                                                              "ckpt_every = 50"))
+    args = ["train", "ddpm", "--preset", str(preset), "--latent", "autoencoder", "--data-dir", str(shared_data),
+            "--no-progress"]
+
+    def cmd(runs: Path, *extra: str) -> list[str]:
+        return [sys.executable, "-m", "bench", *args, "--runs-dir", str(runs), *extra]
+
+    ref = subprocess.run(cmd(tmp_path / "ref"), cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert ref.returncode == 0, ref.stderr
+    victim = tmp_path / "victim"
+    for target, extra in (("autoencoder", ()), ("ddpm", ("--resume",))):
+        proc = subprocess.Popen(cmd(victim, *extra), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, env=env)
+        wait_for(lambda: any(victim.glob(f"*-{target}-mnist*/checkpoints/step-00000100")), proc, timeout=300)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        (killed,) = victim.glob(f"*-{target}-mnist*")
+        assert latest_checkpoint(killed).name < "step-00000300", "the kill must land before the end of training"
+        if target == "autoencoder":  # the next command finds the parent unfinished and resumes it first
+            assert not any(victim.glob("*-ddpm-mnist-latent/checkpoints"))
+    done = subprocess.run(cmd(victim, "--resume"), cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    for pattern in ("*-autoencoder-mnist", "*-ddpm-mnist-latent"):
+        (a,), (b,) = list((tmp_path / "ref").glob(pattern)), list(victim.glob(pattern))
+        assert latest_checkpoint(b).name == "step-00000300"
+        assert_same_weights(a, b)
