@@ -333,3 +333,30 @@ def test_sigkill_in_the_autoencoder_then_in_the_latent_run_resumes_both_exactly(
         (a,), (b,) = list((tmp_path / "ref").glob(pattern)), list(victim.glob(pattern))
         assert latest_checkpoint(b).name == "step-00000300"
         assert_same_weights(a, b)
+
+
+def dotted(table: dict, prefix: str) -> dict:
+    out = {}
+    for k, v in table.items():
+        out.update(dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+@pytest.mark.parametrize("method", ["ddgan", "vdm", "flow", "cm"])
+def test_every_other_model_trains_and_samples_in_the_same_latent_space(method, trained_pair, latent_preset,
+                                                                       shared_data, tmp_path):
+    from bench.runs import run_dir_for
+    from tests.conftest import TINY_IMAGE_MODEL
+
+    ae_dir, _, _ = trained_pair
+    runs = ae_dir.parent
+    cfg = cfg_of(method, latent_preset, shared_data, data__latent=str(ae_dir), train__steps=2,
+                 **{k.replace(".", "__"): v for k, v in dotted(TINY_IMAGE_MODEL[method], "model.").items()})
+    assert cfg.parent("autoencoder").method == "autoencoder"
+    run_dir = train(cfg, run_dir_for(cfg, runs), progress=False, log=quiet, runs_dir=runs)
+    assert json.loads((run_dir / "autoencoder.json").read_text())["latent_shape"] == [4, 8, 8]
+    out = tmp_path / "s.npz"
+    result = invoke(["sample", str(run_dir), "--num", "3", "--out", str(out)], tmp_path)
+    assert result.exit_code == 0, result.output
+    images = np.load(out)["samples"]
+    assert images.shape == (3, 1, 28, 28) and images.dtype == np.uint8, "decoded to MNIST pixels"
