@@ -99,14 +99,16 @@ class RunConfig:
     def semantic_dict(self) -> dict[str, Any]:
         """What determines the trained weights: everything but cadence and paths, and each parent's
         run id (runs without parents keep the ids they had before parents existed). An unconditional
-        model leaves out its class options, and a network without a diffusers config its empty
-        `net.unet_config`, so their ids are the ones they had before those options existed."""
+        model leaves out its class options, and a network without a diffusers config or Fourier features its
+        empty `net.unet_config` and `net.fourier_freqs`, so their ids are the ones they had before those options existed."""
         flat = {k: v for k, v in flatten(self.own_dict()).items() if k not in CADENCE_KEYS}
         if not flat.get("model.num_classes", 1):
             flat.pop("model.num_classes")
             flat.pop("model.p_uncond", None)
         if flat.get("model.net.unet_config", None) == "":  # only imported diffusers UNets have one
             flat.pop("model.net.unet_config")
+        if "model.net.fourier_freqs" in flat and not flat["model.net.fourier_freqs"]:  # an option added later
+            flat.pop("model.net.fourier_freqs")
         flat.pop("data.latent", None)  # a latent run is named by its autoencoder's run id (parents.autoencoder)
         flat.update({f"parents.{role}": p.run_id() for role, p in self.parents})
         return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}

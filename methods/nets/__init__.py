@@ -21,6 +21,7 @@ class NetConfig:
     hidden: int = 256  # mlp width
     depth: int = 3  # mlp residual blocks
     emb_dim: int = 128  # mlp condition-embedding width
+    fourier_freqs: tuple[float, ...] = ()  # mlp: append sin/cos(pi f x) of the input for each f
     channels: tuple[int, ...] = (64, 128, 128)  # unet block widths, one per resolution
     layers_per_block: int = 2  # unet
     attn_levels: tuple[int, ...] = (1,)  # unet levels (0 = full resolution) with self-attention
@@ -41,7 +42,10 @@ def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0,
         from methods.nets.mlp import TimeMLP
 
         return TimeMLP(data_shape[0] + in_extra, out_dim=data_shape[0], hidden=cfg.hidden, depth=cfg.depth,
-                       emb_dim=cfg.emb_dim, t_scale=t_scale, num_classes=num_classes)
+                       emb_dim=cfg.emb_dim, t_scale=t_scale, num_classes=num_classes,
+                       fourier_freqs=cfg.fourier_freqs)
+    if cfg.fourier_freqs:
+        raise ValueError(f"net.fourier_freqs is an option of net.kind=mlp (vectors), not of {kind}")
     if kind == "unet":
         if len(data_shape) != 3:
             raise ValueError(f"net.kind=unet needs image data (C, H, W), got shape {data_shape}; use net.kind=mlp")

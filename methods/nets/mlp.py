@@ -4,6 +4,8 @@ x (B, dim) and a scalar condition per sample (an integer timestep, or VDM's gamm
 -> output (B, out_dim). The condition enters every block through a sinusoidal
 embedding (diffusers' `get_timestep_embedding`) and an MLP, as in the UNets. A class-conditional
 MLP (`num_classes` K > 0) adds a learned embedding of y in 0..K (K: the null token) to it.
+With `fourier_freqs` the input is widened by sin/cos(pi f x) of itself (methods/nets/fourier.py),
+for maps that are sharp in x, such as a consistency function of 0.05-wide modes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import torch
 from diffusers.models.embeddings import get_timestep_embedding
 from torch import nn
+
+from methods.nets.fourier import FourierFeatures
 
 
 def null_if_none(y: torch.Tensor | None, x: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -42,11 +46,13 @@ class TimeMLP(nn.Module):
     """
 
     def __init__(self, dim: int, *, out_dim: int | None = None, hidden: int = 256, depth: int = 3,
-                 emb_dim: int = 128, t_scale: float = 1.0, num_classes: int = 0):
+                 emb_dim: int = 128, t_scale: float = 1.0, num_classes: int = 0,
+                 fourier_freqs: tuple[float, ...] = ()):
         super().__init__()
         self.emb_dim = emb_dim
         self.t_scale = t_scale
-        self.inp = nn.Linear(dim, hidden)
+        self.features = FourierFeatures(dim, tuple(fourier_freqs))
+        self.inp = nn.Linear(self.features.out_dim, hidden)
         self.temb = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.num_classes = num_classes
         if num_classes:  # only then: unconditional networks keep their parameters and state-dict keys
@@ -59,7 +65,7 @@ class TimeMLP(nn.Module):
         e = self.temb(get_timestep_embedding(t * self.t_scale, self.emb_dim, flip_sin_to_cos=True, downscale_freq_shift=0))
         if self.num_classes:
             e = e + self.cemb(null_if_none(y, x, self.num_classes))
-        h = self.inp(x)
+        h = self.inp(self.features(x))
         for block in self.blocks:
             h = block(h, e)
         return self.out(h)

@@ -3,9 +3,13 @@ CMStochasticIterativeScheduler: x = sigma_max z; x_0 = f(x, sigma_max); then for
 level tau, x = x_0 + sqrt(tau^2 - sigma_min^2) z and x_0 = f(x, tau). One network call per step.
 
 The levels are indices into a Karras grid of `grid` points (index 0 is sigma_max), as in the CM
-code and diffusers: `timesteps = (0, 22)` with grid 40 is the paper's two-step CIFAR-10 sampler
-(sigma 80, then 0.82). Without `timesteps`, diffusers spaces them evenly (k steps: 0, 40 // k, ...).
-The levels used, in sigma, are recorded in every row."""
+code and diffusers: `timesteps = (0, 22)` with grid 40 is the paper's two-step ImageNet sampler
+(sigma 80, then 0.82). Without `timesteps`, diffusers spaces them evenly (k steps: 0, grid // k, ...).
+By default (grid = 0) the grid is the model's own: the N Karras levels it was trained on at the end
+of its curriculum (CD: the fixed N = 18). A network trained at N discrete noise levels is only
+trained there, so levels off its grid can be far worse than levels on it (measured on gaussians25:
+CD's 2-step samples covered 6 of 25 modes on a 40-point grid and 25 on its own 18-point grid).
+The grid and the levels used, in sigma, are recorded in every row."""
 
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ from methods.samplers.base import SamplerDef
 @dataclasses.dataclass(frozen=True)
 class CMOptions:
     timesteps: tuple[int, ...] = ()  # Karras-grid indices of the levels, ascending from 0 (sigma_max)
-    grid: int = 40  # points of the Karras grid the indices refer to
+    grid: int = 0  # points of the Karras grid the indices refer to; 0: the model's training grid N(K)
     clip_sample: bool = False  # clip each f(x, sigma) to [-1, 1] (images)
 
 
@@ -60,20 +64,31 @@ class CM(SamplerDef):
 
     @classmethod
     def validate(cls, opts: CMOptions) -> None:
-        if opts.grid < 2:
-            raise ValueError(f"cm: grid must be >= 2, got {opts.grid}")
+        if opts.grid == 1 or opts.grid < 0:
+            raise ValueError(f"cm: grid must be >= 2, or 0 for the model's training grid, got {opts.grid}")
         if opts.timesteps and (list(opts.timesteps) != sorted(set(opts.timesteps)) or opts.timesteps[0] != 0
-                               or opts.timesteps[-1] >= opts.grid):
+                               or (opts.grid and opts.timesteps[-1] >= opts.grid)):
             raise ValueError(f"cm: timesteps must be distinct ascending grid indices from 0 (sigma_max) to at most"
-                             f" {opts.grid - 1}, got {list(opts.timesteps)}")
+                             f" {opts.grid - 1 if opts.grid else 'N - 1'}, got {list(opts.timesteps)}")
+
+    @staticmethod
+    def grid_of(model_cfg, opts: CMOptions) -> int:
+        """The grid's size: the option, or the model's discretisation at the end of its curriculum."""
+        from methods.cm import discretisation
+
+        return opts.grid or discretisation(model_cfg, model_cfg.curriculum_steps)
 
     @classmethod
     def valid_steps(cls, model_cls, model_cfg, opts) -> StepRange:
         opts = opts or cls.Options()
+        grid = cls.grid_of(model_cfg, opts)
         if opts.timesteps:
             k = len(opts.timesteps)
+            if opts.timesteps[-1] >= grid:
+                raise ValueError(f"cm: timesteps go up to index {opts.timesteps[-1]}, but the model's grid has {grid}"
+                                 f" levels (0..{grid - 1}); give smaller indices or set grid")
             return StepRange(k, k, f"the {k} levels given as timesteps")
-        return StepRange(1, opts.grid, f"at most the grid's {opts.grid} levels")
+        return StepRange(1, grid, f"at most the grid's {grid} levels")
 
     @classmethod
     def default_steps(cls, model_cls, model_cfg) -> int:
@@ -84,12 +99,13 @@ class CM(SamplerDef):
         opts = cls.check(model, steps, opts)
         pred = model.prediction()
         k = pred.schedule
-        template = CMStochasticIterativeScheduler(num_train_timesteps=opts.grid, sigma_min=k.sigma_min,
+        grid = cls.grid_of(model.cfg, opts)
+        template = CMStochasticIterativeScheduler(num_train_timesteps=grid, sigma_min=k.sigma_min,
                                                   sigma_max=k.sigma_max, sigma_data=k.sigma_data, rho=k.rho,
                                                   clip_denoised=opts.clip_sample)
         probe = _scheduled(template, steps, opts.timesteps)
         settings = {"scheduler": "CMStochasticIterativeScheduler", **{k_: v for k_, v in template.config.items()
                                                                       if not k_.startswith("_")},
-                    "timesteps": list(opts.timesteps), "sigmas": [round(float(s), 5) for s in probe.sigmas[:-1]]}
+                    "grid": grid, "timesteps": list(opts.timesteps), "sigmas": [round(float(s), 5) for s in probe.sigmas[:-1]]}
         loop = functools.partial(cm_sample, pred, template=template, steps=steps, timesteps=opts.timesteps)
         return LoopSampler(loop, steps=steps, nfe=steps, label=f"cm-{steps}", settings=settings)
