@@ -34,7 +34,7 @@ def test_bf16_runs_the_networks_in_bf16_and_keeps_the_solver_in_fp32():
     bf16, nfe16 = samples(model, precision="bf16")
     assert nfe16 == nfe32 == 10 and bf16.dtype == torch.float32 and set(seen) == {torch.float32}  # cast back
     inner = []
-    first = next(model.net.children())  # a layer inside the network runs in bf16
+    first = next(m for m in model.net.modules() if isinstance(m, torch.nn.Linear))  # a layer inside runs in bf16
     first.register_forward_hook(lambda m, a, out: inner.append(out.dtype))
     samples(model)  # prepare with fp32 adds nothing: the bf16 forward is still in place
     assert torch.bfloat16 in inner
