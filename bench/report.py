@@ -24,6 +24,7 @@ from bench.latent_report import latent_section
 from bench.schema import FLOOR_METHOD, METRICS, Metric, safe_name
 from bench.guidance_report import guidance_reading, plot_vs_guidance
 from bench.straightening import straightening_reading
+from bench.fewstep_report import fewstep_reading
 
 
 UNAVAILABLE = "unavailable"  # shown for a metric that the setup could not compute (reason in the notes)
@@ -512,6 +513,7 @@ def _render(df: pd.DataFrame, per_seed: pd.DataFrame, spec: dict, seeded: bool, 
         "## Reading",
         "",
         *[f"- {line}" for line in guidance_reading(df) + reading(df, spec) + straightening_reading(df, spec)
+          + fewstep_reading(df, [m.column for m in _present(df, spec, per_sampler_only=True)])
           + budget_reading(df)
           + schedule_lines + stats.significance_lines(df, [m.column for m in _present(df, spec, per_sampler_only=True)])],
         "",
