@@ -194,6 +194,14 @@ def _sections(model: type) -> dict[str, type]:
     return {"model": model.Config, "data": DataConfig, "train": TrainConfig}
 
 
+def _frozen(items: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Sorted (key, value) pairs with lists as tuples, so that a cell stays hashable whatever TOML gave
+    (`set = { "model.net.fourier_freqs" = [1, 2] }`); the config's coercion takes tuples for lists."""
+    def freeze(v):
+        return tuple(freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
+    return tuple(sorted((k, freeze(v)) for k, v in items.items()))
+
+
 def _base_model(model: type, preset: str, dataset: str, overrides: dict[str, Any]) -> Any:
     return resolve_run_config(model.name, model_cls=model.Config, preset=preset, dataset=dataset,
                               sets=overrides).model
@@ -398,7 +406,7 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
             for s, budget in pairs:
                 for g in axis:
                     cell = Cell(method=sampler.name, steps=s, variant=name if name != sampler.name else "",
-                                overrides=tuple(sorted(overrides.items())), sampler=tuple(sorted(opts.items())),
+                                overrides=_frozen(overrides), sampler=_frozen(opts),
                                 model=model.name if model_name in pinned else
                                 ("" if model_name == sampler.default_model else model_name), nfe_target=budget,
                                 guidance=g, run=str(Path(model_name).resolve()) if model_name in pinned else "")

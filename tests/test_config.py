@@ -76,3 +76,15 @@ def test_a_variant_named_in_methods_is_one_cell_not_two(tmp_path):
                      '[variants.fast]\nmethod = "ddim"\nsteps = [2]\n')
     spec = resolve_compare_spec(suite=str(suite))
     assert [(c.method, c.variant, c.steps) for c in spec.cells] == [("ddpm", "", 1000), ("ddim", "fast", 2)]
+
+
+def test_a_variant_that_sets_a_list_option_gives_hashable_cells_and_the_listed_config(tmp_path):
+    from bench.spec import resolve_compare_spec
+
+    suite = tmp_path / "grid.toml"
+    suite.write_text('dataset = "gaussians25"\nmethods = ["ff"]\n[variants.ff]\nmethod = "flow"\nsteps = [4]\n'
+                     'set = { "model.net.fourier_freqs" = [1, 2] }\n')
+    spec = resolve_compare_spec(suite=str(suite))
+    (cell,) = spec.cells
+    assert {cell: 1}[cell] == 1  # a list value used to make the cell unhashable (TypeError in compare)
+    assert spec.run_config(cell).model.net.fourier_freqs == (1.0, 2.0)
