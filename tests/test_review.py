@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+
+import bench
 
 from bench.plots import image_grid
 from tests.conftest import invoke
@@ -70,3 +73,30 @@ def test_bits_per_dim_of_padded_digits_is_labelled_not_comparable():
     native = ImageData("mnist", imgs[:, :, :28, :28], None, imgs[:, :, :28, :28], None)
     assert not any("padded" in n for n in bits_per_dim(Flat(), native, name="flat", num_images=10, seed=0,
                                                       device=torch.device("cpu"))[1])
+
+
+def test_clearing_committed_results_to_regenerate_them_is_not_a_dirty_tree(tmp_path):
+    """git_sha marks source changes '+dirty', but not results/ or reports/, which a regeneration deletes first."""
+    import shutil
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "bench").mkdir(parents=True)
+    shutil.copy(Path(bench.__file__).parent / "provenance.py", repo / "bench" / "provenance.py")
+    for folder in ("results/toy", "reports/toy"):
+        (repo / folder).mkdir(parents=True)
+        (repo / folder / "a.md").write_text("old\n")
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=repo, check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], cwd=repo, check=True)
+    spec = importlib.util.spec_from_file_location("prov_copy", repo / "bench" / "provenance.py")
+    prov = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prov)
+    clean = prov.git_sha()
+    assert clean != "unknown" and not clean.endswith("+dirty")
+    shutil.rmtree(repo / "results" / "toy")
+    (repo / "reports" / "toy" / "a.md").write_text("new\n")
+    assert prov.git_sha() == clean
+    (repo / "bench" / "provenance.py").write_text((repo / "bench" / "provenance.py").read_text() + "\n# edit\n")
+    assert prov.git_sha() == clean + "+dirty"
