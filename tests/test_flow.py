@@ -202,17 +202,25 @@ def test_bad_flow_input_is_one_line(args, message, tmp_path):
 
 @pytest.mark.parametrize("swd_2rf,verdict", [(0.10, "beats"), (0.40, "does not beat")])
 def test_the_report_states_whether_reflow_straightens_either_way(swd_2rf, verdict):
+    """The student is compared with its own teacher (its parent run), not with another 1-rectified flow."""
     from bench.straightening import straightening_reading
 
     df = pd.DataFrame([
-        {"method": "flow", "variant": None, "steps": 1, "nfe_measured": 1, "swd": 0.30, "modes": 25, "hq_fraction": 0.5},
-        {"method": "flow", "variant": "2-rf", "steps": 1, "nfe_measured": 1, "swd": swd_2rf, "modes": 25,
-         "hq_fraction": 0.8},
-        {"method": "ddim", "variant": None, "steps": 1, "nfe_measured": 1, "swd": 0.9, "modes": 3, "hq_fraction": 0.1},
+        {"label": "flow-1", "method": "flow", "variant": None, "steps": 1, "nfe_measured": 1, "swd": 0.30, "modes": 25,
+         "hq_fraction": 0.5},
+        {"label": "flow-ff-1", "method": "flow", "variant": "flow-ff", "steps": 1, "nfe_measured": 1, "swd": 0.05,
+         "modes": 25, "hq_fraction": 0.9},  # another network, also reflow 0: not the teacher
+        {"label": "2-rf-1", "method": "flow", "variant": "2-rf", "steps": 1, "nfe_measured": 1, "swd": swd_2rf,
+         "modes": 25, "hq_fraction": 0.8},
+        {"label": "ddim-1", "method": "ddim", "variant": None, "steps": 1, "nfe_measured": 1, "swd": 0.9, "modes": 3,
+         "hq_fraction": 0.1},
     ])
-    spec = {"cells": [{"method": "flow", "variant": "", "steps": 1, "key_params": {"reflow": 0}},
-                      {"method": "flow", "variant": "2-rf", "steps": 1, "key_params": {"reflow": 1}},
+    spec = {"cells": [{"method": "flow", "variant": "", "steps": 1, "key_params": {"reflow": 0}, "run_id": "t"},
+                      {"method": "flow", "variant": "flow-ff", "steps": 1, "key_params": {"reflow": 0}, "run_id": "f"},
+                      {"method": "flow", "variant": "2-rf", "steps": 1, "key_params": {"reflow": 1}, "run_id": "s",
+                       "parents": {"teacher": "t"}},
                       {"method": "ddim", "variant": "", "steps": 1, "key_params": {}}]}
     [line] = straightening_reading(df, spec)
-    assert f"2-rectified flow **{verdict}** the 1-rectified flow" in line and f"{swd_2rf:.3f} vs 0.300" in line
+    assert f"2-rectified flow (2-rf-1) **{verdict}** the 1-rectified flow it was drawn from (flow-1)" in line
+    assert f"{swd_2rf:.3f} vs 0.300" in line
     assert "high-quality fraction 0.800 vs 0.500" in line
