@@ -62,7 +62,8 @@ def _compare(a: pd.Series, b: pd.Series, cols: list[str]) -> str:
     ta, tb = a.get("sample_ms_per_100"), b.get("sample_ms_per_100")
     if ta is not None and tb is not None and not pd.isna(ta) and not pd.isna(tb) and ta > 0:
         ratio = tb / ta
-        pace = f"{ratio:.1f}× faster" if ratio >= 1 else f"{1 / ratio:.1f}× slower"
+        pace = ("about as fast" if abs(ratio - 1) < 0.05 else
+                f"{ratio:.1f}× faster" if ratio > 1 else f"{1 / ratio:.1f}× slower")
         parts.append(f"{pace} ({ta:.1f} vs {tb:.1f} ms / 100 samples)")
     return "; ".join(parts) if parts else "no metric in common"
 
