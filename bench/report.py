@@ -4,7 +4,6 @@ samples/*.npz). `bench report DIR` re-renders without sampling anything."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -17,7 +16,6 @@ import pandas as pd
 from bench.budgets import best_table, budget_reading, budgets, model_name, primary_metric, sampler_of
 from bench import results_folder
 from bench.checkpoint import atomic_write_text, check_writable
-from bench.errors import BenchError
 from bench import stats
 from bench.plots import plt, scatter, show_grid
 from bench.latent_report import latent_section

@@ -99,7 +99,7 @@ def test_export_then_import_gives_the_same_samples_and_diffusers_samples_the_exp
                      "ddim,ddpm", "--steps", f"2,{cfg.model.T}", "--out", str(out), "--no-progress",
                      "--data-dir", str(shared_data)], tmp_path)
     assert result.exit_code == 0, result.output
-    for label in (f"ddim-2", f"ddpm-{cfg.model.T}"):
+    for label in ("ddim-2", f"ddpm-{cfg.model.T}"):
         a = np.load(out / "samples" / f"{label}_{run.name}.npz")["samples"]
         b = np.load(out / "samples" / f"{label}_{back.name}.npz")["samples"]
         assert np.array_equal(a, b), label

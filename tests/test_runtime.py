@@ -4,13 +4,11 @@ and the GPU timing script on CPU at small sizes."""
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 import torch
 
 import methods
 from bench import runtime
 from bench.runner import draw_samples
-from bench.timing import count_calls
 from tests.conftest import invoke, native_sampler, one_error_line, tiny_model_config
 
 

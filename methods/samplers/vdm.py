@@ -6,7 +6,6 @@ on t_i = i / steps from z_1 = noise down to z_0, then the model's decoder (VDM: 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import torch
