@@ -45,7 +45,7 @@ def sampler_of(row: pd.Series) -> str:
     return variant if isinstance(variant, str) and variant else row["method"]
 
 
-def _ranked(rows: pd.DataFrame, col: str, lower: bool) -> pd.DataFrame:
+def rank_rows(rows: pd.DataFrame, col: str, lower: bool) -> pd.DataFrame:
     return rows[rows[col].notna()].sort_values(col, ascending=lower)
 
 
@@ -62,7 +62,7 @@ def best_table(df: pd.DataFrame) -> str | None:
     for b in found:
         cells = [f"≤ {b}"]
         for m in models:
-            ranked = _ranked(rows[(rows["model"] == m) & (rows["nfe_measured"] <= b)], col, lower)
+            ranked = rank_rows(rows[(rows["model"] == m) & (rows["nfe_measured"] <= b)], col, lower)
             cells.append("–" if ranked.empty else
                          f"{ranked.iloc[0]['label']} ({name} {ranked.iloc[0][col]:.4g})")
         lines.append("| " + " | ".join(cells) + " |")
@@ -87,7 +87,7 @@ def budget_reading(df: pd.DataFrame) -> list[str]:
     for m in models:
         wins = []
         for b in found:
-            ranked = _ranked(rows[(rows["model"] == m) & (rows["nfe_measured"] <= b)], col, lower)
+            ranked = rank_rows(rows[(rows["model"] == m) & (rows["nfe_measured"] <= b)], col, lower)
             if len(ranked):
                 wins.append(f"≤ {b}: {sampler_of(ranked.iloc[0])} ({ranked.iloc[0][col]:.4g})")
         if wins:
@@ -95,7 +95,7 @@ def budget_reading(df: pd.DataFrame) -> list[str]:
     for b in found:
         orders = {}
         for m in models:
-            at = _ranked(rows[(rows["model"] == m) & (rows["nfe_target"] == b)], col, lower)
+            at = rank_rows(rows[(rows["model"] == m) & (rows["nfe_target"] == b)], col, lower)
             orders[m] = [sampler_of(r) for _, r in at.iterrows()]
         common = set.intersection(*(set(o) for o in orders.values())) if orders else set()
         shared = {m: [s for s in o if s in common] for m, o in orders.items()}

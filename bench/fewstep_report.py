@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.budgets import primary_metric
+from bench.budgets import primary_metric, rank_rows
 from bench.schema import FLOOR_METHOD, METRIC
 
 SOLVER_KINDS = {"eps", "x0", "v", "velocity"}  # a prediction an ODE/SDE solver integrates
@@ -29,17 +29,12 @@ def _registration(model) -> tuple[str, str] | None:
 
 def _groups(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Rows split into consistency rows, GAN rows (a trained step count) and trained-solver rows."""
-    reg = {m: _registration(m) for m in rows["model"].dropna().unique()}
-    kind = rows["model"].map(lambda m: (reg.get(m) or ("", ""))[0])
-    time = rows["model"].map(lambda m: (reg.get(m) or ("", ""))[1])
+    reg = {m: _registration(m) or ("", "") for m in rows["model"].dropna().unique()}
+    kind, time = (rows["model"].map(lambda m, i=i: reg[m][i]) for i in (0, 1))
     trained = rows["checkpoint_step"].notna() if "checkpoint_step" in rows else pd.Series(True, rows.index)
     return {"consistency": rows[kind == "consistency"],
             "gan": rows[(kind == "sample") & (time == "trained")],
             "solver": rows[kind.isin(SOLVER_KINDS) & trained]}
-
-
-def _fmt(col: str, v: float) -> str:
-    return METRIC[col].fmt.format(v) if col in METRIC else f"{v:.3g}"
 
 
 def _compare(a: pd.Series, b: pd.Series, cols: list[str]) -> str:
@@ -49,8 +44,8 @@ def _compare(a: pd.Series, b: pd.Series, cols: list[str]) -> str:
         va, vb = a.get(col), b.get(col)
         if va is None or vb is None or pd.isna(va) or pd.isna(vb):
             continue
-        text = f"{METRIC[col].header} ({_fmt(col, va)} vs {_fmt(col, vb)})"
-        sa, sb = _fmt(col, va), _fmt(col, vb)
+        sa, sb = (METRIC[col].fmt.format(v) for v in (va, vb))
+        text = f"{METRIC[col].header} ({sa} vs {sb})"
         if sa == sb:
             equal.append(text)
         elif (va > vb) == METRIC[col].higher_is_better:
@@ -98,11 +93,11 @@ def fewstep_reading(df: pd.DataFrame, cols: list[str]) -> list[str]:
         if metric is None or n is None or pd.isna(n):
             continue
         col, mname, lower = metric
-        within = g["solver"][(g["solver"]["nfe_measured"] <= n) & g["solver"][col].notna()]
+        within = rank_rows(g["solver"][g["solver"]["nfe_measured"] <= n], col, lower)
         if within.empty:
             out.append(f"**{name}** ({_nfe(r)}): no solver row on a trained diffusion model within {n:.0f} NFE.")
             continue
-        best = within.sort_values(col, ascending=lower).iloc[0]
+        best = within.iloc[0]
         out.append(f"**{name}** ({_nfe(r)}) against the best solver within {n:.0f} NFE by {mname},"
                    f" **{best['label']}** on {best['model']} ({_nfe(best)}): {_compare(r, best, cols)}.")
     return out if len(out) > 1 else []

@@ -481,6 +481,7 @@ def _render(df: pd.DataFrame, per_seed: pd.DataFrame, spec: dict, seeded: bool, 
     grid = spec.get("grid", {})
     timing = grid.get("timing", {})
     notes = [f"- {n}" for n in spec.get("notes", [])] + _notes(per_seed)
+    sampler_metrics = [m.column for m in _present(df, spec, per_sampler_only=True)]  # columns the reading compares
     md = [
         f"# {spec['name']}: {spec['dataset']}",
         "",
@@ -511,9 +512,9 @@ def _render(df: pd.DataFrame, per_seed: pd.DataFrame, spec: dict, seeded: bool, 
         "## Reading",
         "",
         *[f"- {line}" for line in guidance_reading(df) + reading(df, spec) + straightening_reading(df, spec)
-          + fewstep_reading(df, [m.column for m in _present(df, spec, per_sampler_only=True)])
+          + fewstep_reading(df, sampler_metrics)
           + budget_reading(df)
-          + schedule_lines + stats.significance_lines(df, [m.column for m in _present(df, spec, per_sampler_only=True)])],
+          + schedule_lines + stats.significance_lines(df, sampler_metrics)],
         "",
         "## Figures",
         "",
