@@ -96,12 +96,16 @@ def _speed_total(row: pd.Series) -> str:
 
 
 def _efficiency(row: pd.Series) -> str:
-    """A flagged timing is a measurement error, never a number (bench/timing.py)."""
+    """A flagged timing is a measurement error, never a number (bench/timing.py). One run's flagged
+    row keeps its efficiency in results.csv, but the report does not show it; a cell over seeds shows
+    the mean of its unflagged seeds and says how many were flagged ("1 of 3 seeds")."""
     flag = row.get("timing_flag")
-    if stats.is_flag(flag) and pd.isna(row.get("sampler_efficiency")):
+    if not stats.is_flag(flag):
+        return _fmt(row.get("sampler_efficiency"), "{:.2f}")
+    some = flag.removeprefix("measurement error").strip(" ()")
+    if not some or pd.isna(row.get("sampler_efficiency")):
         return "measurement error"
-    cell = _fmt(row.get("sampler_efficiency"), "{:.2f}")
-    return cell + (" (some seeds: measurement error)" if stats.is_flag(flag) else "")
+    return f"{row['sampler_efficiency']:.2f} ({some}: measurement error)"
 
 
 def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:

@@ -34,8 +34,16 @@ def test_an_efficiency_above_one_is_measured_twice_then_flagged():
     t = measure(_sleep(1.0), [(_sleep(10.0), 1)], CPU, TimingSpec(warmup=1, repeats=7, max_seconds=0))
     assert t.efficiency > 1 and t.attempts == 2 and not t.valid and "measurement error" in t.flag
     assert timing_columns(t)["timing_flag"] == "measurement error"
-    row = pd.Series({**timing_columns(t), "sampler_efficiency": float("nan")})  # as the aggregate keeps it
-    assert _efficiency(row) == "measurement error"
+    assert timing_columns(t)["sampler_efficiency"] > 1  # results.csv keeps what was measured ...
+    assert _efficiency(pd.Series(timing_columns(t))) == "measurement error"  # ... the report shows no number
+
+
+def test_a_cell_over_seeds_shows_its_unflagged_mean_and_how_many_seeds_were_flagged():
+    some = pd.Series({"sampler_efficiency": 0.85, "timing_flag": "measurement error (1 of 3 seeds)"})
+    assert _efficiency(some) == "0.85 (1 of 3 seeds: measurement error)"
+    every = pd.Series({"sampler_efficiency": float("nan"), "timing_flag": "measurement error (3 of 3 seeds)"})
+    assert _efficiency(every) == "measurement error"
+    assert _efficiency(pd.Series({"sampler_efficiency": 0.9, "timing_flag": float("nan")})) == "0.90"
 
 
 def test_medians_ignore_a_spike_and_efficiency_is_network_share():
