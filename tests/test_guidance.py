@@ -160,10 +160,10 @@ def test_conditional_accuracy_of_real_mnist_is_near_the_classifiers_test_accurac
     assert abs(acc - clf.info["test_accuracy"]) < 0.01
 
 
-@pytest.mark.parametrize("folder", ["toy", "toy-ddgan", "toy-solvers", "toy-flow", "toy-cm", "mnist-cpu"])
+@pytest.mark.parametrize("folder", ["toy", "toy-ddgan", "toy-vdm", "toy-solvers", "toy-flow", "toy-cm", "mnist-cpu",
+                                    "mnist-cm-cpu"])
 def test_unconditional_runs_keep_the_run_ids_of_the_committed_results(folder):
-    """Class options are left out of an unconditional run's id, so every committed checkpoint id still resolves.
-    (toy-vdm is left out: its committed ddpm row was trained under an older ddpm preset.)"""
+    """Class options are left out of an unconditional run's id, so every committed checkpoint id still resolves."""
     spec = json.loads((REPO / "results" / folder / "spec.json").read_text())
     grid = resolve_compare_spec(suite=spec["suite"])
     assert {c["run_id"] for c in spec["cells"]} == {grid.run_config(c).run_id() for c in grid.cells}
