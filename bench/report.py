@@ -102,10 +102,10 @@ def _efficiency(row: pd.Series) -> str:
     flag = row.get("timing_flag")
     if not stats.is_flag(flag):
         return _fmt(row.get("sampler_efficiency"), "{:.2f}")
-    some = flag.removeprefix("measurement error").strip(" ()")
+    some = stats.flagged_seeds(flag)
     if not some or pd.isna(row.get("sampler_efficiency")):
-        return "measurement error"
-    return f"{row['sampler_efficiency']:.2f} ({some}: measurement error)"
+        return stats.FLAG
+    return f"{row['sampler_efficiency']:.2f} ({some}: {stats.FLAG})"
 
 
 def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:

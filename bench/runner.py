@@ -35,7 +35,7 @@ from bench.runs import build_sampler, load_method, training_seconds, weights_sha
 from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, key_text, safe_name
 from bench.spec import Cell, CompareSpec
 from bench.timing import block_labels, block_noise, call_sampler, count_calls, cpu_affinity, time_sampler
-from bench import runtime
+from bench import runtime, stats
 from bench.shard import SINGLE, Shard
 from bench.train import ensure_trained
 
@@ -222,7 +222,7 @@ def timing_columns(t) -> dict:
             "forward_ms_per_100": t.forward_ms, "sampler_efficiency": t.efficiency,
             "sampler_efficiency_iqr": t.efficiency_iqr, "sample_ref_per_100": t.sample_ref,
             "reference_ms": t.reference_ms, "timing_warmup": t.warmup, "timing_repeats": t.repeats,
-            "timing_flag": "measurement error" if t.flag else ""}
+            "timing_flag": stats.FLAG if t.flag else ""}
 
 
 def floor_row(spec: CompareSpec, data, images=None, seed: int | None = None) -> tuple[dict, np.ndarray]:
@@ -308,9 +308,8 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
 
     if shard.main:
         from bench.report import render_report
-        from bench.stats import write_summary
 
-        write_summary(results_dir)
+        stats.write_summary(results_dir)
         render_report(results_dir, report_dir)
     shard.barrier()
     return read_results(results_dir)

@@ -28,6 +28,7 @@ LEVEL = 0.95
 GROUP = ["method", "label", "variant", "model", "steps", "guidance", "nfe_target"]
 SPEED = ["nfe_measured", "sample_ms_per_100", "forward_ms_per_100", "sampler_efficiency", "sample_ref_per_100"]
 SUFFIXES = ("_std", "_n", "_lo", "_hi")
+FLAG = "measurement error"  # timing_flag of a run whose efficiency came out above 1 twice (bench/timing.py)
 
 
 def half_width(std: float, n: int) -> float:
@@ -40,6 +41,11 @@ def half_width(std: float, n: int) -> float:
 def is_flag(value) -> bool:
     """Whether a timing_flag cell marks a measurement error (empty cells read back as NaN)."""
     return isinstance(value, str) and len(value) > 0
+
+
+def flagged_seeds(value) -> str:
+    """'1 of 3 seeds' from a cell over seeds' timing_flag (written by summarise); '' for one run's."""
+    return value.removeprefix(FLAG).strip(" ()") if is_flag(value) else ""
 
 
 def flagged(df: pd.DataFrame) -> pd.Series:
@@ -82,7 +88,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
             if c in g:
                 row[c] = g[c].iloc[0] if c != "sample_ms_per_100_iqr" else pd.to_numeric(g[c]).median()
         k = int(g["_flagged"].sum())
-        row["timing_flag"] = f"measurement error ({k} of {len(g)} seeds)" if k else ""
+        row["timing_flag"] = f"{FLAG} ({k} of {len(g)} seeds)" if k else ""
         out.append(row)
     return pd.DataFrame(out)
 
