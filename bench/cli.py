@@ -124,6 +124,10 @@ def compare(
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks while"
                                                                                  " sampling (recorded in every row)."),
     latent: Optional[str] = LATENT,
+    grid: Optional[str] = typer.Option(None, "--grid", help="Comma-separated time grids, an axis like --nfe:"
+                                       " karras, logsnr, time-uniform (sigma grids; parameters as"
+                                       " 'karras(rho=5,sigma_min=0.002,final=none)') or trailing, leading, linspace"
+                                       " (diffusers' timestep spacings)."),
     out: Optional[Path] = typer.Option(None, help="Write results.csv, spec.json and report.md here."),
     device: str = DEVICE,
     runs_dir: Path = RUNS_DIR,
@@ -145,6 +149,7 @@ def compare(
                                               num_samples=num_samples, seed=seed, seeds=seeds,
                                               bootstrap=bootstrap, guidance=guidance, classes=classes,
                                               precision=precision, compile_=compile_, latent=latent, out=out,
+                                              grid=grid,
                                               device=device,
                                               runs_dir=runs_dir, data_dir=data_dir, progress=_progress(progress),
                                               log=typer.echo, resources=resources)
@@ -163,7 +168,9 @@ def sample(
     method: Optional[str] = typer.Option(None, "--method", "--sampler",
                                          help="Sampler over this checkpoint, e.g. ddim or dpmpp-2m for a ddpm run"
                                               " (default: the model's own)."),
-    opt: Optional[List[str]] = typer.Option(None, "--opt", help="Sampler option, e.g. --opt eta=1 or --opt sigmas=karras."),
+    opt: Optional[List[str]] = typer.Option(None, "--opt", help="Sampler option, e.g. --opt eta=1 or --opt order=3."),
+    grid: Optional[str] = typer.Option(None, "--grid", help="Time grid, e.g. karras or 'karras(rho=5)' or trailing"
+                                                            " (default: the sampler's own)."),
     seed: int = typer.Option(0, help="Sampling seed (block b of --batch samples uses seed*1000003+b)."),
     batch: int = typer.Option(500, help="Samples per network batch."),
     guidance: Optional[str] = typer.Option(None, help="Class-conditional runs: guidance w (0 = conditional, no"
@@ -179,7 +186,7 @@ def sample(
     with user_errors():
         path = sample_command(run, steps=steps, num=num, out=out, method=method, seed=seed, batch=batch,
                               sampler_opts=opt or [], device=device, log=typer.echo, guidance=guidance,
-                              classes=classes, precision=precision, compile_=compile_)
+                              classes=classes, precision=precision, compile_=compile_, grid=grid)
         typer.echo(f"samples: {path}")
 
 

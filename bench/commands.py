@@ -15,6 +15,7 @@ from bench.errors import BenchError
 from bench.metrics.options import MetricResources
 from bench.provenance import resolve_device
 from bench.runs import run_dir_for
+from methods.grids import Grid
 from bench.spec import list_suites, load_suite, parse_int_list, parse_names, resolve_compare_spec
 
 
@@ -68,8 +69,10 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
                     model: str | None = None, seeds: str | None = None,
                     bootstrap: int | None = None, guidance: str | None = None,
                     classes: str | None = None, precision: str | None = None,
-                    compile_: bool | None = None, latent: str | None = None) -> tuple[Path, Path]:
+                    compile_: bool | None = None, latent: str | None = None,
+                    grid: str | None = None) -> tuple[Path, Path]:
     from bench.runner import compare
+    from methods.grids import split_top_level
 
     resolve_device(device)  # a bad --device fails before any work
     spec = resolve_compare_spec(suite=suite, methods_=parse_names(methods, "--methods") if methods else None,
@@ -79,12 +82,22 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
                                 num_samples=num_samples, seed=seed, data_root=data_dir,
                                 seeds=parse_int_list(seeds, "--seeds") if seeds else None, bootstrap=bootstrap,
                                 guidance=parse_names(guidance, "--guidance") if guidance else None, classes=classes,
-                                precision=precision, compile_=compile_, latent=latent)
+                                precision=precision, compile_=compile_, latent=latent,
+                                grids=_grid_list(split_top_level, grid))
     results_dir = Path(out) if out else Path("results") / spec.name
     report_dir = Path(out) if out else Path("reports") / spec.name
     compare(spec, runs_dir=runs_dir, results_dir=results_dir, report_dir=report_dir, device=device,
             progress=progress, log=log, resources=resources or MetricResources())
     return results_dir, report_dir / "report.md"
+
+
+def _grid_list(split, text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    try:
+        return split(text)
+    except ValueError as e:
+        raise BenchError(str(e)) from None
 
 
 def listing() -> str:
@@ -132,7 +145,8 @@ def metric_resources(*, fid_weights: str, vgg16_weights: str, cache_dir: Path | 
 
 def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method: str | None, seed: int, batch: int,
                    sampler_opts: list[str], device: str, log: Callable[[str], None], guidance: str | None = None,
-                   classes: str = "uniform", precision: str = "fp32", compile_: bool = False) -> Path:
+                   classes: str = "uniform", precision: str = "fp32", compile_: bool = False,
+                   grid: str | None = None) -> Path:
     """Sample a trained run into FILE.npz (uint8 N x C x H x W images, or float N x 2 toy points)."""
     from bench import runtime
     from bench.data.images import to_uint8
@@ -168,15 +182,19 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
         cls.validate(options)
     except ValueError as e:
         raise BenchError(str(e)) from None
+    try:
+        grid_spec = cls.grid_of(Grid.parse(grid)) if grid else None
+    except ValueError as e:
+        raise BenchError(str(e)) from None
     steps = cls.default_steps(model_cls, cfg.model) if steps is None else steps
-    error = cls.valid_steps(model_cls, cfg.model, options).error(steps)
+    error = cls.valid_steps(model_cls, cfg.model, options, grid_spec).error(steps)
     if error:
         raise BenchError(f"{cls.name}: {error}")
     dev = resolve_device(device)
     check_writable(out.parent)
     m, cfg, meta = load_method(run, device=dev)
     runtime.prepare(m.denoisers(), precision=precision, compile_=compile_, device=dev)
-    sampler = build_sampler(cls.name, m, steps, options, guidance=sample_guidance(m, guidance, classes))
+    sampler = build_sampler(cls.name, m, steps, options, guidance=sample_guidance(m, guidance, classes), grid=grid_spec)
     if cfg.data.latent:  # decoded before anything is written: the file holds images
         from bench.latent import DecodedSampler, stage_of_run
 

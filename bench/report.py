@@ -23,6 +23,7 @@ from bench.schema import FLOOR_METHOD, METRICS, Metric, safe_name
 from bench.guidance_report import guidance_reading, plot_vs_guidance
 from bench.straightening import straightening_reading
 from bench.fewstep_report import fewstep_reading
+from bench.orders_report import orders_section
 
 
 UNAVAILABLE = "unavailable"  # shown for a metric that the setup could not compute (reason in the notes)
@@ -482,6 +483,9 @@ def _render(df: pd.DataFrame, per_seed: pd.DataFrame, spec: dict, seeded: bool, 
     schedule_lines = _plot_schedules(results_dir / "diagnostics", report_dir / "noise_schedule.png")
     if schedule_lines:
         figures.append("noise_schedule.png")
+    order_lines, order_figure = orders_section(results_dir, report_dir)
+    if order_figure:
+        figures.insert(0, order_figure)
     grid = spec.get("grid", {})
     timing = grid.get("timing", {})
     notes = [f"- {n}" for n in spec.get("notes", [])] + _notes(per_seed)
@@ -508,6 +512,7 @@ def _render(df: pd.DataFrame, per_seed: pd.DataFrame, spec: dict, seeded: bool, 
         "",
         *latent_section(df),
         *best_section(df),
+        *order_lines,
         "## Metrics",
         "",
         *[f"- {line}" for line in metric_definitions(spec)],

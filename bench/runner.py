@@ -30,6 +30,7 @@ from bench.errors import BenchError
 from bench.metrics import MetricResources, evaluate, floor_samples, image_evaluator, is_image_data
 from bench.metrics.likelihood import bits_per_dim
 from bench.provenance import device_name, git_sha, resolve_device, versions
+from bench.orders import exact, measure_orders, write_orders
 from bench.latent import DecodedSampler, LatentData, Stage, latent_bpd, latent_columns, load_stages, reconstruction_floor
 from bench.runs import build_sampler, load_method, training_seconds, weights_sha256
 from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, key_text, safe_name
@@ -75,6 +76,7 @@ def cell_label(cell: Cell, sampler_label: str) -> str:
     `@<model>` when the model is not the sampler's default (`dpmpp-2m-10@oracle`), or the run folder's name
     for a run given as --model (`ddim-10@1a2b3c4d-ddpm-cifar10`)."""
     label = sampler_label.replace(cell.method, cell.variant, 1) if cell.variant else sampler_label
+    label += f":{cell.grid}" if cell.grid else ""
     return label + (f"@{cell.model_label}" if cell.model_label else "")
 
 
@@ -173,7 +175,7 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
             method, data, name=cfg.method, num_images=spec.bpd_images, seed=seed, device=device)
     likelihood, bpd_notes = cache[key]
     guidance = cell.guidance_spec()
-    sampler = build_sampler(cell.method, method, cell.steps, cell.options(), guidance=guidance)
+    sampler = build_sampler(cell.method, method, cell.steps, cell.options(), guidance=guidance, grid=cell.grid_spec())
     if stage is not None:
         sampler = DecodedSampler(sampler, stage)
     x, nfe, labels = draw_samples(sampler, method, n=spec.num_samples, seed=seed, batch=spec.sample_batch,
@@ -190,7 +192,8 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     latent = latent_columns(stage, device, spec.timing, seed) if stage else {}
     row = {
         **conditioning_columns(guidance, spec), "method": cell.method, "label": cell_label(cell, sampler.label),
-        "variant": cell.variant,
+        "variant": cell.variant, "grid_axis": cell.grid, "grid": getattr(sampler, "settings", {}).get("grid", ""),
+        "final_sigma": getattr(sampler, "settings", {}).get("final_sigma"),
         "model": model_column(cell, cfg), "steps": cell.steps, "nfe_target": cell.nfe_target or None, "seed": seed,
         "num_samples": spec.num_samples, "nfe_declared": None if sampler.adaptive else sampler.nfe,
         "nfe_measured": nfe, **timing_columns(timing),
@@ -294,6 +297,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
         name = f"{cell.variant or cell.method}{'@' + cell.model_label if cell.model_label else ''} steps={cell.steps}"
         name += f" seed={cell.seed}" if cell.seed is not None else ""
         name += f" guidance={cell.guidance}" if cell.guidance else ""
+        name += f" grid={cell.grid}" if cell.grid else ""
         if _cell_key(cell, spec, run_cfgs) in store.done:
             log(f"[cell {i}/{len(spec.cells)}] {name}: already measured, skipped")
             continue
@@ -309,10 +313,33 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     if shard.main:
         from bench.report import render_report
 
+        _orders(spec, run_cfgs, data, results_dir, log)
         stats.write_summary(results_dir)
         render_report(results_dir, report_dir)
     shard.barrier()
     return read_results(results_dir)
+
+
+def _orders(spec: CompareSpec, run_cfgs: dict, data, results_dir: Path, log: Callable[[str], None]) -> None:
+    """orders.csv when the grid holds an exact-score model (bench/orders.py)."""
+    exact_cells = [c for c in spec.cells if exact(methods.get_method(run_cfgs[c].method))]
+    if not exact_cells:
+        return
+    log(f"[orders] solving the probability-flow ODE to high accuracy for {len(exact_cells)} exact-score cells")
+    models: dict = {}
+
+    def load(cell):
+        cfg = run_cfgs[cell]
+        key = cfg.run_id()
+        if key not in models:
+            models[key] = methods.get_method(cfg.method).from_data(cfg.model, data).eval()
+        return models[key]
+
+    def noise_for(cell, model):
+        return block_noise(model.data_shape, batch=spec.sample_batch, seed=spec.sampling_seed(cell) * 1_000_003,
+                           device=torch.device("cpu"))[0]
+
+    write_orders(measure_orders(exact_cells, load, noise_for=noise_for, log=log), results_dir)
 
 
 def _quiet(_: str) -> None:
@@ -402,12 +429,14 @@ def model_column(cell: Cell, cfg) -> str:
 
 
 def _cell_key(cell: Cell, spec: CompareSpec, run_cfgs: dict) -> tuple[str, ...]:
-    return _key(cell.method, model_column(cell, run_cfgs[cell]), cell.variant, cell.steps, spec.sampling_seed(cell), cell.guidance)
+    return _key(cell.method, model_column(cell, run_cfgs[cell]), cell.variant, cell.steps, spec.sampling_seed(cell),
+                cell.guidance, cell.grid)
 
 
-def _key(method, model, variant, steps, seed, guidance="") -> tuple[str, ...]:
-    """Identity of a row within one grid (bench/schema.py key_text)."""
-    return tuple(key_text(v) for v in (method, model, variant, steps, seed, guidance))
+def _key(method, model, variant, steps, seed, guidance="", grid="") -> tuple[str, ...]:
+    """Identity of a row within one grid (bench/schema.py key_text); `grid` is the cell's grid axis value
+    (empty for the sampler's default grid)."""
+    return tuple(key_text(v) for v in (method, model, variant, steps, seed, guidance, grid))
 
 
 def _row_key(row: dict) -> tuple[str, ...]:
@@ -415,7 +444,8 @@ def _row_key(row: dict) -> tuple[str, ...]:
     model = row.get("model")
     if model is None or (isinstance(model, float) and math.isnan(model)):
         model = row.get("trained_as")
-    return _key(row["method"], model, row.get("variant"), row.get("steps"), row.get("seed"), row.get("guidance"))
+    return _key(row["method"], model, row.get("variant"), row.get("steps"), row.get("seed"), row.get("guidance"),
+                row.get("grid_axis"))
 
 
 

@@ -69,13 +69,13 @@ def load_method(run_dir: Path, *, device: torch.device | str = "cpu",
     return method.to(device).eval(), cfg, meta
 
 
-def build_sampler(sampler: str, model: methods.Method, steps: int, options: Any, guidance=None):
+def build_sampler(sampler: str, model: methods.Method, steps: int, options: Any, guidance=None, grid=None):
     """The named sampler built for `model` (a conditional model's: with its methods.guidance.Guidance, w = 0
     when None); a pairing or option it rejects is a one-line BenchError."""
     from methods.guidance import condition
 
     try:
-        return condition(methods.get_sampler(sampler).build(model, steps, options), model, guidance)
+        return condition(methods.get_sampler(sampler).build(model, steps, options, grid), model, guidance)
     except ValueError as e:
         raise BenchError(str(e)) from None
 

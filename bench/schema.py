@@ -4,6 +4,11 @@ Identity       method (the sampler's registry name), label, variant, model (the 
                name: a trained checkpoint, or the exact-score oracle with no checkpoint_step), steps,
                nfe_target (the NFE budget the steps were chosen for; empty when steps were asked for),
                seed, num_samples
+Grid           grid_axis (the cell's value on the grid axis, part of its identity; empty for the sampler's
+               default grid), grid (the grid the row was sampled on, with its parameters: a sigma grid of
+               methods/grids.py, or a diffusers timestep spacing), final_sigma (the noise level the samples
+               were left at: 0, or sigma_min for final = none, or sigma(t = 0) for DEIS on a spacing); the
+               whole list of sigmas is in sampler_settings
 Speed          nfe_declared (what the sampler says), nfe_measured (network calls counted by
                forward hooks, per sampler call), sample_ms_per_100 (median over timing_repeats
                rounds after timing_warmup rounds, batch 100; + _iqr, the interquartile range),
@@ -63,7 +68,8 @@ METRICS registers each metric column's header, group, direction and format (the 
 import dataclasses
 import math
 
-IDENTITY = ["method", "label", "variant", "model", "steps", "guidance", "nfe_target", "seed", "num_samples"]
+IDENTITY = ["method", "label", "variant", "model", "steps", "guidance", "grid_axis", "nfe_target", "seed", "num_samples"]
+GRID = ["grid", "final_sigma"]
 SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100_iqr", "forward_ms_per_100",
          "sampler_efficiency", "sampler_efficiency_iqr", "sample_ref_per_100", "reference_ms", "timing_warmup",
          "timing_repeats", "timing_flag", "decode_ms_per_100", "train_s"]
@@ -79,7 +85,7 @@ PROVENANCE = ["run_id", "checkpoint_step", "weights_sha256", "sampler_settings",
               "torch_threads",
               "cpu_affinity", "git_sha", "timestamp", "notes"]
 
-COLUMNS = IDENTITY + SPEED + TOY + IMAGE + CONDITIONAL + LIKELIHOOD + INTERVALS + LATENT + PROVENANCE
+COLUMNS = IDENTITY + GRID + SPEED + TOY + IMAGE + CONDITIONAL + LIKELIHOOD + INTERVALS + LATENT + PROVENANCE
 
 INTEGER = ["steps", "nfe_target", "seed", "num_samples", "nfe_declared", "nfe_measured", "timing_warmup", "timing_repeats", "modes",
            "inception_samples", "reference_samples", "checkpoint_step", "torch_threads", "bootstrap",

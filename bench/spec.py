@@ -28,6 +28,7 @@ from bench.metrics.options import MetricOptions, validate_options
 from bench.runs import read_run_config, run_dir_for
 from bench.suite_schema import MAX_BOOTSTRAP, MAX_SAMPLES, MAX_SEED, check_suite
 from bench.timing import TimingSpec
+from methods.grids import Grid, parse_grids
 from methods.guidance import UNCOND, Guidance
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -48,6 +49,11 @@ class Cell:
     # the preset's train.seed and the suite's sampling seed (a grid without a seeds axis)
     guidance: str = ""  # a class-conditional model's guidance w ('0', '0.5') or 'uncond'; "" for unconditional models
     run: str = ""  # a run folder given as --model (an imported or hand-trained run), sampled as it is; "" otherwise
+    grid: str = ""  # the time grid (methods/grids.py canonical text, e.g. 'karras'); "" is the sampler's default
+
+    def grid_spec(self) -> Grid | None:
+        """The cell's methods.grids.Grid; None for the sampler's default grid."""
+        return Grid.parse(self.grid) if self.grid else None
 
     def guidance_spec(self):
         """The cell's methods.guidance.Guidance, None for an unconditional model."""
@@ -70,7 +76,7 @@ class Cell:
         """The cell as grids hash it: fields at their defaults are left out, so grids written before
         a field existed keep their hash."""
         d = dataclasses.asdict(self)
-        for key in ("model", "nfe_target", "guidance", "run"):
+        for key in ("model", "nfe_target", "guidance", "run", "grid"):
             if not d[key]:
                 d.pop(key)
         if d["seed"] is None:
@@ -246,23 +252,23 @@ def pinned_runs(names: list[str]) -> dict[str, RunConfig]:
 
 
 def _steps_for(name: str, sampler: type, model: type, wanted: list[tuple[int | None, int]], base: Any, opts: Any,
-               *, strict: bool, flag: str, notes: list[str]) -> list[tuple[int, int]]:
+               *, strict: bool, flag: str, notes: list[str], grid: Grid | None = None) -> list[tuple[int, int]]:
     """Valid (steps, budget) pairs among `wanted`. A suite's step grid must be all valid (strict);
     --steps and NFE budgets keep each sampler's valid values (what they skip goes into `notes`) and
     are errors only when they leave a sampler with none."""
     if sampler.adaptive and flag == "--nfe":  # its tolerances, not a budget, set its calls: one row
         notes.append(f"{name} on {model.name} is adaptive: one row, whose NFE is measured rather than budgeted")
-        return [(sampler.valid_steps(model, base, opts).lo, 0)]
+        return [(sampler.valid_steps(model, base, opts, grid).lo, 0)]
     keep, errors = [], []
     for s, budget in wanted:
         if s is None:
             errors.append(f"no step count fits NFE budget {budget} (its fewest steps make"
-                          f" {sampler.nfe(sampler.valid_steps(model, base, opts).lo, opts)} calls)")
+                          f" {sampler.nfe(sampler.valid_steps(model, base, opts, grid).lo, opts, grid)} calls)")
             continue
         cfg = dataclasses.replace(base, **model.steps_overrides(s)) if model.steps_are_trained else base
         try:
             model.check_config(cfg)  # a trained step count (DDGAN's T) must be trainable
-            error = sampler.valid_steps(model, cfg, opts).error(s)
+            error = sampler.valid_steps(model, cfg, opts, grid).error(s)
         except ValueError as e:
             error = str(e)
         (errors.append(error) if error else keep.append((s, budget)))
@@ -292,7 +298,8 @@ def _per_sampler(value: Any, name: str) -> list[int] | None:
 
 
 def _wanted(sampler: type, model: type, name: str, var: dict, raw: dict, base: Any, opts: Any, *,
-            steps: list[int] | None, nfe: list[int] | None) -> tuple[list[tuple[int, int]], bool, str]:
+            steps: list[int] | None, nfe: list[int] | None, grid: Grid | None = None
+            ) -> tuple[list[tuple[int, int]], bool, str]:
     """(steps, NFE budget) pairs for one sampler on one model, whether they must all be valid, and the
     flag they came from: --steps, else --nfe, else the variant's or suite's steps, then its budgets."""
     if steps:
@@ -305,7 +312,7 @@ def _wanted(sampler: type, model: type, name: str, var: dict, raw: dict, base: A
                 raise BenchError(f"NFE budgets must be positive integers, got {b}")
         def pick(b):
             cfg = dataclasses.replace(base, **model.steps_overrides(b)) if model.steps_are_trained else base
-            return sampler.steps_for_nfe(int(b), model, cfg, opts)
+            return sampler.steps_for_nfe(int(b), model, cfg, opts, grid)
         return [(pick(b), int(b)) for b in budgets], False, "--nfe"
     return [(s, 0) for s in own_steps or [sampler.default_steps(model, base)]], True, "--steps"
 
@@ -315,7 +322,7 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
            num_samples: int | None = None, seed: int | None = None, data_root: str = "",
            seeds: list[int] | None = None, bootstrap: int | None = None, guidance: list[str] | None = None,
            classes: str | None = None, precision: str | None = None, compile_: bool | None = None,
-           latent: str | None = None) -> CompareSpec:
+           latent: str | None = None, grids: list[str] | None = None) -> CompareSpec:
     from bench import runtime
     from bench.latent import latent_option
 
@@ -353,6 +360,7 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
     for name in raw.get("sampler", {}):
         _sampler_or_error(name, variants)
     guidance_axis = _guidance_axis(raw.get("guidance", []) if guidance is None else guidance)
+    grid_axis = _grid_axis(raw.get("grid", []) if grids is None else grids)
     classes = str(raw.get("classes", "uniform") if classes is None else classes).strip()
     cells: list[Cell] = []
     notes: list[str] = list(raw.get("notes", ()))
@@ -387,32 +395,13 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
                 raise BenchError(f"{name} sets training options ({', '.join(overrides)}), but --model {model_name} is"
                                  " a trained run sampled as it is; drop the variant or the run folder")
             base = pinned[model_name].model if model_name in pinned else _base_model(model, preset, dataset, overrides)
-            wanted, strict, flag = _wanted(sampler, model, name, var, raw, base, options, steps=steps, nfe=nfe)
             conditional = model.num_classes(base) > 0
             if conditional:
                 check_classes(classes, model.num_classes(base), model.name)
-            pairs = _steps_for(name, sampler, model, wanted, base, options, strict=strict, flag=flag, notes=notes)
-            if model_name in pinned and model.steps_are_trained:  # its step count was fixed by training
-                pairs = [(s, b) for s, b in pairs if dataclasses.replace(base, **model.steps_overrides(s)) == base]
-                if not pairs:
-                    fixed = ", ".join(f"{k}={getattr(base, k)}" for k in model.steps_overrides(1))
-                    raise BenchError(f"--model {model_name} was trained for its own step count ({fixed}); ask for"
-                                     " those steps")
-            axis = (guidance_axis or ["0"]) if conditional else [""]
-            if conditional and not model.guided and axis != ["0"]:  # DDGAN: conditional, never guided
-                notes.append(f"{name} on {model_name}: conditional without guidance, so only guidance 0 (it trains no"
-                             " null class)")
-                axis = ["0"]
-            for s, budget in pairs:
-                for g in axis:
-                    cell = Cell(method=sampler.name, steps=s, variant=name if name != sampler.name else "",
-                                overrides=_frozen(overrides), sampler=_frozen(opts),
-                                model=model.name if model_name in pinned else
-                                ("" if model_name == sampler.default_model else model_name), nfe_target=budget,
-                                guidance=g, run=str(Path(model_name).resolve()) if model_name in pinned else "")
-                    if not any(dataclasses.replace(c, nfe_target=0) == dataclasses.replace(cell, nfe_target=0)
-                               for c in cells):  # two budgets that pick the same steps make one row
-                        cells.append(cell)
+            for grid in _grids_for(name, sampler, model_name, grid_axis, var, notes):
+                cells += _cells_on_grid(name, sampler, model, model_name, grid, var, raw, base, options, opts,
+                                        overrides, steps=steps, nfe=nfe, notes=notes, pinned=pinned,
+                                        guidance_axis=guidance_axis, conditional=conditional, existing=cells)
     if guidance_axis and not any(c.guidance for c in cells):
         raise BenchError("guidance needs a class-conditional model, and this grid has none: train one with --set"
                          " model.num_classes=K (the dataset's classes), or drop --guidance")
@@ -424,6 +413,70 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
                        bpd_images=int(raw.get("bpd_images", 10_000)), metrics=metrics, notes=tuple(notes),
                        seeds=tuple(seeds), bootstrap=bootstrap, guidance=tuple(guidance_axis), classes=classes,
                        precision=precision, compile=compile_)
+
+
+def _grid_axis(values) -> list[str]:
+    """A grid axis (suite `grid`, --grid) as canonical grid texts, each once."""
+    if isinstance(values, str):
+        values = [values]
+    try:
+        return [g.text for g in parse_grids(values)]
+    except ValueError as e:
+        raise BenchError(str(e)) from None
+
+
+def _grids_for(name: str, sampler: type, model_name: str, axis: list[str], var: dict, notes: list[str]
+               ) -> list[Grid | None]:
+    """The grids one sampler runs on: the variant's `grid`, else the axis; those it cannot run on are
+    skipped with a note (an error when none is left); samplers with their own grid ignore the axis."""
+    wanted = _grid_axis(var["grid"]) if "grid" in var else axis
+    if not wanted:
+        return [None]
+    if not sampler.grid_kinds:
+        notes.append(f"{name} samples on its own grid (trained steps or time grid): the grid axis does not apply")
+        return [None]
+    keep, errors = [], []
+    for text in wanted:
+        try:
+            keep.append(sampler.grid_of(Grid.parse(text)))
+        except ValueError as e:
+            errors.append(str(e))
+    if not keep:
+        raise BenchError(f"{errors[0]}; drop {name} or add a grid it runs on")
+    notes += [f"{name} on {model_name}: {e}, so that grid has no {name} rows" for e in errors]
+    return keep
+
+
+def _cells_on_grid(name: str, sampler: type, model: type, model_name: str, grid: Grid | None, var: dict, raw: dict,
+                   base: Any, options: Any, opts: dict, overrides: dict, *, steps, nfe, notes: list[str],
+                   pinned: dict, guidance_axis: list[str], conditional: bool, existing: list[Cell]) -> list[Cell]:
+    """The cells of one sampler on one model and grid: its steps (or NFE budgets) x the guidance axis."""
+    wanted, strict, flag = _wanted(sampler, model, name, var, raw, base, options, steps=steps, nfe=nfe, grid=grid)
+    pairs = _steps_for(name, sampler, model, wanted, base, options, strict=strict, flag=flag, notes=notes, grid=grid)
+    cells: list[Cell] = []
+    if model_name in pinned and model.steps_are_trained:  # its step count was fixed by training
+        pairs = [(s, b) for s, b in pairs if dataclasses.replace(base, **model.steps_overrides(s)) == base]
+        if not pairs:
+            fixed = ", ".join(f"{k}={getattr(base, k)}" for k in model.steps_overrides(1))
+            raise BenchError(f"--model {model_name} was trained for its own step count ({fixed}); ask for"
+                             " those steps")
+    axis = (guidance_axis or ["0"]) if conditional else [""]
+    if conditional and not model.guided and axis != ["0"]:  # DDGAN: conditional, never guided
+        notes.append(f"{name} on {model_name}: conditional without guidance, so only guidance 0 (it trains no"
+                     " null class)")
+        axis = ["0"]
+    for s, budget in pairs:
+        for g in axis:
+            cell = Cell(method=sampler.name, steps=s, variant=name if name != sampler.name else "",
+                        overrides=_frozen(overrides), sampler=_frozen(opts),
+                        model=model.name if model_name in pinned else
+                        ("" if model_name == sampler.default_model else model_name), nfe_target=budget,
+                        guidance=g, run=str(Path(model_name).resolve()) if model_name in pinned else "",
+                        grid=grid.text if grid is not None else "")
+            if not any(dataclasses.replace(c, nfe_target=0) == dataclasses.replace(cell, nfe_target=0)
+                       for c in existing + cells):  # two budgets that pick the same steps make one row
+                cells.append(cell)
+    return cells
 
 
 def _guidance_axis(values: list) -> list[str]:
@@ -463,7 +516,8 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
                          data_root: str = "", seeds: list[int] | None = None,
                          bootstrap: int | None = None, guidance: list[str] | None = None,
                          classes: str | None = None, precision: str | None = None,
-                         compile_: bool | None = None, latent: str | None = None) -> CompareSpec:
+                         compile_: bool | None = None, latent: str | None = None,
+                         grids: list[str] | None = None) -> CompareSpec:
     """The suite's grid with command-line overrides; every error is raised before anything runs.
 
     The result is named after the suite when the grid is the suite's own, else
@@ -476,7 +530,8 @@ def resolve_compare_spec(*, suite: str | None = None, methods_: list[str] | None
     raw = load_suite(suite)
     spec = _build(suite, raw, names=methods_, dataset=dataset, steps=steps, nfe=nfe, models_=models_,
                   num_samples=num_samples, seed=seed, data_root=data_root, seeds=seeds, bootstrap=bootstrap,
-                  guidance=guidance, classes=classes, precision=precision, compile_=compile_, latent=latent)
+                  guidance=guidance, classes=classes, precision=precision, compile_=compile_, latent=latent,
+                  grids=grids)
     try:
         own = _build(suite, raw).grid_hash()
     except BenchError:  # the suite's own grid needs a dataset argument (the folder suite)

@@ -22,7 +22,7 @@ MAX_GUIDANCE = 64  # values on a guidance axis
 
 VARIANT_KEYS = {"method": "a sampler name", "model": "a model name", "set": "a table of config overrides",
                 "sampler": "a table of sampler options", "steps": "a list of step counts",
-                "nfe": "a list of NFE budgets"}
+                "nfe": "a list of NFE budgets", "grid": "a list of time grids (methods/grids.py)"}
 TIMING_RANGES = {"batch": (1, 1_000_000), "warmup": (0, 10_000), "repeats": (1, 100_000)}
 
 
@@ -83,6 +83,8 @@ def _variants(value: Any) -> None:
         for k in ("steps", "nfe"):
             if k in var:
                 _counts(var[k], f"variants.{name}.{k}")
+        if "grid" in var:
+            _grids(var["grid"], f"variants.{name}.grid")
 
 
 def _timing(value: Any) -> None:
@@ -105,6 +107,12 @@ def _guidance(value: Any) -> None:
     if not ok or not all(v == "uncond" or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in value):
         raise BenchError(f"guidance must be a list of 1..{MAX_GUIDANCE} values w >= 0 or \"uncond\", e.g. guidance ="
                          f" [0, 0.5, 1, 2, 4], got {value!r}")
+
+
+def _grids(value: Any, key: str = "grid") -> None:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise BenchError(f"{key} must be a list of grid names, e.g. {key} = [\"karras\", \"trailing\"] or"
+                         f" [\"karras(rho=5, final=none)\"], got {value!r}")
 
 
 def _classes(value: Any) -> None:
@@ -136,6 +144,7 @@ CHECKS = {
     "seeds": _seeds,
     "bootstrap": lambda v: _int(v, "bootstrap", 0, MAX_BOOTSTRAP),
     "guidance": _guidance,
+    "grid": _grids,
     "classes": _classes,
     "precision": lambda v: _str(v, "precision"),  # fp32 | bf16, checked with the grid (bench/runtime.py)
     "compile": lambda v: _bool(v, "compile"),

@@ -32,6 +32,7 @@ so the exact velocity is
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 from torch import nn
@@ -40,6 +41,7 @@ from methods.base import Method, ParamGroup
 from methods.guidance import guided_fn
 from methods.prediction import Prediction, linear_schedule
 from methods.registry import register_method
+from methods.sigma import Denoiser, denoiser_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +97,23 @@ class MixtureVelocity(nn.Module):
         w = torch.softmax(-diff.pow(2).sum(-1, keepdim=True) / (2 * v), dim=1)
         u = (w * ((t - a * self.std**2) * diff / v - mu)).sum(1)
         return u.reshape(x.shape).to(x.dtype)
+
+
+class MixtureDenoiser(nn.Module):
+    """D(x; sigma) = E[x_0 | x_0 + sigma n = x] of an isotropic Gaussian mixture at any sigma > 0, float64:
+    sum_k w_k [mu_k + s^2 / (s^2 + sigma^2) (x - mu_k)], w = softmax_k(-||x - mu_k||^2 / (2 (s^2 + sigma^2)))."""
+
+    def __init__(self, means: torch.Tensor, std: float):
+        super().__init__()
+        self.register_buffer("means", means.double())
+        self.std = float(std)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        var = (self.std**2 + sigma.double().to(x.device) ** 2).reshape(-1, 1, 1)
+        mu = self.means.reshape(1, len(self.means), -1)
+        diff = x.double().reshape(x.shape[0], 1, -1) - mu  # (B, K, D)
+        w = torch.softmax(-diff.pow(2).sum(-1, keepdim=True) / (2 * var), dim=1)
+        return (w * (mu + self.std**2 / var * diff)).sum(1).reshape(x.shape).to(x.dtype)
 
 
 class MixtureModel(Method):
@@ -166,6 +185,7 @@ class Oracle(MixtureModel):
         self.schedule = linear_schedule(cfg.T, cfg.beta_start, cfg.beta_end)
         means = torch.zeros(1, *self.data_shape) if means is None else means
         self.eps = MixtureEps(means.reshape(len(means), -1), std, self.schedule)
+        self.exact_d = MixtureDenoiser(means.reshape(len(means), -1), std)
 
     @classmethod
     def check_config(cls, cfg: OracleConfig) -> None:
@@ -177,7 +197,17 @@ class Oracle(MixtureModel):
         return cfg.T
 
     def denoisers(self) -> list[nn.Module]:
-        return [self.eps]
+        return [self.eps, self.exact_d]
+
+    def denoiser(self) -> Denoiser | None:
+        """The exact D(x; sigma) at every sigma > 0, not only on DDPM's [sigma(0), sigma(T - 1)], with DDPM's
+        time for the time-uniform grid. None for the class-conditional oracle: its sigma view goes through
+        its guided eps (methods/sigma.py)."""
+        if self.cfg.num_classes:
+            return None
+        view = denoiser_of(self, own=False)
+        return dataclasses.replace(view, fn=self.exact_d, sigma_min=0.0, sigma_max=math.inf,
+                                   describe={"view": "exact denoiser of the Gaussian mixture at every sigma > 0"})
 
     def prediction(self) -> Prediction:
         if self.cfg.num_classes:

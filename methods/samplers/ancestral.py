@@ -23,10 +23,11 @@ class DDPMAncestral(DiffusersSampler):
     scheduler_cls = DDPMScheduler
     times = ("discrete",)
     stochastic = True
+    grid_kinds = ()  # every training timestep: no grid to choose
     summary = "DDPM ancestral sampling at every training timestep (diffusers DDPMScheduler, fixed_small variance)"
 
     @classmethod
-    def valid_steps(cls, model_cls, model_cfg, opts) -> StepRange:
+    def valid_steps(cls, model_cls, model_cfg, opts, grid=None) -> StepRange:
         T = model_cls.num_timesteps(model_cfg)
         return StepRange(T, T, "ancestral sampling runs every training step; ddim and the solvers take fewer")
 

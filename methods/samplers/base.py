@@ -21,6 +21,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 from methods.base import LoopSampler, Method, StepRange
+from methods.grids import Grid
 
 MAX_CONTINUOUS_STEPS = 100_000
 
@@ -42,6 +43,36 @@ class SamplerDef:
     stochastic: ClassVar[bool] = False  # True: fresh noise at each step (SDE / ancestral)
     adaptive: ClassVar[bool] = False  # True: the solver picks its steps (NFE is measured, never declared)
     summary: ClassVar[str] = ""  # one line for `bench list`
+    grid_kinds: ClassVar[tuple[str, ...]] = ("spacing",)  # "spacing": diffusers' integer-timestep spacings;
+    # "sigma": sigma grids (karras, logsnr, time-uniform) on the model's sigma-space view (methods/grids.py)
+    default_grid: ClassVar[str] = "trailing"  # the grid of a cell that names none
+
+    @classmethod
+    def grid_of(cls, grid: Grid | None) -> Grid:
+        """The grid a cell samples on (its own, or this sampler's default); a ValueError if it cannot."""
+        if not cls.grid_kinds:
+            if grid is not None:
+                raise ValueError(f"{cls.name} samples on its own grid (its model's trained steps or time grid), not on"
+                                 f" grid {grid.text}")
+            return None
+        grid = Grid.parse(cls.default_grid) if grid is None else grid
+        kind = "spacing" if grid.is_spacing else "sigma"
+        if kind not in cls.grid_kinds:
+            what = ("integer timesteps (grids " + ", ".join(("trailing", "leading", "linspace")) + ")"
+                    if cls.grid_kinds == ("spacing",) else "sigma grids (karras, logsnr, time-uniform)")
+            raise ValueError(f"{cls.name} runs on {what}, not on grid {grid.text}")
+        return grid
+
+    @classmethod
+    def expected_order(cls, opts: Any, grid: Grid | None) -> int:
+        """The order of convergence theory promises for these options on this grid (the strict-order tests
+        and orders.csv compare the measured order with it)."""
+        return cls.order
+
+    @classmethod
+    def settings(cls, opts: Any) -> dict[str, Any]:
+        """What a row records of the options."""
+        return dataclasses.asdict(opts)
 
     @classmethod
     def runs_on(cls, model_cls: type[Method]) -> str | None:
@@ -56,12 +87,12 @@ class SamplerDef:
         return None
 
     @classmethod
-    def nfe(cls, steps: int, opts: Any) -> int:
+    def nfe(cls, steps: int, opts: Any, grid: Grid | None = None) -> int:
         """Network calls made by `steps` steps (what the sampler declares; hooks measure the truth)."""
         return steps
 
     @classmethod
-    def valid_steps(cls, model_cls: type[Method], model_cfg: Any, opts: Any) -> StepRange:
+    def valid_steps(cls, model_cls: type[Method], model_cfg: Any, opts: Any, grid: Grid | None = None) -> StepRange:
         T = model_cls.num_timesteps(model_cfg)
         if T is None:
             return StepRange(1, MAX_CONTINUOUS_STEPS, "continuous time: any number of steps")
@@ -72,12 +103,13 @@ class SamplerDef:
         return min(50, cls.valid_steps(model_cls, model_cfg, cls.Options()).hi)
 
     @classmethod
-    def steps_for_nfe(cls, budget: int, model_cls: type[Method], model_cfg: Any, opts: Any) -> int | None:
+    def steps_for_nfe(cls, budget: int, model_cls: type[Method], model_cfg: Any, opts: Any,
+                      grid: Grid | None = None) -> int | None:
         """The most steps whose NFE stays within `budget`; None when even the fewest steps exceed it."""
-        rng = cls.valid_steps(model_cls, model_cfg, opts)
+        rng = cls.valid_steps(model_cls, model_cfg, opts, grid)
         best = None
         for steps in range(rng.lo, min(rng.hi, budget) + 1):  # every sampler makes at least one call per step
-            if cls.nfe(steps, opts) <= budget:
+            if cls.nfe(steps, opts, grid) <= budget:
                 best = steps
         return best
 
@@ -86,18 +118,19 @@ class SamplerDef:
         """Raise ValueError naming the option when a value is out of range (checked before any work)."""
 
     @classmethod
-    def build(cls, model: Method, steps: int, opts: Any) -> LoopSampler:
+    def build(cls, model: Method, steps: int, opts: Any, grid: Grid | None = None) -> LoopSampler:
         raise NotImplementedError
 
     @classmethod
-    def check(cls, model: Method, steps: int, opts: Any) -> Any:
-        """Shared validation of build(): the model kind and the step count; returns the options."""
+    def check(cls, model: Method, steps: int, opts: Any, grid: Grid | None = None) -> Any:
+        """Shared validation of build(): the model kind, the grid and the step count; returns the options."""
         opts = cls.Options() if opts is None else opts
         cls.validate(opts)
         reason = cls.runs_on(type(model))
         if reason:
             raise ValueError(reason)
-        error = cls.valid_steps(type(model), model.cfg, opts).error(steps)
+        cls.grid_of(grid)
+        error = cls.valid_steps(type(model), model.cfg, opts, grid).error(steps)
         if error:
             raise ValueError(f"{cls.name}: {error}")
         return opts

@@ -55,6 +55,7 @@ def _scheduled(template, steps: int, timesteps: tuple[int, ...], device=None):
 
 @register_sampler("cm")
 class CM(SamplerDef):
+    grid_kinds = ()  # its own grid (uniform t, trained steps or the Karras levels it was trained on)
     Options = CMOptions
     kinds = ("consistency",)
     times = ("continuous",)
@@ -79,7 +80,7 @@ class CM(SamplerDef):
         return opts.grid or discretisation(model_cfg, model_cfg.curriculum_steps)
 
     @classmethod
-    def valid_steps(cls, model_cls, model_cfg, opts) -> StepRange:
+    def valid_steps(cls, model_cls, model_cfg, opts, grid=None) -> StepRange:
         opts = opts or cls.Options()
         grid = cls.grid_of(model_cfg, opts)
         if opts.timesteps:
@@ -95,7 +96,7 @@ class CM(SamplerDef):
         return 1
 
     @classmethod
-    def build(cls, model, steps: int, opts=None) -> LoopSampler:
+    def build(cls, model, steps: int, opts=None, grid=None) -> LoopSampler:
         opts = cls.check(model, steps, opts)
         pred = model.prediction()
         k = pred.schedule

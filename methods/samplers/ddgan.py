@@ -37,6 +37,7 @@ def ddgan_sample(model: Generator, noise: torch.Tensor, *, coefs, nz: int, direc
 
 @register_sampler("ddgan")
 class DDGANSampler(SamplerDef):
+    grid_kinds = ()  # its own grid (uniform t, trained steps or the Karras levels it was trained on)
     Options = NoOptions
     kinds = ("sample",)
     times = ("trained",)
@@ -45,7 +46,7 @@ class DDGANSampler(SamplerDef):
     summary = "DDGAN: T generator calls with posterior sampling; each T is its own trained generator"
 
     @classmethod
-    def valid_steps(cls, model_cls, model_cfg, opts) -> StepRange:
+    def valid_steps(cls, model_cls, model_cfg, opts, grid=None) -> StepRange:
         return StepRange(model_cfg.T, model_cfg.T,
                          "DDGAN samples with the T it was trained with; each T is its own checkpoint")
 
@@ -54,11 +55,11 @@ class DDGANSampler(SamplerDef):
         return model_cfg.T
 
     @classmethod
-    def steps_for_nfe(cls, budget: int, model_cls, model_cfg, opts) -> int | None:
+    def steps_for_nfe(cls, budget: int, model_cls, model_cfg, opts, grid=None) -> int | None:
         return budget  # T = budget: a checkpoint of its own (checked when the grid is resolved)
 
     @classmethod
-    def build(cls, model, steps: int, opts=None) -> LoopSampler:
+    def build(cls, model, steps: int, opts=None, grid=None) -> LoopSampler:
         cls.check(model, steps, opts)
         cfg = model.cfg
         loop = functools.partial(ddgan_sample, model.predict, coefs=model.coefs, nz=model.gen.nz,

@@ -54,6 +54,12 @@ def ddim_sample(pred: Prediction, noise: torch.Tensor, *, timesteps: list[int], 
     return pred.decode(x)
 
 
+def _grid_settings(spacing: str, timesteps: list[int], schedule) -> dict:
+    abar = schedule.alphas_cumprod[torch.tensor(timesteps)]
+    sigmas = ((1 - abar) / abar).sqrt().tolist() + [0.0]
+    return {"grid": spacing, "final": "zero", "sigmas": [float(f"{s:.6g}") for s in sigmas], "final_sigma": 0.0}
+
+
 @register_sampler("ddim")
 class DDIM(SamplerDef):
     Options = DDIMOptions
@@ -68,16 +74,18 @@ class DDIM(SamplerDef):
             raise ValueError(f"ddim: eta must be >= 0, got {opts.eta}")
 
     @classmethod
-    def build(cls, model, steps: int, opts: DDIMOptions | None = None) -> LoopSampler:
-        opts = cls.check(model, steps, opts)
+    def build(cls, model, steps: int, opts: DDIMOptions | None = None, grid=None) -> LoopSampler:
+        opts = cls.check(model, steps, opts, grid)
+        if grid is not None:  # the grid axis names the spacing
+            opts = dataclasses.replace(opts, timestep_spacing=grid.name)
         pred = model.prediction().discrete()
-        grid = DDIMScheduler(**pred.schedule.diffusers, timestep_spacing=opts.timestep_spacing, steps_offset=0)
-        grid.set_timesteps(steps)
-        timesteps = [int(t) for t in grid.timesteps]
+        listing = DDIMScheduler(**pred.schedule.diffusers, timestep_spacing=opts.timestep_spacing, steps_offset=0)
+        listing.set_timesteps(steps)
+        timesteps = [int(t) for t in listing.timesteps]
         loop = functools.partial(ddim_sample, pred, timesteps=timesteps, alphas_cumprod=pred.schedule.alphas_cumprod,
                                  eta=opts.eta, clip_sample=opts.clip_sample)
         settings = {"update": "DDIM eq. 12 over the listed timesteps, alpha_bar = 1 after the last",
                     "timesteps_from": "DDIMScheduler.set_timesteps", **dataclasses.asdict(opts),
-                    "schedule": pred.schedule.describe}
+                    "schedule": pred.schedule.describe, **_grid_settings(opts.timestep_spacing, timesteps, pred.schedule)}
         label = f"ddim-{steps}" + (f"-eta{opts.eta:g}" if opts.eta else "")
         return LoopSampler(loop, steps=steps, nfe=steps, label=label, settings=settings)

@@ -30,8 +30,13 @@ class DEISOptions:
 class DEIS(DiffusersSampler):
     Options = DEISOptions
     scheduler_cls = DEISMultistepScheduler
+    grid_kinds = ("spacing", "sigma")
     order = 2
     summary = "DEIS: exponential integrator, multistep, order 1-3 (default 2; diffusers DEISMultistepScheduler, logrho)"
+
+    @classmethod
+    def expected_order(cls, opts: DEISOptions, grid) -> int:
+        return opts.order
 
     @classmethod
     def scheduler_kwargs(cls, opts: DEISOptions) -> dict:

@@ -51,6 +51,7 @@ class _Multistep(DiffusersSampler):
     Options = DPMOptions
     scheduler_cls = DPMSolverMultistepScheduler
     algorithm_type = "dpmsolver++"
+    grid_kinds = ("spacing", "sigma")
 
     @classmethod
     def scheduler_kwargs(cls, opts: DPMOptions) -> dict:
@@ -78,6 +79,7 @@ class DPMpp2MSDE(_Multistep):
     order = 2
     stochastic = True
     algorithm_type = "sde-dpmsolver++"
+    grid_kinds = ("spacing",)
     summary = "DPM-Solver++(2M) SDE: second-order multistep with fresh noise each step (diffusers)"
 
 
@@ -86,6 +88,7 @@ class DPMpp2S(DiffusersSampler):
     Options = DPMSingleOptions
     scheduler_cls = DPMSolverSinglestepScheduler
     order = 2
+    default_grid = "linspace"
     summary = "DPM-Solver++(2S): second-order single-step (diffusers DPMSolverSinglestepScheduler; linspace timesteps)"
 
     @classmethod

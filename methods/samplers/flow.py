@@ -86,6 +86,7 @@ def fm_euler(pred: Prediction, noise: torch.Tensor, *, template, steps: int, gen
 
 class FlowSampler(SamplerDef):
     """A fixed-grid ODE solver of a velocity field (`loop` is one of the functions above)."""
+    grid_kinds = ()  # its own grid (uniform t, trained steps or the Karras levels it was trained on)
 
     kinds = ("velocity",)
     times = ("continuous",)
@@ -101,7 +102,7 @@ class FlowSampler(SamplerDef):
         return 100
 
     @classmethod
-    def nfe(cls, steps: int, opts) -> int:
+    def nfe(cls, steps: int, opts, grid=None) -> int:
         return cls.calls_per_step * steps
 
     @classmethod
@@ -109,7 +110,7 @@ class FlowSampler(SamplerDef):
         return {"solver": cls.name, "time_grid": GRID}
 
     @classmethod
-    def build(cls, model: Method, steps: int, opts=None) -> LoopSampler:
+    def build(cls, model: Method, steps: int, opts=None, grid=None) -> LoopSampler:
         opts = cls.check(model, steps, opts)
         loop = functools.partial(cls.loop, model.prediction(), steps=steps)
         return LoopSampler(loop, steps=steps, nfe=cls.nfe(steps, opts), label=f"{cls.name}-{steps}",
@@ -152,7 +153,7 @@ class Dopri5(FlowSampler):
     summary = "adaptive Dormand-Prince 5(4) (torchdiffeq); NFE is measured, rtol/atol recorded"
 
     @classmethod
-    def valid_steps(cls, model_cls, model_cfg, opts) -> StepRange:
+    def valid_steps(cls, model_cls, model_cfg, opts, grid=None) -> StepRange:
         return StepRange(1, 1, "adaptive: rtol and atol choose the steps; run it at steps = 1")
 
     @classmethod
@@ -160,11 +161,11 @@ class Dopri5(FlowSampler):
         return 1
 
     @classmethod
-    def nfe(cls, steps: int, opts) -> int:
+    def nfe(cls, steps: int, opts, grid=None) -> int:
         return 0  # not known in advance
 
     @classmethod
-    def steps_for_nfe(cls, budget, model_cls, model_cfg, opts):
+    def steps_for_nfe(cls, budget, model_cls, model_cfg, opts, grid=None):
         return None
 
     @classmethod
@@ -173,7 +174,7 @@ class Dopri5(FlowSampler):
             raise ValueError(f"dopri5: rtol and atol must be > 0, got {opts.rtol}, {opts.atol}")
 
     @classmethod
-    def build(cls, model: Method, steps: int, opts=None) -> LoopSampler:
+    def build(cls, model: Method, steps: int, opts=None, grid=None) -> LoopSampler:
         opts = cls.check(model, steps, opts)
         loop = functools.partial(dopri5, model.prediction(), rtol=opts.rtol, atol=opts.atol)
         settings = {"solver": "dopri5", "library": "torchdiffeq", "rtol": opts.rtol, "atol": opts.atol,
@@ -198,7 +199,7 @@ class FMEuler(FlowSampler):
             raise ValueError(f"fm-euler: shift must be > 0, got {opts.shift}")
 
     @classmethod
-    def build(cls, model: Method, steps: int, opts=None) -> LoopSampler:
+    def build(cls, model: Method, steps: int, opts=None, grid=None) -> LoopSampler:
         opts = cls.check(model, steps, opts)
         template = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=opts.shift,
                                                    use_dynamic_shifting=False, stochastic_sampling=False,

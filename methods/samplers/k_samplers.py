@@ -18,17 +18,23 @@ from methods.registry import register_sampler
 from methods.samplers.diffusers_loop import DiffusersSampler
 from methods.samplers.dpm_solver import sigma_kwargs
 from methods.samplers.flow import build_on_flow
+from methods.sigma import ode_derivative
 
 
 class AlsoOnFlows:
-    """Mixin: on a velocity model, build the flow ODE loop of the same name instead."""
+    """Mixin: on a velocity model without a grid, build the flow ODE loop of the same name instead (uniform
+    in t); on a sigma grid, run on the flow's sigma-space view like any model."""
 
     kinds = ("eps", "velocity")
+    grid_kinds = ("spacing", "sigma")
 
     @classmethod
-    def build(cls, model, steps: int, opts=None):
-        if model.kind != "velocity":
-            return super().build(model, steps, opts)
+    def build(cls, model, steps: int, opts=None, grid=None):
+        if model.kind != "velocity" or (grid is not None and not grid.is_spacing):
+            return super().build(model, steps, opts, grid)
+        if grid is not None:
+            raise ValueError(f"{cls.name} on a flow model: grid {grid.text} is a DDPM timestep spacing; use a sigma"
+                             " grid (karras, logsnr, time-uniform) or none (uniform t)")
         opts = cls.check(model, steps, opts)
         if opts != cls.Options():
             raise ValueError(f"{cls.name} on a flow model integrates a uniform time grid: its options"
@@ -54,11 +60,27 @@ class LMSOptions:
     order: int = 4  # past derivatives combined
 
 
+class HandWritten:
+    """Mixin: on a sigma grid the solver is the few lines of `solve` below, not a diffusers scheduler."""
+
+    @classmethod
+    def settings(cls, opts) -> dict:
+        return {"solver": f"{cls.name} on D(x; sigma), methods/samplers/k_samplers.py"}
+
+
 @register_sampler("euler")
-class Euler(AlsoOnFlows, DiffusersSampler):
+class Euler(AlsoOnFlows, HandWritten, DiffusersSampler):
     Options = SigmaOptions
     scheduler_cls = EulerDiscreteScheduler
-    summary = "Euler on the probability-flow ODE in sigma (diffusers EulerDiscreteScheduler); on flows, Euler in t"
+    summary = ("Euler on the probability-flow ODE in sigma (on a sigma grid, by hand; on a spacing, diffusers"
+               " EulerDiscreteScheduler); on flows without a grid, Euler in t")
+
+    @classmethod
+    def solve(cls, D, x, sigmas, opts, generator):
+        """x_{i+1} = x_i + (s_{i+1} - s_i) (x_i - D(x_i; s_i)) / s_i."""
+        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+            x = x + (s_next - s) * ode_derivative(D, x, s)
+        return x
 
     @classmethod
     def scheduler_kwargs(cls, opts: SigmaOptions) -> dict:
@@ -83,15 +105,25 @@ class EulerAncestral(DiffusersSampler):
 
 
 @register_sampler("heun")
-class Heun(AlsoOnFlows, DiffusersSampler):
+class Heun(AlsoOnFlows, HandWritten, DiffusersSampler):
     Options = SigmaOptions
     scheduler_cls = HeunDiscreteScheduler
     order = 2
-    summary = "Heun (EDM Algorithm 1): 2N - 1 network calls for N steps (diffusers HeunDiscreteScheduler; on flows, in t)"
+    summary = ("Heun (EDM Algorithm 1): 2N - 1 network calls for N steps, 2N on a grid with final none (by hand on"
+               " a sigma grid; diffusers HeunDiscreteScheduler on a spacing; on flows, in t)")
 
     @classmethod
-    def nfe(cls, steps: int, opts) -> int:
-        return 2 * steps - 1
+    def nfe(cls, steps: int, opts, grid=None) -> int:
+        return 2 * steps if grid is not None and grid.final == "none" else 2 * steps - 1
+
+    @classmethod
+    def solve(cls, D, x, sigmas, opts, generator):
+        """EDM Algorithm 1 on sigmas that stay above 0: an Euler step, then the trapezoidal correction."""
+        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
+            d = ode_derivative(D, x, s)
+            x_euler = x + (s_next - s) * d
+            x = x + (s_next - s) * 0.5 * (d + ode_derivative(D, x_euler, s_next))
+        return x
 
     @classmethod
     def scheduler_kwargs(cls, opts: SigmaOptions) -> dict:
@@ -105,6 +137,8 @@ class LMS(DiffusersSampler):
     scheduler_cls = LMSDiscreteScheduler
     order = 4
     max_order = 4
+    grid_kinds = ("spacing", "sigma")
+    sigma_state = "ve"
     summary = "Linear multistep (k-diffusion LMS, order 4 by default; diffusers LMSDiscreteScheduler)"
 
     @classmethod

@@ -27,15 +27,16 @@ class PNDM(DiffusersSampler):
     Options = PNDMOptions
     scheduler_cls = PNDMScheduler
     order = 4
+    default_grid = "leading"
     summary = "PNDM/PLMS: fourth-order multistep, N + 1 calls for N steps (diffusers PNDMScheduler, skip_prk_steps)"
 
     @classmethod
-    def nfe(cls, steps: int, opts) -> int:
+    def nfe(cls, steps: int, opts, grid=None) -> int:
         return steps + 1
 
     @classmethod
-    def valid_steps(cls, model_cls, model_cfg, opts) -> StepRange:
-        rng = super().valid_steps(model_cls, model_cfg, opts)
+    def valid_steps(cls, model_cls, model_cfg, opts, grid=None) -> StepRange:
+        rng = super().valid_steps(model_cls, model_cfg, opts, grid)
         return StepRange(2, rng.hi, "PLMS needs at least 2 steps; " + rng.why)
 
     @classmethod

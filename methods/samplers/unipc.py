@@ -29,8 +29,14 @@ class UniPCOptions:
 class UniPC(DiffusersSampler):
     Options = UniPCOptions
     scheduler_cls = UniPCMultistepScheduler
+    grid_kinds = ("spacing", "sigma")
     order = 3
     summary = "UniPC: multistep predictor-corrector, order 1-3, bh1/bh2 (diffusers UniPCMultistepScheduler)"
+
+    @classmethod
+    def expected_order(cls, opts: UniPCOptions, grid) -> int:
+        """UniP-p with the corrector UniC reaches order p + 1 (Zhao et al. 2023, Theorem 3.3; diffusers' doc)."""
+        return opts.order + 1
 
     @classmethod
     def validate(cls, opts: UniPCOptions) -> None:

@@ -35,6 +35,7 @@ def vdm_sample(pred: Prediction, noise: torch.Tensor, *, steps: int, generator: 
 
 @register_sampler("vdm")
 class VDMAncestral(SamplerDef):
+    grid_kinds = ()  # its own grid (uniform t, trained steps or the Karras levels it was trained on)
     Options = NoOptions
     times = ("continuous",)
     default_model = "vdm"
@@ -47,7 +48,7 @@ class VDMAncestral(SamplerDef):
         return getattr(model_cfg, "loss_T", 0) or 1000
 
     @classmethod
-    def build(cls, model, steps: int, opts=None) -> LoopSampler:
+    def build(cls, model, steps: int, opts=None, grid=None) -> LoopSampler:
         cls.check(model, steps, opts)
         pred = model.prediction()
         settings = {"sampler": "ancestral", "time_grid": "uniform in t", **pred.schedule.describe}

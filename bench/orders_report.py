@@ -1,0 +1,68 @@
+"""The report's section on measured orders (bench/orders.py): a table per exact-score model and a log-log
+figure of error against NFE, one line per (sampler, grid)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from bench.orders import read_orders
+
+
+def orders_section(results_dir: Path, report_dir: Path) -> tuple[list[str], str | None]:
+    """Markdown lines and the figure's file name (None without orders.csv)."""
+    df = read_orders(results_dir)
+    if df is None or df.empty:
+        return [], None
+    fits = (df.groupby(["model", "grid", "sampler"], sort=True)
+              .agg(order=("order", "first"), expected=("expected_order", "first"), fit_nfe=("fit_nfe", "first"),
+                   nfe_lo=("nfe", "min"), nfe_hi=("nfe", "max"), error_at_max=("error", "last"))
+              .reset_index())
+    lines = ["## Measured orders on the exact score", "",
+             "Each deterministic solver against a reference solution of the same probability-flow ODE from the same"
+             " noise (`orders.csv`; `bench/orders.py`: DOP853, rtol 1e-10). The order is the least-squares slope of"
+             " -log error on log NFE over the three largest NFEs (`fit NFE`); `expected` is the order theory"
+             " promises on that grid. A row whose order falls more than 0.35 below it is marked.", ""]
+    table = pd.DataFrame({
+        "model": fits["model"], "grid": fits["grid"].map(lambda g: f"`{g}`"), "sampler": fits["sampler"],
+        "measured order": fits["order"].map(lambda v: "–" if not math.isfinite(v) else f"{v:.2f}"),
+        "expected": fits["expected"].map(lambda v: f"{v:g}"), "fit NFE": fits["fit_nfe"].fillna(""),
+        "error at the largest NFE": fits["error_at_max"].map(lambda v: f"{v:.2e}"),
+        "": [("below expected" if math.isfinite(o) and o < e - 0.35 else "") for o, e in zip(fits["order"],
+                                                                                          fits["expected"])],
+    })
+    lines += [table.to_markdown(index=False), ""]
+    name = "orders.png"
+    return lines, name if _plot(df, Path(report_dir) / name) else None
+
+
+def _plot(df: pd.DataFrame, path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    models = sorted(df["model"].unique())
+    grids = sorted(df["grid"].unique())
+    fig, axes = plt.subplots(len(models), len(grids), figsize=(5.2 * len(grids), 4.2 * len(models)), squeeze=False)
+    for i, model in enumerate(models):
+        for j, grid in enumerate(grids):
+            ax = axes[i][j]
+            sub = df[(df["model"] == model) & (df["grid"] == grid)]
+            for sampler, g in sub.groupby("sampler"):
+                g = g.sort_values("nfe")
+                ax.loglog(g["nfe"], g["error"], "o-", ms=3, label=sampler)
+            ax.set_title(f"{model}, grid {grid}", fontsize=9)
+            ax.set_xlabel("NFE")
+            ax.set_ylabel("mean error to the reference")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            if len(sub):
+                ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return True
