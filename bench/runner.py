@@ -30,6 +30,7 @@ from bench.errors import BenchError
 from bench.metrics import MetricResources, evaluate, floor_samples, image_evaluator, is_image_data
 from bench.metrics.likelihood import bits_per_dim
 from bench.provenance import device_name, git_sha, resolve_device, versions
+from bench.data.images import to_model
 from bench.orders import exact, measure_orders, write_orders
 from bench.latent import DecodedSampler, LatentData, Stage, latent_bpd, latent_columns, load_stages, reconstruction_floor
 from bench.runs import build_sampler, load_method, training_seconds, weights_sha256
@@ -183,6 +184,8 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     unconditional = guidance is not None and guidance.w is None  # the null class: no class was asked for
     metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap,
                               labels=None if unconditional else labels)
+    if hasattr(method, "nearest_distance"):  # the data oracle: how far samples land from its training images
+        metrics["nn_dist"] = float(method.nearest_distance(to_model(x) if x.dtype == torch.uint8 else x).mean())
     if not shard.main:
         return None  # the main process times the sampler, alone on the machine's cores but for idle waiters
     timing = time_sampler(sampler, method.denoisers(), method.data_shape, device, spec.timing, seed=seed,

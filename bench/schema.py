@@ -43,6 +43,9 @@ Image quality  fid (Frechet Inception distance, pool3, to the reference set of t
 Image coverage recall (same features and k as precision); StackedMNIST: modes (distinct digit
                triples of 1000 among the samples, each channel read by the bench classifier) and
                mode_kl (KL of the triple histogram to uniform(1000), nats)
+Exact score    nn_dist (the data oracle's rows: mean L2 distance, model space [-1, 1], from each 8-bit sample to
+               the nearest of the oracle's n training images; an exact solver's samples are training images, so
+               this is the solver's error at image dimension)
 Domain         fd_classifier (Frechet distance in the bench MNIST-family classifier's
                penultimate features), is_classifier (Inception-style score from that
                classifier's softmax): MNIST-family only, NOT Inception FID/IS
@@ -78,7 +81,7 @@ CONDITIONAL = ["guidance_scale", "classes", "cond_accuracy", "classes_covered", 
 LIKELIHOOD = ["bpd"]
 INTERVALS = ["bootstrap", "bootstrap_ci"]
 IMAGE = ["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "fd_classifier", "is_classifier",
-         "inception_samples", "reference_samples"]
+         "inception_samples", "reference_samples", "nn_dist"]
 LATENT = ["latent", "latent_scale", "latent_train_s"]
 PROVENANCE = ["run_id", "checkpoint_step", "weights_sha256", "sampler_settings", "network_precision", "network_compile",
               "device",
@@ -113,6 +116,7 @@ METRICS = [
     Metric("precision", "precision", "quality", True, "{:.3f}"),
     Metric("fd_classifier", "FD (classifier features)", "quality", False, "{:.2f}", log_scale=True),
     Metric("is_classifier", "IS (classifier labels)", "quality", True, "{:.2f}"),
+    Metric("nn_dist", "L2 to nearest training image", "quality", False, "{:.3f}"),
     Metric("hq_fraction", "high-quality fraction", "quality", True, "{:.3f}"),
     Metric("swd", "sliced W1 to data", "quality", False, "{:.3f}", log_scale=True),
     Metric("recall", "recall", "coverage", True, "{:.3f}"),

@@ -382,6 +382,9 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
             raise BenchError(str(e) if str(e).startswith(sampler.name) else f"{name}: {e}") from None
         for model_name in usable:
             model = model_of(model_name)
+            if getattr(model, "needs_images", False) and info.kind != "image":
+                raise BenchError(f"model {model_name} is the ideal denoiser of a set of training images; {dataset} is"
+                                 " not an image dataset (use mnist, fashion-mnist, cifar10 or a folder)")
             if model.needs_mixture and not info.mixture:
                 raise BenchError(f"model {model_name} needs an isotropic Gaussian mixture dataset"
                                  f" ({', '.join(d for d, i in DATASETS.items() if i.mixture)}), not {dataset}")
