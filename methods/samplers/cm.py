@@ -73,7 +73,7 @@ class CM(SamplerDef):
                              f" {opts.grid - 1 if opts.grid else 'N - 1'}, got {list(opts.timesteps)}")
 
     @staticmethod
-    def grid_of(model_cfg, opts: CMOptions) -> int:
+    def levels_of(model_cfg, opts: CMOptions) -> int:
         """The grid's size: the option, or the model's discretisation at the end of its curriculum."""
         from methods.cm import discretisation
 
@@ -82,7 +82,7 @@ class CM(SamplerDef):
     @classmethod
     def valid_steps(cls, model_cls, model_cfg, opts, grid=None) -> StepRange:
         opts = opts or cls.Options()
-        grid = cls.grid_of(model_cfg, opts)
+        grid = cls.levels_of(model_cfg, opts)
         if opts.timesteps:
             k = len(opts.timesteps)
             if opts.timesteps[-1] >= grid:
@@ -100,7 +100,7 @@ class CM(SamplerDef):
         opts = cls.check(model, steps, opts)
         pred = model.prediction()
         k = pred.schedule
-        grid = cls.grid_of(model.cfg, opts)
+        grid = cls.levels_of(model.cfg, opts)
         template = CMStochasticIterativeScheduler(num_train_timesteps=grid, sigma_min=k.sigma_min,
                                                   sigma_max=k.sigma_max, sigma_data=k.sigma_data, rho=k.rho,
                                                   clip_denoised=opts.clip_sample)
