@@ -431,7 +431,8 @@ def _grid_axis(values) -> list[str]:
 def _grids_for(name: str, sampler: type, model_name: str, axis: list[str], var: dict, notes: list[str]
                ) -> list[Grid | None]:
     """The grids one sampler runs on: the variant's `grid`, else the axis; those it cannot run on are
-    skipped with a note (an error when none is left); samplers with their own grid ignore the axis."""
+    skipped with a note (when none is left, its own default grid, with a note); samplers with their own grid
+    ignore the axis."""
     wanted = _grid_axis(var["grid"]) if "grid" in var else axis
     if not wanted:
         return [None]
@@ -444,8 +445,10 @@ def _grids_for(name: str, sampler: type, model_name: str, axis: list[str], var: 
             keep.append(sampler.grid_of(Grid.parse(text)))
         except ValueError as e:
             errors.append(str(e))
-    if not keep:
-        raise BenchError(f"{errors[0]}; drop {name} or add a grid it runs on")
+    if not keep:  # none of the axis fits: the sampler keeps its own default grid, and says so
+        notes.append(f"{name} on {model_name}: {errors[0]}; none of the grid axis fits it, so its rows are on its own"
+                     f" default grid ({sampler.default_grid})")
+        return [None]
     notes += [f"{name} on {model_name}: {e}, so that grid has no {name} rows" for e in errors]
     return keep
 

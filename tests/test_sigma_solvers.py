@@ -6,8 +6,8 @@ measured order is the slope over the three largest of NFE 10, 20, 40, 80 on a sm
 test pins what they measure so that a further drop still fails:
 - dpmpp-3m: about 2 beyond 40 NFE (3.0-3.8 between 10 and 40). The same with k-diffusion's 3M formula
   and with an exactly integrated start, so it is neither diffusers' code nor the warm-up steps.
-- ipndm with diff-sampler's fixed (equal-step) coefficients: 2 on any grid whose steps vary; its
-  `coefficients = "variable"` form reaches order 4.
+- ipndm: its expected order is 2, not 4 (SamplerDef.expected_order): diff-sampler's equal-step
+  coefficients give order 2 on any grid whose steps vary; the exact-weight form is LMS.
 """
 
 from __future__ import annotations
@@ -67,11 +67,11 @@ def test_every_sigma_solver_converges_at_its_order_on_the_karras_grid(name, smoo
     assert lo - 0.35 <= order <= hi + 0.35, f"{name}: order {order:.2f}, expected {lo}..{hi} (errors {err} at {nfe})"
 
 
-def test_variable_step_ipndm_reaches_fourth_order(smooth):
-    cls = methods.get_sampler("ipndm")
-    nfe, err = _errors("ipndm", smooth, Grid.parse("karras"), cls.Options(coefficients="variable"), (20, 40, 80, 160))
-    order, _ = fit_order(nfe, err)
-    assert order >= 3.5, f"variable-step iPNDM: order {order:.2f} (errors {err})"
+def test_ipndm_with_exact_weights_would_be_lms(smooth):
+    """The variable-step form of iPNDM (Lagrange weights on the actual sigmas) is k-diffusion's LMS: on a sigma
+    grid, `lms` is that method, and it keeps its fourth order where iPNDM's equal-step weights give 2."""
+    nfe, err = _errors("lms", smooth, Grid.parse("karras"), nfes=(20, 40, 80, 160))
+    assert fit_order(nfe, err)[0] >= 3.5
 
 
 def test_final_none_stops_at_sigma_min_and_says_so(smooth):
@@ -148,3 +148,19 @@ def test_the_ideal_denoiser_is_the_posterior_mean_of_its_images():
     eps = model.eps(x_vp, t)
     assert torch.allclose((x_vp - (1 - abar).sqrt() * eps) / abar.sqrt(), denoiser_of(model)(x, sigma).double(),
                           atol=1e-8)
+
+
+def test_naming_a_samplers_default_spacing_on_the_axis_changes_no_sample():
+    """Committed suites sampled without a grid axis; naming their default spacing (trailing; pndm leading,
+    dpmpp-2s linspace) as the axis must give the very same samples, so their numbers stand."""
+    mixture = gaussians25()
+    model = Oracle(OracleConfig(), (2,), means=mixture.means, std=mixture.std)
+    noise = torch.randn(300, 2, generator=torch.Generator().manual_seed(3))
+    for name in methods.samplers_for("oracle"):
+        cls = methods.get_sampler(name)
+        if "spacing" not in cls.grid_kinds:
+            continue
+        steps = 12 if name != "ddpm" else 1000
+        default = cls.build(model, steps, None)(noise, generator=torch.Generator().manual_seed(1))
+        named = cls.build(model, steps, None, Grid.parse(cls.default_grid))(noise, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(default, named), name

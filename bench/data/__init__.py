@@ -36,6 +36,8 @@ DATASETS = {d.name: d for d in [
                 mixture=True),
     DatasetInfo("gaussians8", "toy2d", "toy", "toy", "8 Gaussians on a circle of radius 2, std 0.02 (8 modes)",
                 mixture=True),
+    DatasetInfo("gaussians4", "toy2d", "toy", "toy", "4 overlapping Gaussians at (+-1, +-1), std 0.5: a smooth"
+                " density for solver orders (4 modes)", mixture=True),
     DatasetInfo("swissroll", "toy2d", "toy", "toy", "2-D swiss roll (no modes: distance metrics only)"),
     DatasetInfo("mnist", "image", "mnist", "mnist-cpu", "MNIST digits, 1x28x28 (presets pad to 32)",
                 channels=1, sizes=(28, 32), classifier="mnist"),

@@ -111,6 +111,16 @@ class DiffusersSampler(SamplerDef):
         return f"{cls.name}-{steps}"
 
     @classmethod
+    def grid_of(cls, grid):
+        """A scheduler without `timestep_spacing` (DPMSolverSinglestep) lists its own spacing only."""
+        grid = super().grid_of(grid)
+        if (grid is not None and grid.is_spacing and grid.name != cls.default_grid
+                and "timestep_spacing" not in inspect.signature(cls.scheduler_cls.__init__).parameters):
+            raise ValueError(f"{cls.name} runs on {cls.default_grid} timesteps only ({cls.scheduler_cls.__name__} has no"
+                             f" timestep_spacing), not on grid {grid.text}")
+        return grid
+
+    @classmethod
     def sigma_template(cls, opts: Any):
         """The scheduler whose steps run on a sigma grid: fed x0 (`sample`), its own grid rules off."""
         accepted = inspect.signature(cls.scheduler_cls.__init__).parameters
@@ -152,7 +162,11 @@ class DiffusersSampler(SamplerDef):
         kwargs = {**pred.schedule.diffusers, "prediction_type": PREDICTION_TYPES[pred.kind],
                   **cls.scheduler_kwargs(opts)}
         if spacing is not None:  # the grid axis names the spacing
-            kwargs["timestep_spacing"] = spacing
+            if "timestep_spacing" in inspect.signature(cls.scheduler_cls.__init__).parameters:
+                kwargs["timestep_spacing"] = spacing
+            elif spacing != cls.default_grid:
+                raise ValueError(f"{cls.name}: {cls.scheduler_cls.__name__} lists {cls.default_grid} timesteps only,"
+                                 f" not {spacing}")
         template = cls.scheduler_cls(**kwargs)
         probe = copy.deepcopy(template)
         probe.set_timesteps(steps)  # records what set_timesteps may change (e.g. lower_order_final)

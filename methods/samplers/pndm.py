@@ -31,6 +31,15 @@ class PNDM(DiffusersSampler):
     summary = "PNDM/PLMS: fourth-order multistep, N + 1 calls for N steps (diffusers PNDMScheduler, skip_prk_steps)"
 
     @classmethod
+    def grid_of(cls, grid):
+        """PNDMScheduler steps from t to t - T // N, the next listed timestep only on leading spacing."""
+        grid = super().grid_of(grid)
+        if grid is not None and grid.name != "leading":
+            raise ValueError(f"pndm runs on leading timesteps only (PNDMScheduler's t - T // N step lands on the listed"
+                             f" timesteps only there), not on grid {grid.text}")
+        return grid
+
+    @classmethod
     def nfe(cls, steps: int, opts, grid=None) -> int:
         return steps + 1
 
