@@ -23,6 +23,8 @@ TINY_MODEL: dict[str, dict] = {
     "oracle": {"T": 100},
     "vdm": {"net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
     "flow": {"net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
+    "edm": {"net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
+    "data-oracle": {"T": 100},
     # consistency training: the contract tests build models without parents (distillation: tests/test_cm.py)
     "cm": {"mode": "train", "net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
     "ddgan": {"T": 2, "out_act": "none", "gen": {"nz": 4, "z_emb_dim": 16, "n_mlp": 1, "hidden": 32, "depth": 1},
@@ -35,6 +37,8 @@ TINY_IMAGE_MODEL: dict[str, dict] = {
     # loss_T > 0: the discrete-time loss, and 10 default sampling steps (as the reference samples a discrete model)
     "vdm": {"loss_T": 10, "net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
     "flow": {"net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
+    "edm": {"net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
+    "data-oracle": {"T": 20},
     "cm": {"mode": "train", "net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
     "ddgan": {"T": 2, "gen": {"nz": 4, "z_emb_dim": 16, "n_mlp": 1, "nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1,
                               "attn_resolutions": [8]}, "disc": {"ngf": 4, "t_emb_dim": 16}},
@@ -74,6 +78,13 @@ coupling_sampler = "flow"
 coupling_steps = 4
 coupling_batch = 100
 [flow.model.net]
+hidden = 32
+depth = 1
+emb_dim = 16
+[edm.model]
+lr = 1e-3
+sigma_data = 2.8
+[edm.model.net]
 hidden = 32
 depth = 1
 emb_dim = 16

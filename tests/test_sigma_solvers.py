@@ -26,7 +26,8 @@ from methods.sigma import denoiser_of
 
 N = 200
 NFES = (10, 20, 40, 80)
-SIGMA_SOLVERS = [s for s in methods.list_samplers() if "sigma" in methods.get_sampler(s).grid_kinds]
+SIGMA_SOLVERS = [s for s in methods.list_samplers()
+                 if "sigma" in methods.get_sampler(s).grid_kinds and not methods.get_sampler(s).stochastic]
 SLOW = {"lms": (20, 40, 80, 160)}  # reaches its asymptotic regime later (3.2 at 20-40, 3.7 at 40-80)
 MEASURED = {"dpmpp-3m": (2, 3)}  # between its asymptotic 2 and its textbook 3, as measured (module docstring)
 
@@ -164,3 +165,29 @@ def test_naming_a_samplers_default_spacing_on_the_axis_changes_no_sample():
         default = cls.build(model, steps, None)(noise, generator=torch.Generator().manual_seed(1))
         named = cls.build(model, steps, None, Grid.parse(cls.default_grid))(noise, generator=torch.Generator().manual_seed(1))
         assert torch.equal(default, named), name
+
+
+def test_edm_heun_is_heun_on_edms_grid_and_edm_sde_without_churn_is_edm_heun(smooth):
+    noise = torch.randn(100, 2, generator=torch.Generator().manual_seed(5))
+    grid = Grid.parse("karras")
+    a = methods.get_sampler("edm-heun").build(smooth, 18, None, grid)
+    b = methods.get_sampler("heun").build(smooth, 18, None, grid)
+    sde = methods.get_sampler("edm-sde")
+    c = sde.build(smooth, 18, sde.Options(S_churn=0.0), grid)
+    assert a.nfe == b.nfe == c.nfe == 35
+    xa, xb, xc = (s(noise, generator=torch.Generator().manual_seed(1)) for s in (a, b, c))
+    assert torch.allclose(xa, xb, atol=1e-6) and torch.equal(xa, xc)
+    churned = sde.build(smooth, 18, None, grid)(noise, generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(churned, xa)
+
+
+def test_edm_preconditioning_is_exact_at_its_boundary():
+    """c_skip -> 1 and c_out -> 0 as sigma -> 0: D(x, sigma) -> x whatever the network says."""
+    from methods.edm import EDM, EDMConfig
+    from methods.nets import NetConfig
+
+    model = EDM(EDMConfig(sigma_data=0.5, net=NetConfig(hidden=16, depth=1, emb_dim=8)), (2,))
+    x = torch.randn(8, 2)
+    assert torch.allclose(model.D(x, torch.full((8,), 1e-6)), x, atol=1e-5)
+    loss = model(x, phase="model", step=0)["loss"]
+    assert torch.isfinite(loss) and loss.ndim == 0

@@ -31,6 +31,7 @@ class DEIS(DiffusersSampler):
     Options = DEISOptions
     scheduler_cls = DEISMultistepScheduler
     grid_kinds = ("spacing", "sigma")
+    kinds = ("eps", "x0", "v")
     order = 2
     summary = "DEIS: exponential integrator, multistep, order 1-3 (default 2; diffusers DEISMultistepScheduler, logrho)"
 

@@ -52,6 +52,7 @@ class _Multistep(DiffusersSampler):
     scheduler_cls = DPMSolverMultistepScheduler
     algorithm_type = "dpmsolver++"
     grid_kinds = ("spacing", "sigma")
+    kinds = ("eps", "x0", "v")
 
     @classmethod
     def scheduler_kwargs(cls, opts: DPMOptions) -> dict:

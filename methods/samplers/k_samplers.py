@@ -25,7 +25,7 @@ class AlsoOnFlows:
     """Mixin: on a velocity model without a grid, build the flow ODE loop of the same name instead (uniform
     in t); on a sigma grid, run on the flow's sigma-space view like any model."""
 
-    kinds = ("eps", "velocity")
+    kinds = ("eps", "x0", "v", "velocity")
     grid_kinds = ("spacing", "sigma")
 
     @classmethod
@@ -138,6 +138,7 @@ class LMS(DiffusersSampler):
     order = 4
     max_order = 4
     grid_kinds = ("spacing", "sigma")
+    kinds = ("eps", "x0", "v")
     sigma_state = "ve"
     summary = "Linear multistep (k-diffusion LMS, order 4 by default; diffusers LMSDiscreteScheduler)"
 

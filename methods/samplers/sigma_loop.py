@@ -39,6 +39,8 @@ def sigma_sample(D: Denoiser, noise: torch.Tensor, *, sigmas: torch.Tensor, fina
     """The shared loop (module docstring)."""
     positive = sigmas[sigmas > 0]
     x = noise * float(positive[0])
+    if final == "own":  # the solver walks the whole grid, its step to 0 included (EDM's Algorithm 2)
+        return D.decode(solve(D, x, sigmas, generator=generator))
     x = solve(D, x, positive, generator=generator)
     if final == "zero":
         x = D(x, positive[-1])
@@ -77,6 +79,7 @@ class SigmaGridSampler(SamplerDef):
 
     grid_kinds: ClassVar[tuple[str, ...]] = ("sigma",)
     default_grid: ClassVar[str] = "karras"
+    owns_final: ClassVar[bool] = False  # True: `solve` gets the whole grid, 0 included, and makes the last step
     kinds: ClassVar[tuple[str, ...]] = ("eps", "x0", "v", "velocity")
 
     @classmethod
@@ -110,7 +113,7 @@ class SigmaGridSampler(SamplerDef):
         D = denoiser_of(model)
         sigmas = spacing_sigmas(schedule, grid.name, steps)
         solve = functools.partial(_solve_with, cls, opts)
-        loop = functools.partial(sigma_sample, D, sigmas=sigmas, final="zero", solve=solve)
+        loop = functools.partial(sigma_sample, D, sigmas=sigmas, final="own" if cls.owns_final else "zero", solve=solve)
         settings = {**cls.settings(opts), **grid_settings(grid, sigmas, D)}
         return LoopSampler(loop, steps=steps, nfe=cls.nfe(steps, opts, grid), label=f"{cls.name}-{steps}",
                            settings=settings)
@@ -124,7 +127,8 @@ def build_on_sigmas(cls, model: Method, steps: int, opts: Any, grid: Grid) -> Lo
     except ValueError as e:
         raise ValueError(f"{cls.name} on {model.name}: {e}") from None
     solve = functools.partial(_solve_with, cls, opts)
-    loop = functools.partial(sigma_sample, D, sigmas=sigmas, final=grid.final, solve=solve)
+    final = "own" if getattr(cls, "owns_final", False) else grid.final
+    loop = functools.partial(sigma_sample, D, sigmas=sigmas, final=final, solve=solve)
     settings = {**cls.settings(opts), **grid_settings(grid, sigmas, D)}
     return LoopSampler(loop, steps=steps, nfe=cls.nfe(steps, opts, grid), label=f"{cls.name}-{steps}",
                        settings=settings)

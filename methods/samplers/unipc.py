@@ -30,6 +30,7 @@ class UniPC(DiffusersSampler):
     Options = UniPCOptions
     scheduler_cls = UniPCMultistepScheduler
     grid_kinds = ("spacing", "sigma")
+    kinds = ("eps", "x0", "v")
     order = 3
     summary = "UniPC: multistep predictor-corrector, order 1-3, bh1/bh2 (diffusers UniPCMultistepScheduler)"
 
