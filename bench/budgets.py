@@ -33,10 +33,25 @@ def budgets(df: pd.DataFrame) -> list[int]:
     return sorted(int(b) for b in df["nfe_target"].dropna().unique())
 
 
-def model_name(df: pd.DataFrame, model: str) -> str:
-    rows = df[df["model"] == model]
+def with_groups(df: pd.DataFrame) -> pd.DataFrame:
+    """`group`: the model, or with a grid axis "model, grid G" (G: the row's grid on the axis, else the grid it
+    was sampled on), so that a budget is ranked within one model and one grid."""
+    df = df.copy()
+    axis = df["grid_axis"] if "grid_axis" in df else pd.Series("", index=df.index)
+    axis = axis.where(axis.notna() & (axis.astype(str) != ""), "")
+    if not (axis != "").any():
+        df["group"] = df["model"]
+        return df
+    own = df["grid"].fillna("").astype(str) if "grid" in df else pd.Series("", index=df.index)
+    grid = axis.where(axis != "", own)
+    df["group"] = [f"{m}, grid {g}" if g else str(m) for m, g in zip(df["model"], grid)]
+    return df
+
+
+def model_name(df: pd.DataFrame, group: str) -> str:
+    rows = df[df["group"] == group]
     untrained = "checkpoint_step" in rows and rows["checkpoint_step"].isna().all()
-    return f"{model} (exact score, no network)" if untrained else f"{model} (trained)"
+    return f"{group} (exact score, no network)" if untrained else f"{group} (trained)"
 
 
 def sampler_of(row: pd.Series) -> str:
@@ -56,13 +71,14 @@ def best_table(df: pd.DataFrame) -> str | None:
     if metric is None or not found or rows.empty:
         return None
     col, name, lower = metric
-    models = list(dict.fromkeys(rows["model"]))
+    rows = with_groups(rows)
+    models = list(dict.fromkeys(rows["group"]))
     head = ["NFE budget"] + [f"best on {model_name(rows, m)}" for m in models]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b in found:
         cells = [f"≤ {b}"]
         for m in models:
-            ranked = rank_rows(rows[(rows["model"] == m) & (rows["nfe_measured"] <= b)], col, lower)
+            ranked = rank_rows(rows[(rows["group"] == m) & (rows["nfe_measured"] <= b)], col, lower)
             cells.append("–" if ranked.empty else
                          f"{ranked.iloc[0]['label']} ({name} {ranked.iloc[0][col]:.4g})")
         lines.append("| " + " | ".join(cells) + " |")
@@ -76,8 +92,8 @@ def budget_reading(df: pd.DataFrame) -> list[str]:
     if metric is None or not found or "model" not in df:
         return []
     col, name, lower = metric
-    rows = df[(df["method"] != FLOOR_METHOD) & df["model"].notna()]
-    models = list(dict.fromkeys(rows["model"]))
+    rows = with_groups(df[(df["method"] != FLOOR_METHOD) & df["model"].notna()])
+    models = list(dict.fromkeys(rows["group"]))
     out = []
     floor = df.loc[df["method"] == FLOOR_METHOD, col].dropna()
     if len(floor):
@@ -87,7 +103,7 @@ def budget_reading(df: pd.DataFrame) -> list[str]:
     for m in models:
         wins = []
         for b in found:
-            ranked = rank_rows(rows[(rows["model"] == m) & (rows["nfe_measured"] <= b)], col, lower)
+            ranked = rank_rows(rows[(rows["group"] == m) & (rows["nfe_measured"] <= b)], col, lower)
             if len(ranked):
                 wins.append(f"≤ {b}: {sampler_of(ranked.iloc[0])} ({ranked.iloc[0][col]:.4g})")
         if wins:
@@ -95,7 +111,7 @@ def budget_reading(df: pd.DataFrame) -> list[str]:
     for b in found:
         orders = {}
         for m in models:
-            at = rank_rows(rows[(rows["model"] == m) & (rows["nfe_target"] == b)], col, lower)
+            at = rank_rows(rows[(rows["group"] == m) & (rows["nfe_target"] == b)], col, lower)
             orders[m] = [sampler_of(r) for _, r in at.iterrows()]
         common = set.intersection(*(set(o) for o in orders.values())) if orders else set()
         shared = {m: [s for s in o if s in common] for m, o in orders.items()}

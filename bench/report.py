@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.budgets import best_table, budget_reading, budgets, model_name, primary_metric, sampler_of
+from bench.budgets import best_table, budget_reading, budgets, model_name, primary_metric, sampler_of, with_groups
 from bench import results_folder
 from bench.checkpoint import atomic_write_text, check_writable
 from bench import stats
@@ -197,12 +197,13 @@ def _plot_by_model(df: pd.DataFrame, path: Path) -> bool:
     if metric is None or not budgets(df) or models.empty:
         return False
     col, name, _ = metric
-    names = list(dict.fromkeys(models["model"]))
+    models = with_groups(models)
+    names = list(dict.fromkeys(models["group"]))
     colours = {s: plt.cm.tab20(i % 20) for i, s in enumerate(sorted(set(models.apply(sampler_of, axis=1))))}
     floor = df[df["method"] == FLOOR_METHOD]
     fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.8), squeeze=False, sharey=True)
     for ax, model in zip(axes[0], names):
-        rows = models[models["model"] == model]
+        rows = models[models["group"] == model]
         for sampler, g in rows.groupby(rows.apply(sampler_of, axis=1), sort=True):
             g = g.sort_values("nfe_measured")
             ax.plot(g["nfe_measured"], g[col], marker="o", ms=3, color=colours[sampler], label=sampler)
