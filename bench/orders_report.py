@@ -25,17 +25,42 @@ def orders_section(results_dir: Path, report_dir: Path) -> tuple[list[str], str 
              " noise (`orders.csv`; `bench/orders.py`: DOP853, rtol 1e-10). The order is the least-squares slope of"
              " -log error on log NFE over the three largest NFEs (`fit NFE`); `expected` is the order theory"
              " promises on that grid. A row whose order falls more than 0.35 below it is marked.", ""]
-    lines += ["| model | grid | sampler | measured order | expected | fit NFE | error at the largest NFE | |",
-              "|---|---|---|---|---|---|---|---|"]
+    images = df[df["same_image"].notna()] if "same_image" in df else df.iloc[0:0]
+    fits = fits[~fits["model"].isin(set(images["model"]))]
+    if len(fits):
+        lines += _order_table(fits)
+    if len(images):
+        lines += _image_table(images)
+    name = "orders.png"
+    return lines, name if _plot(df, Path(report_dir) / name) else None
+
+
+def _order_table(fits: pd.DataFrame) -> list[str]:
+    lines = ["| model | grid | sampler | measured order | expected | fit NFE | error at the largest NFE | |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in fits.itertuples():
         order = "–" if not math.isfinite(r.order) else f"{r.order:.2f}"
         flag = "below expected" if math.isfinite(r.order) and r.order < r.expected - 0.35 else ""
         fit = r.fit_nfe if isinstance(r.fit_nfe, str) else ""
         lines.append(f"| {r.model} | `{r.grid}` | {r.sampler} | {order} | {r.expected:g} | {fit} |"
                      f" {r.error_at_max:.2e} | {flag} |")
-    lines.append("")
-    name = "orders.png"
-    return lines, name if _plot(df, Path(report_dir) / name) else None
+    return lines + [""]
+
+
+def _image_table(df: pd.DataFrame) -> list[str]:
+    """The data oracle: the share of samples that land on the exact solution's training image, per NFE."""
+    nfes = sorted(df["nfe"].unique())
+    lines = ["On the ideal denoiser of a dataset the exact flow ends on a training image, so a solver's error is a"
+             " jump to another image for some samples: no order is fitted. The share of samples that land on the"
+             f" exact solution's training image ({df['reference'].iloc[0].split(',')[0]} from the same noise), by"
+             " NFE:", "",
+             "| model | grid | sampler | " + " | ".join(f"NFE {int(n)}" for n in nfes) + " |",
+             "|---|---|---|" + "---|" * len(nfes)]
+    for (model, grid, sampler), g in df.groupby(["model", "grid", "sampler"], sort=True):
+        share = dict(zip(g["nfe"], g["same_image"]))
+        lines.append(f"| {model} | `{grid}` | {sampler} | "
+                     + " | ".join(f"{share[n]:.2f}" if n in share else "–" for n in nfes) + " |")
+    return lines + [""]
 
 
 def _plot(df: pd.DataFrame, path: Path) -> bool:

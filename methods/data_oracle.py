@@ -113,11 +113,17 @@ class DataOracle(Method):
         images = train[:cfg.n_images].float() / 127.5 - 1.0
         return cls(cfg, tuple(data.shape), images=images)
 
+    def _d2(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.reshape(x.shape[0], -1).double().to(self.exact_d.images.device)
+        return (xf.pow(2).sum(1, keepdim=True) - 2 * xf @ self.exact_d.images.T + self.exact_d.sq_norms).clamp_min(0)
+
     def nearest_distance(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample L2 distance (model space) to the nearest of the oracle's training images."""
-        xf = x.reshape(x.shape[0], -1).double().to(self.exact_d.images.device)
-        d2 = xf.pow(2).sum(1, keepdim=True) - 2 * xf @ self.exact_d.images.T + self.exact_d.sq_norms
-        return d2.clamp_min(0).min(1).values.sqrt()
+        return self._d2(x).min(1).values.sqrt()
+
+    def nearest_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample index of the nearest training image."""
+        return self._d2(x).argmin(1)
 
     def param_groups(self) -> dict[str, ParamGroup]:
         return {"model": ParamGroup([], lr=0.0)}

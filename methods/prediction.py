@@ -12,6 +12,7 @@ velocity    dx/dt of a flow (flow matching)
 sample      a generator's proposal (DDGAN), only for the sampler trained with it
 consistency F of a consistency model, called as F(c_in x, c_noise) on the Karras sigmas of a
             KarrasSchedule; its sampler applies the boundary condition f = c_skip x + c_out F
+average-velocity  MeanFlow's u(z, r, t) = 1 / (t - r) int_r^t v(z_s, s) ds, called as fn(z, r, t)
 
 Schedules
 - DiscreteSchedule: alpha_bar_t = prod_{s <= t}(1 - beta_s) for integer t = 0..T-1 (t = 0 least
@@ -29,7 +30,7 @@ from typing import Any, Callable
 
 import torch
 
-KINDS = ("eps", "x0", "v", "velocity", "sample", "consistency")
+KINDS = ("eps", "x0", "v", "velocity", "sample", "consistency", "average-velocity")
 GRID = 1000  # points of the discrete view of a continuous schedule
 
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -191,3 +191,33 @@ def test_edm_preconditioning_is_exact_at_its_boundary():
     assert torch.allclose(model.D(x, torch.full((8,), 1e-6)), x, atol=1e-5)
     loss = model(x, phase="model", step=0)["loss"]
     assert torch.isfinite(loss) and loss.ndim == 0
+
+
+def test_meanflow_jvp_target_matches_finite_differences():
+    """d/dt u(z_t, r, t) along the path (dz = v dt) by the JVP equals a central difference (float32, as the
+    networks' sinusoidal embedding computes)."""
+    from methods.meanflow import AverageVelocity, meanflow_target
+    from methods.nets.mlp import TimeMLP
+
+    torch.manual_seed(0)
+    # t_scale 1: an embedding smooth enough in t for a float32 central difference (the model's 1000 makes
+    # sin(1000 t) terms that a difference step cannot resolve)
+    u_fn = AverageVelocity(TimeMLP(2, hidden=32, depth=2, emb_dim=16, t_scale=1.0, two_times=True))
+    z, v = torch.randn(16, 2), torch.randn(16, 2)
+    t, r = torch.rand(16) * 0.8 + 0.1, torch.rand(16) * 0.1
+    u, target = meanflow_target(u_fn, z, r, t, v)
+    h = 1e-2
+    with torch.no_grad():
+        dudt = (u_fn(z + h * v, r, t + h) - u_fn(z - h * v, r, t - h)) / (2 * h)
+    assert torch.allclose(u, u_fn(z, r, t))
+    fd = v - (t - r)[:, None] * dudt
+    assert torch.allclose(target, fd, rtol=1e-3, atol=1e-3), (target - fd).abs().max()
+    assert (target - v).abs().max() > 1e-2  # the JVP term is not negligible here
+    assert not target.requires_grad
+
+
+def test_meanflow_rejects_a_ratio_outside_the_unit_interval():
+    from methods.meanflow import MeanFlow, MeanFlowConfig
+
+    with pytest.raises(ValueError, match=r"ratio .* must be in \[0, 1\]"):
+        MeanFlow.check_config(MeanFlowConfig(ratio=1.5))

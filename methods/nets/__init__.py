@@ -30,7 +30,7 @@ class NetConfig:
 
 
 def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0, t_scale: float = 1.0,
-              num_classes: int = 0) -> nn.Module:
+              num_classes: int = 0, two_times: bool = False) -> nn.Module:
     """A denoiser for data of `data_shape`; `in_extra` extra input channels (e.g. Fourier features);
     `num_classes` > 0: class-conditional, with K + 1 embeddings (the last one the null token)."""
     kind = cfg.kind
@@ -43,7 +43,7 @@ def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0,
 
         return TimeMLP(data_shape[0] + in_extra, out_dim=data_shape[0], hidden=cfg.hidden, depth=cfg.depth,
                        emb_dim=cfg.emb_dim, t_scale=t_scale, num_classes=num_classes,
-                       fourier_freqs=cfg.fourier_freqs)
+                       fourier_freqs=cfg.fourier_freqs, two_times=two_times)
     if cfg.fourier_freqs:
         raise ValueError(f"net.fourier_freqs is an option of net.kind=mlp (vectors), not of {kind}")
     if kind == "unet":
@@ -53,14 +53,14 @@ def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0,
 
         return UNet(data_shape, channels=cfg.channels, layers_per_block=cfg.layers_per_block,
                     attn_levels=cfg.attn_levels, dropout=cfg.dropout, in_extra=in_extra, t_scale=t_scale,
-                    num_classes=num_classes)
+                    num_classes=num_classes, two_times=two_times)
     if kind == "diffusers":
         from methods.nets.unet import UNet
 
         if not cfg.unet_config:
             raise ValueError("net.kind=diffusers needs net.unet_config (a UNet2DModel config as JSON);"
                              " `bench import` writes it")
-        if in_extra or t_scale != 1.0 or num_classes:
+        if in_extra or t_scale != 1.0 or num_classes or two_times:
             raise ValueError("net.kind=diffusers is built verbatim from its config: it takes no extra inputs,"
                              " time scaling or classes")
         return UNet.from_config(cfg.unet_config, data_shape)

@@ -47,25 +47,33 @@ class TimeMLP(nn.Module):
 
     def __init__(self, dim: int, *, out_dim: int | None = None, hidden: int = 256, depth: int = 3,
                  emb_dim: int = 128, t_scale: float = 1.0, num_classes: int = 0,
-                 fourier_freqs: tuple[float, ...] = ()):
+                 fourier_freqs: tuple[float, ...] = (), two_times: bool = False):
         super().__init__()
         self.emb_dim = emb_dim
         self.t_scale = t_scale
         self.features = FourierFeatures(dim, tuple(fourier_freqs))
         self.inp = nn.Linear(self.features.out_dim, hidden)
         self.temb = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        if two_times:  # a second condition (MeanFlow's t - r), embedded alike and added to the first
+            self.temb2 = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.num_classes = num_classes
         if num_classes:  # only then: unconditional networks keep their parameters and state-dict keys
             self.cemb = nn.Embedding(num_classes + 1, emb_dim)
         self.blocks = nn.ModuleList(ResBlock(hidden, emb_dim) for _ in range(depth))
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, out_dim or dim))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
-        e = self.temb(get_timestep_embedding(t * self.t_scale, self.emb_dim, flip_sin_to_cos=True, downscale_freq_shift=0))
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                t2: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.temb(self._embed(t, x))
+        if t2 is not None:
+            e = e + self.temb2(self._embed(t2, x))
         if self.num_classes:
             e = e + self.cemb(null_if_none(y, x, self.num_classes))
         h = self.inp(self.features(x))
         for block in self.blocks:
             h = block(h, e)
         return self.out(h)
+
+    def _embed(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
+        return get_timestep_embedding(t * self.t_scale, self.emb_dim, flip_sin_to_cos=True, downscale_freq_shift=0)

@@ -17,7 +17,7 @@ from methods.nets.mlp import null_if_none
 class UNet(nn.Module):
     def __init__(self, data_shape: tuple[int, int, int], *, channels: tuple[int, ...], layers_per_block: int,
                  attn_levels: tuple[int, ...], dropout: float = 0.0, in_extra: int = 0, t_scale: float = 1.0,
-                 num_classes: int = 0):
+                 num_classes: int = 0, two_times: bool = False):
         super().__init__()
         c, h, w = data_shape
         if h % 2 ** (len(channels) - 1):
@@ -35,7 +35,10 @@ class UNet(nn.Module):
             layers_per_block=layers_per_block, down_block_types=down, up_block_types=up,
             norm_num_groups=min(32, channels[0]), dropout=dropout, resnet_time_scale_shift="scale_shift",
             attention_head_dim=None, num_class_embeds=num_classes + 1 if num_classes else None,
+            # a second time (MeanFlow's t - r): UNet2DModel embeds class labels like a timestep and adds them
+            class_embed_type="timestep" if two_times else None,
         )
+        self.two_times = two_times
 
     @classmethod
     def from_config(cls, unet_config: str, data_shape: tuple[int, ...]) -> "UNet":
@@ -58,10 +61,14 @@ class UNet(nn.Module):
             raise ValueError("class-conditional UNet2DModels (num_class_embeds, class_embed_type) cannot be imported")
         self = cls.__new__(cls)
         nn.Module.__init__(self)
-        self.t_scale, self.num_classes, self.net = 1.0, 0, net
+        self.t_scale, self.num_classes, self.net, self.two_times = 1.0, 0, net, False
         return self
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                t2: torch.Tensor | None = None) -> torch.Tensor:
         t = t.reshape(-1).expand(x.shape[0]) if t.numel() == 1 else t.reshape(-1)
         labels = null_if_none(y, x, self.num_classes) if self.num_classes else None
+        if self.two_times:
+            t2 = t2.reshape(-1).expand(x.shape[0]) if t2.numel() == 1 else t2.reshape(-1)
+            labels = t2 * self.t_scale
         return self.net(x, t * self.t_scale, class_labels=labels).sample

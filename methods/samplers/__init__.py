@@ -5,8 +5,8 @@ ancestral.py (ddpm), ddim.py, dpm_solver.py (dpmpp-2m, dpmpp-3m, dpmpp-2s, dpmpp
 unipc.py, deis.py, k_samplers.py (euler, euler-a, heun, lms), pndm.py, vdm.py (VDM's ancestral
 sampler), ddgan.py (DDGAN's trained-per-T sampler), flow.py (flow, midpoint, dopri5, fm-euler on
 velocity models; euler and heun also run there), cm.py (consistency sampling), ipndm.py (iPNDM on a sigma
-grid), edm.py (EDM's Algorithms 1 and 2: edm-heun, edm-sde). sigma_loop.py is the loop every sampler shares on a sigma grid (methods/grids.py).
+grid), edm.py (EDM's Algorithms 1 and 2: edm-heun, edm-sde), meanflow.py (MeanFlow's k-step sampler). sigma_loop.py is the loop every sampler shares on a sigma grid (methods/grids.py).
 """
 
 from methods.samplers import (ancestral, cm, ddgan, ddim, deis, dpm_solver, edm, flow, ipndm, k_samplers,  # noqa: F401
-                              pndm, unipc, vdm)
+                              meanflow, pndm, unipc, vdm)
