@@ -6,7 +6,7 @@ samplers (`methods/samplers/`) are small loops over it. Importing this package r
 This package never imports `bench`, accelerate, pandas, matplotlib or typer.
 """
 
-from methods import autoencoder, cm, data_oracle, ddgan, ddpm, edm, flow, meanflow, oracle, vdm  # noqa: F401  (registration side effects)
+from methods import autoencoder, cm, data_oracle, ddgan, ddpm, ect, edm, flow, meanflow, oracle, vdm  # noqa: F401  (registration side effects)
 from methods import samplers  # noqa: F401
 from methods.base import LoopSampler, Method, ParamGroup, Sampler, StepRange
 from methods.registry import (get_method, get_sampler, list_methods, list_samplers, register_method,

@@ -25,6 +25,7 @@ TINY_MODEL: dict[str, dict] = {
     "flow": {"net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
     "edm": {"net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
     "meanflow": {"net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
+    "ect": {"curriculum_steps": 30, "net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
     "data-oracle": {"T": 100},
     # consistency training: the contract tests build models without parents (distillation: tests/test_cm.py)
     "cm": {"mode": "train", "net": {"hidden": 32, "depth": 1, "emb_dim": 16}},
@@ -40,6 +41,7 @@ TINY_IMAGE_MODEL: dict[str, dict] = {
     "flow": {"net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
     "edm": {"net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
     "meanflow": {"net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": []}},
+    "ect": {"curriculum_steps": 30, "net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
     "data-oracle": {"T": 20},
     "cm": {"mode": "train", "net": {"channels": [16, 32], "layers_per_block": 1, "attn_levels": [1]}},
     "ddgan": {"T": 2, "gen": {"nz": 4, "z_emb_dim": 16, "n_mlp": 1, "nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1,
@@ -87,6 +89,14 @@ emb_dim = 16
 lr = 1e-3
 sigma_data = 2.8
 [edm.model.net]
+hidden = 32
+depth = 1
+emb_dim = 16
+[ect.model]
+lr = 1e-3
+sigma_data = 2.8
+curriculum_steps = 30
+[ect.model.net]
 hidden = 32
 depth = 1
 emb_dim = 16

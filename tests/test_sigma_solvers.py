@@ -221,3 +221,24 @@ def test_meanflow_rejects_a_ratio_outside_the_unit_interval():
 
     with pytest.raises(ValueError, match=r"ratio .* must be in \[0, 1\]"):
         MeanFlow.check_config(MeanFlowConfig(ratio=1.5))
+
+
+def test_ect_starts_from_its_edm_base_and_halves_dt_by_stages():
+    from methods.ect import ECT, ECTConfig
+    from methods.edm import EDM, EDMConfig
+    from methods.nets import NetConfig
+
+    net = NetConfig(hidden=16, depth=1, emb_dim=8)
+    base = EDM(EDMConfig(sigma_data=2.8, net=net), (2,))
+    ect = ECT(ECTConfig(sigma_data=2.8, net=net, curriculum_steps=400, stages=4), (2,))
+    assert ECT.parents(ect.cfg)["base"][0] == "edm"
+    ect.attach_parents({"base": base}, run_dir=None, seed=0, log=lambda _: None)
+    x, sigma = torch.randn(32, 2), torch.full((32,), 3.0, dtype=torch.float64)
+    with torch.no_grad():  # f = D but for c_skip / c_out's sigma_min offset
+        assert torch.allclose(ect.consistency(ect.net, x, sigma), base.D(x, sigma.float()), atol=1e-2)
+    t = torch.tensor([1.0], dtype=torch.float64)
+    n = 1 + 8 * torch.sigmoid(-t).item()  # n(1) = 3.15: dt = t (r = 0, clamped to sigma_min) until n / q^s < 1
+    assert [float(ect.dt_ratio(t, k)) for k in (0, 100, 200, 399, 5000)] == pytest.approx(
+        [1.0, 1.0, n / 4, n / 8, n / 16])
+    with pytest.raises(ValueError, match="must be edm"):
+        ECT.check_config(ECTConfig(base="ddpm"))
