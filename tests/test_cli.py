@@ -69,7 +69,7 @@ def test_rows_from_other_weights_are_measured_again_never_inherited(tiny_suite, 
 
 @pytest.mark.parametrize("args,message", [
     (["compare", "--methods", "nope"], "unknown method 'nope'; choose a sampler from: cm, ddgan, ddim, ddpm, deis"),
-    (["compare", "--model", "nope"], "unknown model 'nope'; choose from: autoencoder, cm, data-oracle, ddgan, ddpm, edm, flow, flow-oracle, meanflow, oracle, vdm"),
+    (["compare", "--model", "nope"], "unknown model 'nope'; choose from: autoencoder, cm, data-oracle, ddgan, ddpm, ect, edm, flow, flow-oracle, meanflow, oracle, vdm"),
     (["compare", "--methods", "ddgan", "--model", "oracle"],
      "ddgan cannot run on oracle: ddgan needs a model predicting sample; oracle predicts eps"),
     (["compare", "--methods", "vdm", "--model", "ddpm"], "vdm cannot run on ddpm: vdm needs a continuous-time model"),

@@ -64,12 +64,15 @@ STEPS = {"dopri5": 1, "heun": 40, "midpoint": 40}  # first-order solvers get 400
 
 @pytest.mark.parametrize("name", FLOW_SAMPLERS)
 def test_flow_samplers_on_exact_gaussian_data_reach_its_moments(name):
-    """The exact flow of N(0, I) -> N(m, s^2 I) is x_0 = m + s z: each sample has a known target."""
-    steps, tol = STEPS.get(name, 400), 0.003 if methods.get_sampler(name).adaptive else 0.01
+    """The exact flow of N(0, I) -> N(m, s^2 I) is x_0 = m + s z: each sample has a known target (a
+    stochastic sampler, EDM's Algorithm 2 through the flow's sigma view, only the moments)."""
+    cls = methods.get_sampler(name)
+    steps, tol = STEPS.get(name, 400), 0.003 if cls.adaptive else 0.01
     z = torch.randn(4000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     model = gaussian_oracle()
-    x = methods.get_sampler(name).build(model, steps, None)(z, generator=torch.Generator().manual_seed(0))
-    assert (x - (MEAN + STD * z)).abs().max().item() < tol
+    x = cls.build(model, steps, None)(z, generator=torch.Generator().manual_seed(0))
+    if not cls.stochastic:
+        assert (x - (MEAN + STD * z)).abs().max().item() < tol
     assert x.mean().item() == pytest.approx(MEAN, abs=0.03) and x.std().item() == pytest.approx(STD, abs=0.02)
 
 

@@ -123,11 +123,12 @@ CONTINUOUS = [s for s in methods.list_samplers() if methods.get_sampler(s).runs_
 
 def test_every_sampler_is_tested_against_an_exact_denoiser():
     """eps samplers here, DDGAN's below, flow samplers on the exact velocity in tests/test_flow.py,
-    consistency sampling on the exact consistency function in tests/test_cm.py."""
+    consistency sampling on the exact consistency function in tests/test_cm.py, MeanFlow's on the exact
+    average velocity in tests/test_sigma_solvers.py."""
     from tests.test_cm import CM_SAMPLERS
     from tests.test_flow import FLOW_SAMPLERS
 
-    covered = set(DISCRETE) | set(CONTINUOUS) | set(FLOW_SAMPLERS) | set(CM_SAMPLERS) | {"ddgan"}
+    covered = set(DISCRETE) | set(CONTINUOUS) | set(FLOW_SAMPLERS) | set(CM_SAMPLERS) | {"ddgan"} | {"meanflow"}
     assert covered == set(methods.list_samplers())
 
 

@@ -242,3 +242,36 @@ def test_ect_starts_from_its_edm_base_and_halves_dt_by_stages():
         [1.0, 1.0, n / 4, n / 8, n / 16])
     with pytest.raises(ValueError, match="must be edm"):
         ECT.check_config(ECTConfig(base="ddpm"))
+
+
+class ExactAverageVelocity(torch.nn.Module):
+    """u(z, r, t) of N(m, s^2 I) data on the linear path: the flow map is affine, z_r = m_r + (sd_r / sd_t)(z - m_t)
+    with m_t = (1 - t) m, sd_t = sqrt((1 - t)^2 s^2 + t^2), so u = (z - z_r) / (t - r)."""
+
+    def __init__(self, mean: float, std: float):
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, z, r, t):
+        def m(v):
+            return (1 - v)[:, None] * self.mean
+
+        def sd(v):
+            return ((1 - v) ** 2 * self.std**2 + v**2).sqrt()[:, None]
+
+        z_r = m(r) + sd(r) / sd(t) * (z - m(t))
+        return (z - z_r) / (t - r)[:, None]
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_meanflow_sampler_with_the_exact_average_velocity_is_exact_at_any_step_count(steps):
+    from methods.meanflow import MeanFlow, MeanFlowConfig
+    from methods.nets import NetConfig
+
+    model = MeanFlow(MeanFlowConfig(net=NetConfig(hidden=8, depth=1, emb_dim=8)), (2,))
+    model.u = ExactAverageVelocity(1.5, 0.5)
+    z = torch.randn(2000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sampler = methods.get_sampler("meanflow").build(model, steps, None)
+    assert sampler.nfe == steps
+    x = sampler(z, generator=torch.Generator())
+    assert torch.allclose(x, 1.5 + 0.5 * z, atol=1e-10)
