@@ -28,7 +28,7 @@ def orders_section(results_dir: Path, report_dir: Path) -> tuple[list[str], str 
     images = df[df["same_image"].notna()] if "same_image" in df else df.iloc[0:0]
     fits = fits[~fits["model"].isin(set(images["model"]))]
     if len(fits):
-        lines += _order_table(fits)
+        lines += _order_table(fits) + _below_lines(fits)
     if len(images):
         lines += _image_table(images)
     name = "orders.png"
@@ -45,6 +45,21 @@ def _order_table(fits: pd.DataFrame) -> list[str]:
         lines.append(f"| {r.model} | `{r.grid}` | {r.sampler} | {order} | {r.expected:g} | {fit} |"
                      f" {r.error_at_max:.2e} | {flag} |")
     return lines + [""]
+
+
+def _below_lines(fits: pd.DataFrame) -> list[str]:
+    """Why a row can measure below its expected order, said once when any does."""
+    below = fits[fits["order"].notna() & (fits["order"] < fits["expected"] - 0.35)]
+    if below.empty:
+        return []
+    grids = ", ".join(sorted({f"`{g}`" for g in below["grid"]}))
+    return [f"{len(below)} of {len(fits)} fits fall more than 0.35 below their expected order ({grids}). Three causes are"
+            " measured in this project: a timestep spacing ends with one jump from t = T/N - 1 to the clean sample,"
+            " whose error dominates (every solver on `trailing`); on a density with narrow modes the fit range is"
+            " not yet asymptotic (25-Gaussians' std 0.05; the same solvers on the smooth 4-mode mixture of"
+            " `results/toy-solvers-orders` reach their orders); and two solvers measure below their textbook"
+            " order on any density (DPM-Solver++(3M) beyond about 40 NFE; iPNDM's equal-step coefficients give"
+            " order 2, its expected order here). docs/DESIGN.md has the measurements.", ""]
 
 
 def _image_table(df: pd.DataFrame) -> list[str]:
