@@ -87,6 +87,7 @@ def _plot(df: pd.DataFrame, path: Path) -> bool:
 
     models = sorted(df["model"].unique())
     grids = sorted(df["grid"].unique())
+    colours = {name: plt.cm.tab20(i % 20) for i, name in enumerate(sorted(df["sampler"].unique()))}
     fig, axes = plt.subplots(len(models), len(grids), figsize=(5.2 * len(grids), 4.2 * len(models)), squeeze=False)
     for i, model in enumerate(models):
         for j, grid in enumerate(grids):
@@ -94,7 +95,7 @@ def _plot(df: pd.DataFrame, path: Path) -> bool:
             sub = df[(df["model"] == model) & (df["grid"] == grid)]
             for sampler, g in sub.groupby("sampler"):
                 g = g.sort_values("nfe")
-                ax.loglog(g["nfe"], g["error"], "o-", ms=3, label=sampler)
+                ax.loglog(g["nfe"], g["error"], "o-", ms=3, label=sampler, color=colours[sampler])
             ax.set_title(f"{model}, grid {grid}", fontsize=9)
             ax.set_xlabel("NFE")
             ax.set_ylabel("mean error to the reference")
