@@ -17,6 +17,8 @@ from bench.budgets import best_table, budget_reading, budgets, model_name, prima
 from bench import results_folder
 from bench.checkpoint import atomic_write_text, check_writable
 from bench import stats
+from matplotlib.ticker import NullFormatter, ScalarFormatter
+
 from bench.plots import plt, scatter, show_grid
 from bench.latent_report import latent_section
 from bench.schema import FLOOR_METHOD, METRICS, Metric, safe_name
@@ -201,8 +203,12 @@ def _plot_by_model(df: pd.DataFrame, path: Path) -> bool:
     names = list(dict.fromkeys(models["group"]))
     colours = {s: plt.cm.tab20(i % 20) for i, s in enumerate(sorted(set(models.apply(sampler_of, axis=1))))}
     floor = df[df["method"] == FLOOR_METHOD]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.8), squeeze=False, sharey=True)
-    for ax, model in zip(axes[0], names):
+    ncols = min(4, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, model in zip(axes.flat, names):
         rows = models[models["group"] == model]
         for sampler, g in rows.groupby(rows.apply(sampler_of, axis=1), sort=True):
             g = g.sort_values("nfe_measured")
@@ -210,12 +216,19 @@ def _plot_by_model(df: pd.DataFrame, path: Path) -> bool:
         if len(floor) and pd.notna(floor[col].iloc[0]):
             ax.axhline(floor[col].iloc[0], color="k", ls="--", lw=1, label="data (floor)")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         if (models[col].dropna() > 0).all():
             ax.set_yscale("log")
         ax.set_title(model_name(models, model), fontsize=9)
         ax.set_xlabel("network function evaluations (measured)")
-    axes[0][0].set_ylabel(f"{name} (lower is better)")
-    fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    for row in axes:
+        row[0].set_ylabel(f"{name} (lower is better)")
+    handles = {}
+    for ax in axes.flat[:len(names)]:  # every sampler once, whichever panel it is on
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
