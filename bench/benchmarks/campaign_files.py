@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime
 import io
 import json
-import os
 import re
 import time
 import zipfile
@@ -34,20 +33,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.checkpoint import atomic_write_bytes
+
 MAX_FILES = 8  # what the return path takes
 NPZ_FILES = 3  # samples-1.npz .. samples-3.npz; with the 4 text files 7 in all, one spare for a cut-short write
 FILE_LIMIT = 15 * 2**20  # bytes per npz file (the return path takes 16 MiB)
 NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 STORE_STEP = 100  # a row that must be cut keeps a multiple of this many images
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
