@@ -104,7 +104,7 @@ def fit_order(nfe: list[float], err: list[float], points: int = 3) -> tuple[floa
     return float(-np.polyfit(x, y, 1)[0]), f"{int(pairs[0][0])}-{int(pairs[-1][0])}"
 
 
-def measure_orders(cells, load, *, noise_for, log=print) -> pd.DataFrame:
+def measure_orders(cells, load, *, noise_for) -> pd.DataFrame:
     """orders.csv rows for the deterministic cells on exact-score models. `load(cell)` returns the cell's
     model; `noise_for(cell, model)` its first noise block."""
     from bench.runs import build_sampler

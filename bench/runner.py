@@ -342,7 +342,7 @@ def _orders(spec: CompareSpec, run_cfgs: dict, data, results_dir: Path, log: Cal
         return block_noise(model.data_shape, batch=spec.sample_batch, seed=spec.sampling_seed(cell) * 1_000_003,
                            device=torch.device("cpu"))[0]
 
-    write_orders(measure_orders(exact_cells, load, noise_for=noise_for, log=log), results_dir)
+    write_orders(measure_orders(exact_cells, load, noise_for=noise_for), results_dir)
 
 
 def _quiet(_: str) -> None:

@@ -37,10 +37,15 @@ class DataOracleConfig:
     beta_end: float = 0.02
 
 
+def sq_distances(images: torch.Tensor, sq_norms: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """||x_b - y_i||^2 for a batch x (B, ...) against the images (n, D), as one matrix product, float64."""
+    xf = x.reshape(x.shape[0], -1).double().to(images.device)
+    return (xf.pow(2).sum(1, keepdim=True) - 2 * xf @ images.T + sq_norms).clamp_min(0)
+
+
 def ideal_denoise(images: torch.Tensor, sq_norms: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """sum_i softmax_i(-||x - y_i||^2 / (2 sigma^2)) y_i for a batch x (B, ...) and per-sample sigma, float64."""
-    xf = x.reshape(x.shape[0], -1).double()
-    d2 = (xf.pow(2).sum(1, keepdim=True) - 2 * xf @ images.T + sq_norms).clamp_min(0)  # (B, n)
+    d2 = sq_distances(images, sq_norms, x)  # (B, n)
     w = torch.softmax(-d2 / (2 * sigma.double().to(x.device).reshape(-1, 1) ** 2), dim=1)
     return (w @ images).reshape(x.shape).to(x.dtype)
 
@@ -114,8 +119,7 @@ class DataOracle(Method):
         return cls(cfg, tuple(data.shape), images=images)
 
     def _d2(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.reshape(x.shape[0], -1).double().to(self.exact_d.images.device)
-        return (xf.pow(2).sum(1, keepdim=True) - 2 * xf @ self.exact_d.images.T + self.exact_d.sq_norms).clamp_min(0)
+        return sq_distances(self.exact_d.images, self.exact_d.sq_norms, x)
 
     def nearest_distance(self, x: torch.Tensor) -> torch.Tensor:
         """Per-sample L2 distance (model space) to the nearest of the oracle's training images."""

@@ -165,3 +165,12 @@ def velocity_denoiser(pred: Prediction, t_max: float = 1 - 1e-4) -> Denoiser:
 def ode_derivative(D: Denoiser, x: torch.Tensor, sigma: float) -> torch.Tensor:
     """dx/dsigma = (x - D(x; sigma)) / sigma, the probability-flow ODE in sigma (Karras et al. eq. 4)."""
     return (x - D(x, sigma)) / sigma
+
+
+def heun_step(D: Denoiser, x: torch.Tensor, s: float, s_next: float) -> torch.Tensor:
+    """One step of EDM's Algorithm 1 from s to s_next: Euler, then the trapezoidal correction unless s_next = 0."""
+    d = ode_derivative(D, x, s)
+    x_next = x + (s_next - s) * d
+    if s_next > 0:
+        x_next = x + (s_next - s) * 0.5 * (d + ode_derivative(D, x_next, s_next))
+    return x_next

@@ -27,7 +27,7 @@ from methods.base import LoopSampler, Method, StepRange
 from methods.prediction import Prediction
 from methods.grids import Grid
 from methods.samplers.base import SamplerDef
-from methods.samplers.sigma_loop import build_on_sigmas, diffusers_solve
+from methods.samplers.sigma_loop import MAX_SIGMA_STEPS, build_on_sigmas, diffusers_solve
 
 PREDICTION_TYPES = {"eps": "epsilon", "x0": "sample", "v": "v_prediction"}
 SPACINGS = ("trailing", "leading", "linspace")
@@ -142,7 +142,7 @@ class DiffusersSampler(SamplerDef):
     @classmethod
     def valid_steps(cls, model_cls, model_cfg, opts, grid=None):
         if grid is not None and not grid.is_spacing:
-            return StepRange(1, 1000, "a sigma grid: at most 1000 steps")
+            return StepRange(1, MAX_SIGMA_STEPS, "a sigma grid: at most 1000 steps")
         return super().valid_steps(model_cls, model_cfg, opts, grid)
 
     @classmethod

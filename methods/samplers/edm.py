@@ -19,22 +19,9 @@ import math
 import torch
 
 from methods.registry import register_sampler
+from methods.samplers.base import NoOptions
 from methods.samplers.sigma_loop import SigmaGridSampler
-from methods.sigma import ode_derivative
-
-
-def heun_step(D, x: torch.Tensor, s: float, s_next: float) -> torch.Tensor:
-    """One step of Algorithm 1 from s to s_next (Euler alone when s_next = 0)."""
-    d = ode_derivative(D, x, s)
-    x_next = x + (s_next - s) * d
-    if s_next > 0:
-        x_next = x + (s_next - s) * 0.5 * (d + ode_derivative(D, x_next, s_next))
-    return x_next
-
-
-@dataclasses.dataclass(frozen=True)
-class NoOptions:
-    """EDM's Algorithm 1 has no options beyond its grid."""
+from methods.sigma import heun_step
 
 
 @register_sampler("edm-heun")

@@ -18,7 +18,7 @@ from methods.registry import register_sampler
 from methods.samplers.diffusers_loop import DiffusersSampler
 from methods.samplers.dpm_solver import sigma_kwargs
 from methods.samplers.flow import build_on_flow
-from methods.sigma import ode_derivative
+from methods.sigma import heun_step, ode_derivative
 
 
 class AlsoOnFlows:
@@ -118,11 +118,9 @@ class Heun(AlsoOnFlows, HandWritten, DiffusersSampler):
 
     @classmethod
     def solve(cls, D, x, sigmas, opts, generator):
-        """EDM Algorithm 1 on sigmas that stay above 0: an Euler step, then the trapezoidal correction."""
-        for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-            d = ode_derivative(D, x, s)
-            x_euler = x + (s_next - s) * d
-            x = x + (s_next - s) * 0.5 * (d + ode_derivative(D, x_euler, s_next))
+        """EDM Algorithm 1 on sigmas that stay above 0 (the grid's `final` makes the step to 0)."""
+        for s, s_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
+            x = heun_step(D, x, s, s_next)
         return x
 
     @classmethod
