@@ -88,7 +88,7 @@ def train(
     progress: Optional[bool] = PROGRESS,
 ):
     """Train one model; checkpoints, stats.jsonl and preview.png go into its run folder."""
-    from bench.commands import train_command
+    from bench.api import train_command
 
     with user_errors():
         run_dir = train_command(method, dataset=dataset, preset=preset, config=config, T=T, sets=set_ or [],
@@ -139,7 +139,7 @@ def compare(
     progress: Optional[bool] = PROGRESS,
 ):
     """Train missing checkpoints, sample every (sampler, model, steps) cell, measure, and write a report."""
-    from bench.commands import compare_command, metric_resources
+    from bench.api import compare_command, metric_resources
 
     with user_errors():
         resources = metric_resources(fid_weights=fid_weights, vgg16_weights=vgg16_weights, cache_dir=cache_dir,
@@ -153,7 +153,7 @@ def compare(
                                               device=device,
                                               runs_dir=runs_dir, data_dir=data_dir, progress=_progress(progress),
                                               log=typer.echo, resources=resources)
-        from bench.shard import Shard
+        from bench.measure.shard import Shard
 
         if Shard.current().main:  # under `accelerate launch`, one process speaks for the launch
             typer.echo(f"results: {results_dir / 'results.csv'}\nreport: {report}")
@@ -181,7 +181,7 @@ def sample(
     device: str = DEVICE,
 ):
     """Draw samples from a trained run into an .npz file (to score here or on another machine)."""
-    from bench.commands import sample_command
+    from bench.api import sample_command
 
     with user_errors():
         path = sample_command(run, steps=steps, num=num, out=out, method=method, seed=seed, batch=batch,
@@ -205,7 +205,7 @@ def evaluate(
     offline: bool = OFFLINE,
 ):
     """Score a sample file with every applicable metric; writes a one-row results.csv (compare's columns)."""
-    from bench.commands import evaluate_command, metric_resources
+    from bench.api import evaluate_command, metric_resources
 
     with user_errors():
         resources = metric_resources(fid_weights=fid_weights, vgg16_weights=vgg16_weights, cache_dir=cache_dir,
@@ -224,7 +224,7 @@ def classifier(
     cache_dir: Path = CACHE_DIR,
 ):
     """Train the domain classifier used by MNIST-family metrics (cached; reused while its version matches)."""
-    from bench.commands import classifier_command
+    from bench.api import classifier_command
 
     with user_errors():
         info = classifier_command(dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, retrain=retrain,
@@ -235,7 +235,7 @@ def classifier(
 
 def row_summary(row: dict) -> str:
     """The metric values of a results row, one `name value` pair each."""
-    from bench.schema import IMAGE, TOY
+    from bench.results.schema import IMAGE, TOY
 
     return "  ".join(f"{k} {row[k]:.4g}" for k in TOY + IMAGE if isinstance(row.get(k), (int, float)))
 
@@ -251,7 +251,7 @@ def import_(
 ):
     """Turn a diffusers UNet2DModel + DDPMScheduler into a `ddpm` run that every eps sampler and
     `bench compare --model RUN` sample."""
-    from bench.diffusers_io import import_pipeline
+    from bench.runs.diffusers_io import import_pipeline
 
     with user_errors():
         run_dir = import_pipeline(source, dataset=dataset, runs_dir=runs_dir, data_root=data_dir, out=out,
@@ -265,7 +265,7 @@ def export(
     out: Path = typer.Argument(..., help="Folder to write (new or empty): DDPMPipeline.from_pretrained(OUT) loads it."),
 ):
     """Write a trained ddpm run (EMA weights) as a diffusers DDPMPipeline folder."""
-    from bench.diffusers_io import export_run
+    from bench.runs.diffusers_io import export_run
 
     with user_errors():
         export_run(run, out, log=typer.echo)
@@ -277,7 +277,7 @@ def report(
     out: Optional[Path] = typer.Option(None, help="Report folder (default: the one recorded in spec.json)."),
 ):
     """Re-render report.md and figures from results only (samples nothing)."""
-    from bench.report import render_report
+    from bench.report.render import render_report
 
     with user_errors():
         typer.echo(f"report: {render_report(results_dir, out)}")
@@ -286,7 +286,7 @@ def report(
 @app.command("list")
 def list_():
     """Models, samplers (and which runs on which), datasets, suites and presets."""
-    from bench.commands import listing
+    from bench.api import listing
 
     typer.echo(listing())
 

@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from bench.config import DataConfig
-from bench.data import load_dataset
+from bench.config.run import DataConfig
+from bench.data.datasets import load_dataset
 from bench.data.images import ImageData, resize
 from bench.errors import BenchError
 from bench.metrics import classifier as C

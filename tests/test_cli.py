@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.schema import COLUMNS
+from bench.results.schema import COLUMNS
 from tests.conftest import files_under, invoke, one_error_line
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 import methods
-from bench.config import parse_sets, resolve_run_config
+from bench.config.run import parse_sets, resolve_run_config
 from bench.errors import BenchError
 
 DDPM = methods.get_method("ddpm").Config
@@ -69,7 +69,7 @@ def test_run_id_ignores_cadence_and_changes_with_semantics():
 
 
 def test_a_variant_named_in_methods_is_one_cell_not_two(tmp_path):
-    from bench.spec import resolve_compare_spec
+    from bench.config.spec import resolve_compare_spec
 
     suite = tmp_path / "grid.toml"
     suite.write_text('dataset = "gaussians25"\nmethods = ["ddpm", "fast", "ddpm"]\n[steps]\nddpm = [1000]\n'
@@ -79,7 +79,7 @@ def test_a_variant_named_in_methods_is_one_cell_not_two(tmp_path):
 
 
 def test_a_variant_that_sets_a_list_option_gives_hashable_cells_and_the_listed_config(tmp_path):
-    from bench.spec import resolve_compare_spec
+    from bench.config.spec import resolve_compare_spec
 
     suite = tmp_path / "grid.toml"
     suite.write_text('dataset = "gaussians25"\nmethods = ["ff"]\n[variants.ff]\nmethod = "flow"\nsteps = [4]\n'

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load, save
 
 import methods
-from bench.timing import count_calls
+from bench.measure.timing import count_calls
 from tests.conftest import IMAGE_SHAPE, VECTOR_SHAPE, tiny_model_config
 
 MODELS = [n for n in methods.list_methods() if methods.get_method(n).samplable]  # generative models

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import methods
-from bench.checkpoint import list_checkpoints
-from bench.config import resolve_run_config
+from bench.runs.checkpoint import list_checkpoints
+from bench.config.run import resolve_run_config
 from bench.errors import DivergenceError
-from bench.timing import count_calls
-from bench.train import train
+from bench.measure.timing import count_calls
+from bench.runs.train import train
 from methods.ddgan import DDGAN, Coefs, make_coefs
 from methods.schedules import vp_discretised_betas
 from tests.conftest import IMAGE_SHAPE, VECTOR_SHAPE, native_sampler, tiny_model_config

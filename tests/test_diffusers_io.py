@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.runs import load_method
+from bench.runs.folders import load_method
 from tests.conftest import files_under, invoke, one_error_line
 
 T = 20
@@ -77,8 +77,8 @@ def test_export_then_import_gives_the_same_samples_and_diffusers_samples_the_exp
         shared_data, tiny_image_suite, tmp_path):
     from diffusers import DDPMPipeline
 
-    from bench.config import resolve_run_config
-    from bench.train import train
+    from bench.config.run import resolve_run_config
+    from bench.runs.train import train
     import methods
 
     cfg = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config,
@@ -145,8 +145,8 @@ def test_import_and_export_refuse_bad_input_in_one_line(shared_data, tmp_path):
 
 
 def test_export_refuses_runs_diffusers_cannot_sample(tiny_suite, tmp_path):
-    from bench.config import resolve_run_config
-    from bench.train import train
+    from bench.config.run import resolve_run_config
+    from bench.runs.train import train
     import methods
 
     cfg = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config,

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from bench.fewstep_report import fewstep_reading
+from bench.report.readings.fewstep import fewstep_reading
 
 COLS = ["hq_fraction", "swd", "modes"]
 

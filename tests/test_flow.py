@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import methods
-from bench.config import resolve_run_config
-from bench.runs import run_dir_for
-from bench.train import train
+from bench.config.run import resolve_run_config
+from bench.runs.folders import run_dir_for
+from bench.runs.train import train
 from methods.flow import Flow, FlowConfig, draw_couplings
 from methods.oracle import FlowOracle, MixtureVelocity
 from tests.conftest import invoke, one_error_line
@@ -193,7 +193,7 @@ def test_compare_records_dopri5s_measured_nfe_and_tolerances(tmp_path):
 ])
 def test_bad_flow_input_is_one_line(args, message, tmp_path):
     if message is None:  # a valid pairing: euler runs on flows (checked without training: resolve only)
-        from bench.spec import resolve_compare_spec
+        from bench.config.spec import resolve_compare_spec
 
         spec = resolve_compare_spec(methods_=["euler"], models_=["flow"], steps=[5])
         assert [c.model_name for c in spec.cells] == ["flow"]
@@ -206,7 +206,7 @@ def test_bad_flow_input_is_one_line(args, message, tmp_path):
 @pytest.mark.parametrize("swd_2rf,verdict", [(0.10, "beats"), (0.40, "does not beat")])
 def test_the_report_states_whether_reflow_straightens_either_way(swd_2rf, verdict):
     """The student is compared with its own teacher (its parent run), not with another 1-rectified flow."""
-    from bench.straightening import straightening_reading
+    from bench.report.readings.straightening import straightening_reading
 
     df = pd.DataFrame([
         {"label": "flow-1", "method": "flow", "variant": None, "steps": 1, "nfe_measured": 1, "swd": 0.30, "modes": 25,

@@ -16,7 +16,7 @@ from bench.benchmarks import campaign_score
 from bench.benchmarks.campaign_files import NAME, Outbox, check_folder
 from bench.benchmarks.gpu_campaign import SMALL, SMALL_SETS, Settings, run_campaign
 from bench.errors import BenchError
-from bench.samples import read_meta, read_samples
+from bench.results.sample_files import read_meta, read_samples
 
 def tiny(tmp_path: Path, data: Path | str = "", **changes) -> Settings:
     """The --small settings, smaller still: one precision, one NFE budget, one block of samples."""

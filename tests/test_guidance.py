@@ -14,14 +14,14 @@ import pytest
 import torch
 
 import methods
-from bench.config import DataConfig, resolve_run_config
-from bench.data import load_dataset
+from bench.config.run import DataConfig, resolve_run_config
+from bench.data.datasets import load_dataset
 from bench.errors import BenchError
-from bench.metrics import evaluate, floor_samples
-from bench.runner import draw_samples
-from bench.runs import build_sampler
-from bench.spec import resolve_compare_spec
-from bench.timing import count_calls
+from bench.metrics.evaluate import evaluate, floor_samples
+from bench.measure.compare import draw_samples
+from bench.runs.folders import build_sampler
+from bench.config.spec import resolve_compare_spec
+from bench.measure.timing import count_calls
 from tests.conftest import invoke, one_error_line
 from methods.guidance import Guidance, drop_labels
 from methods.oracle import Oracle, OracleConfig
@@ -209,7 +209,7 @@ def guided_suite(tmp_path, tiny_preset) -> Path:
 
 
 def test_a_guided_comparison_writes_guidance_rows_accuracy_and_the_guidance_figure(guided_suite, tmp_path):
-    from bench.runner import compare
+    from bench.measure.compare import compare
 
     spec = resolve_compare_spec(suite=str(guided_suite))
     out = tmp_path / "out"
@@ -293,7 +293,7 @@ def test_a_conditional_run_trains_with_its_preview_and_resumes_exactly(tiny_pres
     """The harness feeds labels from the same index stream as the data, so resume stays bit-exact."""
     import shutil
 
-    from bench.train import train
+    from bench.runs.train import train
     from tests.test_train_resume import weights
 
     cfg = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config, preset=str(tiny_preset),
@@ -410,7 +410,7 @@ def test_a_grid_with_a_conditional_ddgan_gives_it_guidance_0_only_and_says_why(t
 
 
 def test_the_guidance_reading_skips_a_line_sampled_at_one_w_only():
-    from bench.guidance_report import guidance_reading
+    from bench.report.readings.guidance import guidance_reading
 
     df = pd.read_csv(REPO / "results" / "toy-guidance" / "results.csv")
     lines = guidance_reading(df)

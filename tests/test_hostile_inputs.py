@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from bench.config import DataConfig, RunConfig, TrainConfig
+from bench.config.run import DataConfig, RunConfig, TrainConfig
 from bench.errors import BenchError
 from tests.conftest import files_under, invoke, one_error_line, tiny_model_config
 
@@ -37,7 +37,7 @@ def _outcome(result) -> None:
 @pytest.mark.parametrize("name", ["folder:/../../x", "folder:../../etc", "folder:/a/b/cats/", "folder:", "folder:/",
                                   "folder:C:\\data\\dogs", "folder:/tmp/" + "a" * 300])
 def test_a_folder_dataset_never_puts_its_path_in_a_run_name(name, tmp_path):
-    from bench.runs import run_dir_for
+    from bench.runs.folders import run_dir_for
 
     cfg = RunConfig(method="ddpm", preset="", model=tiny_model_config("ddpm"), data=DataConfig(name=name),
                     train=TrainConfig())
@@ -83,7 +83,7 @@ def test_image_metrics_state_their_minimum_before_any_work(tmp_path):
     import torch
 
     from bench.data.images import ImageData
-    from bench.metrics import MetricOptions, MetricResources, image_evaluator
+    from bench.metrics.evaluate import MetricOptions, MetricResources, image_evaluator
 
     data = ImageData(name="tiny", train_x=torch.zeros(20, 1, 8, 8, dtype=torch.uint8), train_y=None,
                      test_x=torch.zeros(5, 1, 8, 8, dtype=torch.uint8), test_y=None)
@@ -207,12 +207,12 @@ def _toml_value(v) -> str:
 @pytest.fixture
 def no_work(monkeypatch):
     """A valid grid stops right after validation (exit 0): the property is about checking, not running."""
-    import bench.runner
+    import bench.measure.compare
 
     def stop(*args, **kwargs):
         raise SystemExit(0)
 
-    monkeypatch.setattr(bench.runner, "compare", stop)
+    monkeypatch.setattr(bench.measure.compare, "compare", stop)
 
 
 BASE_SUITE = {"methods": ["ddim"], "dataset": "gaussians25", "num_samples": 10}
@@ -247,12 +247,12 @@ SET_VALUES = (st.integers(-2**70, 2**70).map(str) | st.floats(allow_nan=True, al
 @pytest.fixture
 def no_training(monkeypatch):
     """Stops a valid configuration where training would first write (exit 0)."""
-    import bench.train
+    import bench.runs.train
 
     def stop(*args, **kwargs):
         raise SystemExit(0)
 
-    monkeypatch.setattr(bench.train, "prepare_run_dir", stop)
+    monkeypatch.setattr(bench.runs.train, "prepare_run_dir", stop)
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from bench.errors import BenchError
-from bench.samples import read_samples
-from bench.schema import COLUMNS
+from bench.results.sample_files import read_samples
+from bench.results.schema import COLUMNS
 from tests.conftest import files_under, invoke
 
 
@@ -119,8 +119,8 @@ def test_image_compare_has_a_floor_row_grids_and_labelled_metrics_then_sample_an
 
 
 def test_sample_rejects_steps_the_run_cannot_take(tiny_image_suite, shared_data, tmp_path):
-    from bench.config import resolve_run_config
-    from bench.train import train
+    from bench.config.run import resolve_run_config
+    from bench.runs.train import train
     import methods
 
     cfg = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config,

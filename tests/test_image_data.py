@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import DataConfig
-from bench.data import get_dataset_info, load_dataset
+from bench.config.run import DataConfig
+from bench.data.datasets import get_dataset_info, load_dataset
 from bench.data.images import read_idx, to_model, to_uint8
 from bench.errors import BenchError
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.config import DataConfig
-from bench.data import load_dataset
+from bench.config.run import DataConfig
+from bench.data.datasets import load_dataset
 from bench.errors import BenchError
-from bench.metrics import MetricOptions, MetricResources, evaluate, floor_samples, image_evaluator
+from bench.metrics.evaluate import MetricOptions, MetricResources, evaluate, floor_samples, image_evaluator
 from bench.metrics import features
 
 N = 6  # images per set: Inception runs at a few images per second on a CPU

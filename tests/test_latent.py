@@ -16,13 +16,13 @@ import torch
 from safetensors.torch import load_file
 
 import methods
-from bench.checkpoint import latest_checkpoint, load_weights, save_checkpoint
-from bench.config import build, resolve_run_config
+from bench.runs.checkpoint import latest_checkpoint, load_weights, save_checkpoint
+from bench.config.run import build, resolve_run_config
 from bench.errors import BenchError
-from bench.latent import DecodedSampler, LatentData, Stage, load_stage, measure_scale
-from bench.schema import COLUMNS
-from bench.timing import TimingSpec, count_calls, time_sampler
-from bench.train import train
+from bench.runs.latent import DecodedSampler, LatentData, Stage, load_stage, measure_scale
+from bench.results.schema import COLUMNS
+from bench.measure.timing import TimingSpec, count_calls, time_sampler
+from bench.runs.train import train
 from tests.conftest import invoke, native_sampler, one_error_line, tiny_model_config
 
 TINY_AE = {"channels": [8, 16, 16], "norm_groups": 8, "pad": 2, "lr": 1e-3}
@@ -123,7 +123,7 @@ def trained_pair(latent_preset, shared_data, tmp_path):
     """A trained tiny autoencoder and a DDPM trained in its latent space (data.latent = autoencoder)."""
     runs = tmp_path / "runs"
     cfg = cfg_of("ddpm", latent_preset, shared_data, data__latent="autoencoder")
-    from bench.runs import run_dir_for
+    from bench.runs.folders import run_dir_for
 
     run_dir = train(cfg, run_dir_for(cfg, runs), progress=False, log=quiet, runs_dir=runs)
     return run_dir_for(cfg.parent("autoencoder"), runs), run_dir, cfg
@@ -140,15 +140,15 @@ def test_latent_run_records_its_autoencoder_and_the_scaling_factor_is_applied_sy
     stage_file = json.loads((run_dir / "autoencoder.json").read_text())
     assert stage_file["scaling_factor"] == recorded["scaling_factor"] and stage_file["latent_shape"] == [4, 8, 8]
 
-    from bench.data import load_dataset
+    from bench.data.datasets import load_dataset
 
     pixels = load_dataset(cfg.data)
     ae = methods.get_method("autoencoder")
-    from bench.runs import load_method
+    from bench.runs.folders import load_method
 
     model, _, _ = load_method(ae_dir)
     assert recorded["scaling_factor"] == pytest.approx(measure_scale(model, pixels))
-    monkeypatch.setattr("bench.latent.measure_scale", lambda *a, **k: pytest.fail("the recorded factor is reused"))
+    monkeypatch.setattr("bench.runs.latent.measure_scale", lambda *a, **k: pytest.fail("the recorded factor is reused"))
     stage = load_stage(ae_dir, pixels)
     assert isinstance(model, ae) and stage.scale == recorded["scaling_factor"]
     data = LatentData(pixels, stage)
@@ -284,7 +284,7 @@ def test_latent_bad_input_is_one_line(shared_data, tmp_path):
 
 @pytest.mark.parametrize("suite", ["mnist-latent-cpu", "cifar10-latent"])
 def test_latent_suites_pair_every_latent_row_with_a_pixel_row(suite):
-    from bench.spec import resolve_compare_spec
+    from bench.config.spec import resolve_compare_spec
 
     spec = resolve_compare_spec(suite=suite)
     latent = [c for c in spec.cells if dict(c.overrides).get("data.latent") == "autoencoder"]
@@ -345,7 +345,7 @@ def dotted(table: dict, prefix: str) -> dict:
 @pytest.mark.parametrize("method", ["ddgan", "vdm", "flow", "cm"])
 def test_every_other_model_trains_and_samples_in_the_same_latent_space(method, trained_pair, latent_preset,
                                                                        shared_data, tmp_path):
-    from bench.runs import run_dir_for
+    from bench.runs.folders import run_dir_for
     from tests.conftest import TINY_IMAGE_MODEL
 
     ae_dir, _, _ = trained_pair

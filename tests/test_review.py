@@ -11,7 +11,7 @@ import numpy as np
 
 import bench
 
-from bench.plots import image_grid
+from bench.report.plots import image_grid
 from tests.conftest import invoke
 
 PYPROJECT = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
@@ -46,9 +46,9 @@ def test_image_grid_places_each_image_with_one_pixel_white_gaps():
 
 
 def test_compare_warns_when_the_rows_come_from_a_dirty_tree(tmp_path, monkeypatch):
-    import bench.runner
+    import bench.measure.compare
 
-    monkeypatch.setattr(bench.runner, "git_sha", lambda: "0123456789ab+dirty")
+    monkeypatch.setattr(bench.measure.compare, "git_sha", lambda: "0123456789ab+dirty")
     result = invoke(["compare", "--methods", "ddim", "--model", "oracle", "--steps", "2", "--num-samples", "100",
                      "--out", str(tmp_path / "out"), "--no-progress"], tmp_path)
     assert result.exit_code == 0, result.output

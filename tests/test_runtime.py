@@ -7,8 +7,8 @@ import pandas as pd
 import torch
 
 import methods
-from bench import runtime
-from bench.runner import draw_samples
+from bench.measure import runtime
+from bench.measure.compare import draw_samples
 from tests.conftest import invoke, native_sampler, one_error_line, tiny_model_config
 
 

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.data import load_dataset
-from bench.config import DataConfig
-from bench.metrics import evaluate
-from bench.spec import resolve_compare_spec
-from bench.stats import compare_rows, half_width, significance_lines, summarise
+from bench.data.datasets import load_dataset
+from bench.config.run import DataConfig
+from bench.metrics.evaluate import evaluate
+from bench.config.spec import resolve_compare_spec
+from bench.results.stats import compare_rows, half_width, significance_lines, summarise
 from tests.conftest import invoke, one_error_line
 
 

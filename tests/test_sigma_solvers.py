@@ -19,7 +19,7 @@ import torch
 
 import methods
 from bench.data.toy2d import gaussians25
-from bench.orders import _ode_reference, fit_order
+from bench.measure.orders import _ode_reference, fit_order
 from methods.grids import Grid, split_top_level
 from methods.oracle import Oracle, OracleConfig
 from methods.sigma import denoiser_of

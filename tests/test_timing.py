@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.report import _efficiency
-from bench.runner import timing_columns
-from bench.timing import TimingSpec, block_noise, cpu_affinity, measure, time_sampler
+from bench.report.render import _efficiency
+from bench.measure.compare import timing_columns
+from bench.measure.timing import TimingSpec, block_noise, cpu_affinity, measure, time_sampler
 from tests.conftest import invoke
 
 CPU = torch.device("cpu")
@@ -130,9 +130,9 @@ def test_under_a_cpu_burning_process_no_efficiency_above_one_reaches_a_row_unfla
 def test_the_code_sha_is_taken_before_the_comparison_writes(tiny_suite, tmp_path, monkeypatch):
     """Regenerating committed results rewrites tracked files; the rows must still name the commit that
     ran, not "+dirty" from the comparison's own writes."""
-    import bench.runner
-    from bench.runner import compare
-    from bench.spec import resolve_compare_spec
+    import bench.measure.compare
+    from bench.measure.compare import compare
+    from bench.config.spec import resolve_compare_spec
 
     calls = []
 
@@ -140,7 +140,7 @@ def test_the_code_sha_is_taken_before_the_comparison_writes(tiny_suite, tmp_path
         calls.append(1)
         return "0123abcd" if len(calls) == 1 else "0123abcd+dirty"
 
-    monkeypatch.setattr(bench.runner, "git_sha", sha)
+    monkeypatch.setattr(bench.measure.compare, "git_sha", sha)
     out = tmp_path / "out"
     compare(resolve_compare_spec(suite=str(tiny_suite)), runs_dir=tmp_path / "runs", results_dir=out,
             report_dir=out, progress=False, log=lambda s: None)

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 import methods
-from bench.checkpoint import list_checkpoints
-from bench.config import resolve_run_config
+from bench.runs.checkpoint import list_checkpoints
+from bench.config.run import resolve_run_config
 from bench.errors import BenchError, DivergenceError
-from bench.train import train
+from bench.runs.train import train
 
 
 def tiny_cfg(preset, **sets):
@@ -82,9 +82,9 @@ def test_weights_made_non_finite_by_a_finite_loss_are_never_saved(tiny_preset, t
     """An update that overflows (simulated: the third iteration's hook writes an inf into one weight,
     after a finite loss) is caught by the check before the save: the run stops, naming the step and
     the weight, and the latest checkpoint is the last finite one."""
-    import bench.train
+    import bench.runs.train
 
-    hook = bench.train.after_optimizer_step
+    hook = bench.runs.train.after_optimizer_step
 
     def overflow(method, step):
         if step == 2:
@@ -92,7 +92,7 @@ def test_weights_made_non_finite_by_a_finite_loss_are_never_saved(tiny_preset, t
                 next(method.parameters()).view(-1)[0] = float("inf")
         return hook(method, step)
 
-    monkeypatch.setattr(bench.train, "after_optimizer_step", overflow)
+    monkeypatch.setattr(bench.runs.train, "after_optimizer_step", overflow)
     cfg = tiny_cfg(tiny_preset, train__ckpt_every="1")
     with pytest.raises(DivergenceError, match=r"diverged at step 3: the weights \(.*\) are no longer finite") as err:
         train(cfg, tmp_path / "run", progress=False, log=lambda s: None)

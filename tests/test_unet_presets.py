@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import methods
-from bench.config import resolve_run_config
+from bench.config.run import resolve_run_config
 
 PRESETS = {"mnist-cpu": (1, 28), "stackedmnist-cpu": (3, 28), "mnist": (1, 32), "stackedmnist": (3, 32),
            "cifar10": (3, 32), "celeba64": (3, 64), "celebahq256": (3, 256)}

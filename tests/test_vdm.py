@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import load_file
 
 import methods
-from bench.config import resolve_run_config
+from bench.config.run import resolve_run_config
 from bench.metrics.likelihood import bits_per_dim
-from bench.timing import count_calls
-from bench.train import train
+from bench.measure.timing import count_calls
+from bench.runs.train import train
 from methods.schedules import GAMMA_SCHEDULES, build_gamma, gaussian_eps_vp
 from methods.prediction import ContinuousSchedule, Prediction
 from methods.samplers.vdm import vdm_sample
@@ -269,8 +269,8 @@ def test_windowed_decoder_equals_the_full_256_level_softmax(gamma_0):
 
 def test_report_shows_bpd_as_a_checkpoint_column_not_a_curve(tmp_path):
     """bpd is a property of the checkpoint: one table column and one reading line, no quality-vs-NFE panel."""
-    from bench.report import render_report
-    from bench.schema import COLUMNS
+    from bench.report.render import render_report
+    from bench.results.schema import COLUMNS
 
     rows = [{"method": "data", "label": "data (floor)", "seed": 0, "num_samples": 10},
             *({"method": "vdm", "label": f"vdm-{s}", "steps": s, "nfe_measured": s, "nfe_declared": s, "bpd": 1.234,

@@ -22,13 +22,13 @@ from pathlib import Path
 import torch
 
 import methods
-from bench import runtime
-from bench.config import RunConfig, load_preset, resolve_run_config, valid_keys
+from bench.measure import runtime
+from bench.config.run import RunConfig, load_preset, resolve_run_config, valid_keys
 from bench.data.images import to_uint8
-from bench.provenance import resolve_device
-from bench.runner import draw_samples
-from bench.runs import build_sampler, load_method, run_dir_for, training_seconds
-from bench.train import train
+from bench.results.provenance import resolve_device
+from bench.measure.compare import draw_samples
+from bench.runs.folders import build_sampler, load_method, run_dir_for, training_seconds
+from bench.runs.train import train
 
 MODELS = ("ddpm", "flow", "ddgan", "edm")
 CLIPPED = {"clip_sample": True}  # eps solvers on MNIST: x0 clipped to [-1, 1] at each step (suite mnist-cpu)
@@ -58,7 +58,7 @@ def run_config(model: str, *, preset: str, data_dir: str, sets: dict) -> RunConf
 
 
 def _preset_sections(preset: str) -> set[str]:
-    from bench.config import PRESETS_DIR, load_toml
+    from bench.config.run import PRESETS_DIR, load_toml
 
     path = Path(preset) if preset.endswith(".toml") else PRESETS_DIR / f"{preset}.toml"
     return set(load_toml(path, "preset"))

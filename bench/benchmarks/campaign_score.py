@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 import typer
 
-from bench.checkpoint import atomic_write_text
+from bench.runs.checkpoint import atomic_write_text
 from bench.errors import BenchError
-from bench.samples import write_samples
+from bench.results.sample_files import write_samples
 
 
 def unpack(returned: Path, out: Path) -> list[Path]:
@@ -56,8 +56,8 @@ def unpack(returned: Path, out: Path) -> list[Path]:
 
 def score(files: list[Path], out: Path, *, data_dir: str, suite: str, resources, device: str, log) -> pd.DataFrame:
     """`bench evaluate` of every file (its folder OUT/evaluate/<key>), gathered into OUT/results.csv."""
-    from bench.commands import evaluate_command
-    from bench.runner import write_results
+    from bench.api import evaluate_command
+    from bench.measure.compare import write_results
 
     rows = []
     for path in files:
@@ -130,7 +130,7 @@ def main(returned: Path = typer.Argument(..., help="The folder the GPU campaign 
     import os
 
     from bench.cli import user_errors
-    from bench.commands import metric_resources
+    from bench.api import metric_resources
 
     with user_errors():
         data_dir = data_dir or os.environ.get("BENCH_DATA_DIR", "")

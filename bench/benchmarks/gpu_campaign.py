@@ -39,9 +39,9 @@ from bench.benchmarks import campaign_quality as quality
 from bench.benchmarks import campaign_speed as speed
 from bench.benchmarks.campaign_files import Outbox, check_folder
 from bench.errors import BenchError
-from bench.runs import read_run_config
-from bench.provenance import device_name, git_sha, resolve_device, versions
-from bench.timing import TimingSpec
+from bench.runs.folders import read_run_config
+from bench.results.provenance import device_name, git_sha, resolve_device, versions
+from bench.measure.timing import TimingSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -324,7 +324,7 @@ def main(out: Path = typer.Argument(..., help="Empty folder for the results (at 
 
 
 def check(s: Settings) -> None:
-    from bench import runtime
+    from bench.measure import runtime
 
     if not set(s.parts) <= {"speed", "quality"} or not s.parts:
         raise BenchError(f"--parts takes speed and/or quality, got {','.join(s.parts)!r}")

@@ -26,13 +26,13 @@ import torch
 import typer
 
 import methods
-from bench import runtime
-from bench.checkpoint import atomic_write_text, check_writable
-from bench.config import resolve_run_config
+from bench.measure import runtime
+from bench.runs.checkpoint import atomic_write_text, check_writable
+from bench.config.run import resolve_run_config
 from bench.errors import BenchError
-from bench.provenance import device_name, git_sha, resolve_device, versions
-from bench.runs import build_sampler
-from bench.timing import TimingSpec, time_sampler
+from bench.results.provenance import device_name, git_sha, resolve_device, versions
+from bench.runs.folders import build_sampler
+from bench.measure.timing import TimingSpec, time_sampler
 
 
 @dataclasses.dataclass(frozen=True)

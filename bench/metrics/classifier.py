@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from bench.checkpoint import atomic_write_text, file_sha256
+from bench.runs.checkpoint import atomic_write_text, file_sha256
 from bench.errors import BenchError
 
 VERSION = 1  # bump when the architecture or the training recipe changes

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.checkpoint import file_sha256
+from bench.runs.checkpoint import file_sha256
 from bench.errors import BenchError
 from bench.metrics.options import MetricResources
 

@@ -30,9 +30,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.checkpoint import atomic_write_text, check_writable, file_sha256
-from bench.config import DataConfig, run_config_from_dict
-from bench.data import get_dataset_info, load_dataset
+from bench.runs.checkpoint import atomic_write_text, check_writable, file_sha256
+from bench.config.run import DataConfig, run_config_from_dict
+from bench.data.datasets import get_dataset_info, load_dataset
 from bench.errors import BenchError
 
 IMPORT_PRESET = "diffusers-import"
@@ -104,9 +104,9 @@ def import_pipeline(source: str, *, dataset: str, runs_dir: Path, data_root: str
                     log: Callable[[str], None] = print) -> Path:
     """Turn a DDPMPipeline folder (or hub id) into a complete `ddpm` run; returns its folder."""
     import methods
-    from bench.provenance import environment
-    from bench.runs import run_dir_for
-    from bench.train import EMA, _save_state  # the one checkpoint writer
+    from bench.results.provenance import environment
+    from bench.runs.folders import run_dir_for
+    from bench.runs.train import EMA, _save_state  # the one checkpoint writer
 
     info = get_dataset_info(dataset)
     if info.kind != "image":
@@ -145,7 +145,7 @@ def import_pipeline(source: str, *, dataset: str, runs_dir: Path, data_root: str
         raise BenchError(f"{weights} does not fit the UNet's config ({str(e).splitlines()[0]})") from None
     run_dir = Path(out) if out is not None else run_dir_for(cfg, runs_dir)
     if (run_dir / "config.json").exists():
-        from bench.runs import read_run_config
+        from bench.runs.folders import read_run_config
 
         if read_run_config(run_dir).run_id() == cfg.run_id():
             log(f"{run_dir} already holds this import")
@@ -191,7 +191,7 @@ def export_run(run_dir: Path, dst: Path, *, log: Callable[[str], None] = print) 
     """Write a trained image `ddpm` run (EMA weights) as a DDPMPipeline folder at `dst`."""
     from diffusers import DDPMPipeline, DDPMScheduler
 
-    from bench.runs import load_method
+    from bench.runs.folders import load_method
     from methods.nets.unet import UNet
 
     method, cfg, meta = load_method(run_dir)

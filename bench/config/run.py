@@ -362,7 +362,7 @@ def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
     data = {f"data.{k}": v for k, v in dataclasses.asdict(cfg.data).items()}
     out = []
     if cfg.data.latent:
-        from bench.latent import autoencoder_parent
+        from bench.runs.latent import autoencoder_parent
 
         out.append(("autoencoder", autoencoder_parent(cfg)))
     for role, (method, sets) in wanted.items():

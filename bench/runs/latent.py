@@ -42,9 +42,9 @@ def latent_option(latent: str) -> str:
 def autoencoder_parent(cfg):
     """The autoencoder RunConfig a latent run is built on: `data.latent = "autoencoder"` resolves the preset's
     autoencoder on the same data (in pixel space); a run folder gives its own config.json."""
-    from bench.config import resolve_run_config
-    from bench.data import get_dataset_info
-    from bench.runs import read_run_config
+    from bench.config.run import resolve_run_config
+    from bench.data.datasets import get_dataset_info
+    from bench.runs.folders import read_run_config
     import methods
 
     latent = cfg.data.latent
@@ -71,7 +71,7 @@ def autoencoder_parent(cfg):
 
 def autoencoder_dir(cfg, runs_dir: Path) -> Path:
     """Where the autoencoder of a latent run lives: the folder `data.latent` names, or its place in runs_dir."""
-    from bench.runs import run_dir_for
+    from bench.runs.folders import run_dir_for
 
     if is_path(cfg.data.latent):
         return Path(cfg.data.latent).expanduser()
@@ -140,8 +140,8 @@ def load_stage(ae_dir: Path, pixel_data, device: torch.device | str = "cpu", *, 
     """The autoencoder of `ae_dir` with its scaling factor: read from latent.json when it was measured from
     these weights, else measured (and recorded when `write`: the main process). `for_run`: a latent run that
     must have been trained on these weights (checked first, before anything is measured)."""
-    from bench.checkpoint import atomic_write_text
-    from bench.runs import load_method, weights_sha256
+    from bench.runs.checkpoint import atomic_write_text
+    from bench.runs.folders import load_method, weights_sha256
 
     ae_dir = Path(ae_dir)
     ae, cfg, meta = load_method(ae_dir, device=device)
@@ -178,7 +178,7 @@ def _read_json(path: Path) -> dict:
 
 def record_stage(run_dir: Path, stage: Stage) -> None:
     """A latent run's autoencoder.json: the autoencoder weights it trains on (written once, at its start)."""
-    from bench.checkpoint import atomic_write_text
+    from bench.runs.checkpoint import atomic_write_text
 
     atomic_write_text(Path(run_dir) / STAGE_FILE, json.dumps(stage.describe(), indent=2))
 
@@ -280,11 +280,11 @@ def latent_bpd(method) -> tuple[dict, list[str]]:
 def latent_columns(stage: Stage, device: torch.device, spec, seed: int) -> dict[str, Any]:
     """A latent row's autoencoder, scaling factor and the decoder's own time per 100 samples (the sampler's
     time, sample_ms_per_100, already includes it)."""
-    from bench.timing import block_noise, measure
+    from bench.measure.timing import block_noise, measure
 
     z, _ = block_noise(stage.latent_shape, batch=spec.batch, seed=seed, device=device)
     t = measure(lambda: stage.decode(z), [], device, spec)
-    from bench.runs import training_seconds
+    from bench.runs.folders import training_seconds
 
     return {"latent": stage.run_dir.name, "latent_scale": stage.scale, "decode_ms_per_100": t.sample_ms,
             "latent_train_s": training_seconds(stage.run_dir)}
@@ -294,9 +294,9 @@ def reconstruction_floor(stage: Stage, data, n: int, *, seed: int) -> tuple[torc
     """The second floor of a latent grid: the real test images of the data floor, encoded (a posterior sample)
     and decoded: what a perfect latent model would produce, so the best a latent row can score."""
     from bench.data.images import to_model
-    from bench.metrics import floor_samples
-    from bench.runs import training_seconds
-    from bench.schema import FLOOR_METHOD
+    from bench.metrics.evaluate import floor_samples
+    from bench.runs.folders import training_seconds
+    from bench.results.schema import FLOOR_METHOD
 
     x, labels = floor_samples(data, n, seed=seed, labelled=True)
     gen = torch.Generator().manual_seed(seed)

@@ -23,23 +23,24 @@ import pandas as pd
 import torch
 
 import methods
-from bench.checkpoint import atomic_write_text, check_writable
-from bench.config import diff_configs
-from bench.data import check_labels, load_dataset
+from bench.runs.checkpoint import atomic_write_text, check_writable
+from bench.config.run import diff_configs
+from bench.data.datasets import check_labels, load_dataset
 from bench.errors import BenchError
-from bench.metrics import MetricResources, evaluate, floor_samples, image_evaluator, is_image_data
+from bench.metrics.evaluate import MetricResources, evaluate, floor_samples, image_evaluator, is_image_data
 from bench.metrics.likelihood import bits_per_dim
-from bench.provenance import device_name, git_sha, resolve_device, versions
+from bench.results.provenance import device_name, git_sha, resolve_device, versions
 from bench.data.images import to_model
-from bench.orders import exact, measure_orders, write_orders
-from bench.latent import DecodedSampler, LatentData, Stage, latent_bpd, latent_columns, load_stages, reconstruction_floor
-from bench.runs import build_sampler, load_method, training_seconds, weights_sha256
-from bench.schema import COLUMNS, FLOOR_METHOD, INTEGER, key_text, safe_name
-from bench.spec import Cell, CompareSpec
-from bench.timing import block_labels, block_noise, call_sampler, count_calls, cpu_affinity, time_sampler
-from bench import runtime, stats
-from bench.shard import SINGLE, Shard
-from bench.train import ensure_trained
+from bench.measure.orders import exact, measure_orders, write_orders
+from bench.runs.latent import DecodedSampler, LatentData, Stage, latent_bpd, latent_columns, load_stages, reconstruction_floor
+from bench.runs.folders import build_sampler, load_method, training_seconds, weights_sha256
+from bench.results.schema import COLUMNS, FLOOR_METHOD, INTEGER, key_text, safe_name
+from bench.config.spec import Cell, CompareSpec
+from bench.measure.timing import block_labels, block_noise, call_sampler, count_calls, cpu_affinity, time_sampler
+from bench.measure import runtime
+from bench.results import stats
+from bench.measure.shard import SINGLE, Shard
+from bench.runs.train import ensure_trained
 
 SAMPLES_KEPT = 2000  # samples per cell saved for figures (2-D points)
 IMAGES_KEPT = 64  # images per cell saved for the report's sample grids (uint8)
@@ -314,7 +315,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
         shard.barrier()  # the next cell starts together: timing never overlaps another process's sampling
 
     if shard.main:
-        from bench.report import render_report
+        from bench.report.render import render_report
 
         _orders(spec, run_cfgs, data, results_dir, log)
         stats.write_summary(results_dir)

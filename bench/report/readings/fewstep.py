@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.budgets import primary_metric, rank_rows
-from bench.schema import FLOOR_METHOD, METRIC
+from bench.report.readings.budgets import primary_metric, rank_rows
+from bench.results.schema import FLOOR_METHOD, METRIC
 
 SOLVER_KINDS = {"eps", "x0", "v", "velocity"}  # a prediction an ODE/SDE solver integrates
 

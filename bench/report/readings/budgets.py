@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from bench.schema import FLOOR_METHOD, METRIC
+from bench.results.schema import FLOOR_METHOD, METRIC
 
 # the first of these columns with values ranks the samplers (names and directions: bench/schema.py METRICS)
 PRIMARY = ["fid", "swd", "fd_classifier", "kid"]

@@ -30,14 +30,14 @@ from accelerate.utils import gather_object
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import methods
-from bench.checkpoint import atomic_write_text, check_writable, latest_checkpoint, load_training_state, load_weights, save_checkpoint
-from bench.config import CADENCE_KEYS, RunConfig, TrainConfig, diff_configs, validate_run
-from bench.data import IndexStream, check_labels, load_dataset
+from bench.runs.checkpoint import atomic_write_text, check_writable, latest_checkpoint, load_training_state, load_weights, save_checkpoint
+from bench.config.run import CADENCE_KEYS, RunConfig, TrainConfig, diff_configs, validate_run
+from bench.data.datasets import IndexStream, check_labels, load_dataset
 from bench.errors import BenchError, DivergenceError
-from bench.latent import LatentData, autoencoder_dir, load_stage, record_stage
-from bench.provenance import environment
-from bench.shard import Shard, no_accelerator
-from bench.runs import completed_step, is_complete, load_method, read_run_config, run_dir_for
+from bench.runs.latent import LatentData, autoencoder_dir, load_stage, record_stage
+from bench.results.provenance import environment
+from bench.measure.shard import Shard, no_accelerator
+from bench.runs.folders import completed_step, is_complete, load_method, read_run_config, run_dir_for
 
 
 def lr_factor(cfg: TrainConfig, base_lr: float) -> Callable[[int], float]:
@@ -576,8 +576,8 @@ def _preview(method, ema, data, cfg, run_dir, device, log) -> None:
     model's native sampler is used when it takes that many steps, else the first registered sampler
     of this model that does (e.g. ddim-50 for a ddpm run), so previews of slow samplers stay cheap. A
     class-conditional model previews conditional samples (w = 0) of classes 0, 1, 2, ... in turn."""
-    from bench.plots import save_preview
-    from bench.timing import call_sampler
+    from bench.report.plots import save_preview
+    from bench.measure.timing import call_sampler
     from methods.guidance import condition
 
     cls = type(method)
@@ -605,7 +605,7 @@ def _preview(method, ema, data, cfg, run_dir, device, log) -> None:
 
 def _preview_reconstructions(method, ema, data, cfg, run_dir, device) -> None:
     """A stage's preview.png (the autoencoder): test images above their reconstructions (EMA weights)."""
-    from bench.plots import save_preview
+    from bench.report.plots import save_preview
 
     scoring = copy.deepcopy(method).to(device).eval()
     ema.apply_to(scoring)

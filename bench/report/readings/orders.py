@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.orders import read_orders
+from bench.measure.orders import read_orders
 
 
 def orders_section(results_dir: Path, report_dir: Path) -> tuple[list[str], str | None]:

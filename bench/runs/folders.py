@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 import methods
-from bench.checkpoint import latest_checkpoint, load_weights, read_meta
-from bench.config import RunConfig, run_config_from_dict
+from bench.runs.checkpoint import latest_checkpoint, load_weights, read_meta
+from bench.config.run import RunConfig, run_config_from_dict
 from bench.errors import BenchError
 
 

@@ -10,7 +10,7 @@ import json
 
 import pandas as pd
 
-from bench.budgets import primary_metric
+from bench.report.readings.budgets import primary_metric
 
 
 def _pairs(spec: dict) -> list[tuple[tuple[str, str, int], tuple[str, str, int], int]]:

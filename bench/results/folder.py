@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.schema import COLUMNS, INTEGER, METRICS, SPEED, safe_name
+from bench.results.schema import COLUMNS, INTEGER, METRICS, SPEED, safe_name
 
 REQUIRED = ["method", "label"]
 TEXT_SPEED = {"timing_flag"}

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.plots import plt
-from bench.schema import FLOOR_METHOD, METRIC
+from bench.report.plots import plt
+from bench.results.schema import FLOOR_METHOD, METRIC
 
 QUALITY = ("fid", "swd", "fd_classifier")  # the first one present is drawn against w
 SCORES = ("is_classifier", "is", "cond_accuracy")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.schema import FLOOR_METHOD
+from bench.results.schema import FLOOR_METHOD
 
 QUALITY = (("fid", "FID (Inception)"), ("fd_classifier", "FD (classifier features)"))  # lower is better
 

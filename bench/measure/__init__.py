@@ -1,0 +1,1 @@
+"""The compare engine: sampling, timing, sharding, the latent decoder, measured orders."""

@@ -1,0 +1,1 @@
+"""Reports: markdown and figures from results only."""
