@@ -4,19 +4,54 @@ The environment (BENCH_* variables) is read by the CLI and arrives here as argum
 from __future__ import annotations
 
 import dataclasses
-
+import datetime
+import json
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 import methods
-from bench.config.run import list_presets, parse_sets, resolve_run_config
-from bench.data.datasets import DATASETS, get_dataset_info
+from bench.config.run import (
+    DataConfig,
+    build,
+    latent_option,
+    list_presets,
+    load_preset,
+    parse_sets,
+    read_run_config,
+    resolve_run_config,
+    run_dir_for,
+)
+from bench.config.spec import (
+    check_classes,
+    list_suites,
+    load_suite,
+    parse_int_list,
+    parse_names,
+    resolve_compare_spec,
+    sampler_options,
+)
+from bench.data.images import to_uint8
+from bench.data.load import load_dataset
+from bench.data.registry import DATASETS, get_dataset_info
 from bench.errors import BenchError
-from bench.metrics.options import MetricResources
-from bench.results.provenance import resolve_device
-from bench.runs.folders import run_dir_for
-from methods.grids import Grid
-from bench.config.spec import list_suites, load_suite, parse_int_list, parse_names, resolve_compare_spec
+from bench.files import atomic_write_text, check_writable, file_sha256
+from bench.measure import runtime
+from bench.measure.compare import compare
+from bench.measure.latent import DecodedSampler
+from bench.measure.sampling import draw_samples
+from bench.metrics.classifier import SOURCES, load_or_train
+from bench.metrics.evaluate import MetricOptions, evaluate, image_evaluator
+from bench.metrics.options import MetricResources, validate_options
+from bench.results.provenance import device_name, git_sha, resolve_device, versions
+from bench.results.sample_files import read_meta, read_samples, write_samples
+from bench.results.store import write_results
+from bench.runs.folders import build_sampler, load_method
+from bench.runs.stage import stage_of_run
+from bench.runs.train import train
+from methods.grids import Grid, split_top_level
+from methods.guidance import Guidance
 
 
 def _method(name: str) -> type[methods.Method]:
@@ -30,7 +65,6 @@ def _method(name: str) -> type[methods.Method]:
 def train_command(method: str, *, dataset: str | None, preset: str | None, config: Path | None, T: int | None,
                   sets: list[str], out: Path | None, resume: bool, runs_dir: Path, data_dir: str, progress: bool,
                   log: Callable[[str], None], log_with: str | None = None, latent: str | None = None) -> Path:
-    from bench.runs.train import train
 
     if method not in methods.list_methods() and method in methods.list_samplers():
         model = methods.get_sampler(method).default_model
@@ -52,7 +86,6 @@ def train_command(method: str, *, dataset: str | None, preset: str | None, confi
     if log_with is not None:
         flags["train.log_with"] = log_with
     if latent:
-        from bench.runs.latent import latent_option
 
         flags["data.latent"] = latent_option(latent)
     preset = preset or get_dataset_info(dataset or "gaussians25").preset
@@ -71,8 +104,6 @@ def compare_command(*, suite: str | None, methods: str | None, dataset: str | No
                     classes: str | None = None, precision: str | None = None,
                     compile_: bool | None = None, latent: str | None = None,
                     grid: str | None = None) -> tuple[Path, Path]:
-    from bench.measure.compare import compare
-    from methods.grids import split_top_level
 
     resolve_device(device)  # a bad --device fails before any work
     spec = resolve_compare_spec(suite=suite, methods_=parse_names(methods, "--methods") if methods else None,
@@ -148,14 +179,6 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
                    classes: str = "uniform", precision: str = "fp32", compile_: bool = False,
                    grid: str | None = None) -> Path:
     """Sample a trained run into FILE.npz (uint8 N x C x H x W images, or float N x 2 toy points)."""
-    from bench.measure import runtime
-    from bench.data.images import to_uint8
-    from bench.results.provenance import device_name, git_sha
-    from bench.runs.checkpoint import check_writable
-    from bench.measure.compare import draw_samples
-    from bench.runs.folders import build_sampler, load_method, read_run_config
-    from bench.results.sample_files import write_samples
-    from bench.config.spec import sampler_options
 
     runtime.check(precision, compile_)
     out = Path(out)
@@ -196,7 +219,6 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
     runtime.prepare(m.denoisers(), precision=precision, compile_=compile_, device=dev)
     sampler = build_sampler(cls.name, m, steps, options, guidance=sample_guidance(m, guidance, classes), grid=grid_spec)
     if cfg.data.latent:  # decoded before anything is written: the file holds images
-        from bench.runs.latent import DecodedSampler, stage_of_run
 
         sampler = DecodedSampler(sampler, stage_of_run(Path(run), cfg, dev))
     image = get_dataset_info(cfg.data.name).kind == "image"
@@ -216,8 +238,6 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
 
 def sample_guidance(model, guidance: str | None, classes: str):
     """The Guidance of `bench sample` on a conditional run (w = 0 by default); errors name the option."""
-    from bench.config.spec import check_classes
-    from methods.guidance import Guidance
 
     k = model.num_classes(model.cfg)
     if not k:
@@ -235,7 +255,6 @@ def sample_guidance(model, guidance: str | None, classes: str):
 def eval_data_config(dataset: str, shape: tuple[int, ...], data_dir: str):
     """The data a sample file is scored against: the dataset's preset data section (e.g. StackedMNIST's
     fixed training set) at the samples' resolution; a one-line error if the shape cannot be that data."""
-    from bench.config.run import DataConfig, build, load_preset
 
     info = get_dataset_info(dataset)
     channels, sizes = info.channels, info.sizes
@@ -250,16 +269,7 @@ def eval_data_config(dataset: str, shape: tuple[int, ...], data_dir: str):
 def evaluate_command(file: Path, *, dataset: str, out: Path | None, data_dir: str, suite: str | None, seed: int,
                      device: str, resources: MetricResources, log: Callable[[str], None]) -> tuple[Path, dict]:
     """Score a sample file with every applicable metric; one-row results.csv (compare's columns) + spec.json."""
-    import json
 
-    from bench.runs.checkpoint import atomic_write_text, check_writable, file_sha256
-    from bench.config.run import DataConfig, build
-    from bench.data.datasets import load_dataset
-    from bench.metrics.evaluate import MetricOptions, evaluate, image_evaluator
-    from bench.metrics.options import validate_options
-    from bench.results.provenance import device_name, git_sha, versions
-    from bench.measure.compare import write_results
-    from bench.results.sample_files import read_meta, read_samples
 
     info = get_dataset_info(dataset)
     x = read_samples(file, image=info.kind == "image")
@@ -289,12 +299,8 @@ def evaluate_command(file: Path, *, dataset: str, out: Path | None, data_dir: st
 
 def _evaluate_row(file: Path, meta: dict, metrics: dict, notes: list[str], *, n: int, seed: int, device) -> dict:
     """A results row for a sample file: identity from `bench sample`'s FILE.json when there is one."""
-    import datetime
-    import json
 
-    import torch
 
-    from bench.results.provenance import device_name, git_sha
 
     keys = ("method", "label", "model", "steps", "nfe_declared", "nfe_measured", "run_id", "checkpoint_step")
     settings = meta.get("sampler_settings")
@@ -309,9 +315,6 @@ def _evaluate_row(file: Path, meta: dict, metrics: dict, notes: list[str], *, n:
 def classifier_command(*, dataset: str, data_dir: str, cache_dir: Path | None, retrain: bool, device: str,
                        log: Callable[[str], None]) -> dict:
     """Train (or load the cached) domain classifier for an MNIST-family dataset; returns its record."""
-    from bench.config.run import DataConfig
-    from bench.data.datasets import load_dataset
-    from bench.metrics.classifier import SOURCES, load_or_train
 
     if dataset not in SOURCES:
         users = ", ".join(f"{d} uses the {i.classifier} classifier" for d, i in DATASETS.items()

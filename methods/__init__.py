@@ -7,7 +7,9 @@ This package never imports `bench`, accelerate, pandas, matplotlib or typer.
 """
 
 from methods import autoencoder, cm, data_oracle, ddgan, ddpm, ect, edm, flow, meanflow, oracle, vdm  # noqa: F401  (registration side effects)
-from methods import samplers  # noqa: F401
+from methods.samplers import (ancestral, cm as cm_sampler, ddgan as ddgan_sampler, ddim, deis,  # noqa: F401
+                              dpm_solver, edm as edm_samplers, flow as flow_samplers, ipndm, k_samplers,
+                              meanflow as meanflow_sampler, pndm, unipc, vdm as vdm_sampler)
 from methods.base import LoopSampler, Method, ParamGroup, Sampler, StepRange
 from methods.registry import (get_method, get_sampler, list_methods, list_samplers, register_method,
                               register_sampler, samplers_for)

@@ -48,6 +48,7 @@ from methods.base import Method, ParamGroup
 from methods.nets import NetConfig, build_net
 from methods.prediction import KarrasSchedule, Prediction
 from methods.registry import register_method
+from methods.registry import get_method
 
 MODES = ("distill", "train")
 CURRICULA = ("auto", "fixed", "ct", "ict")
@@ -137,7 +138,6 @@ class ConsistencyModel(Method):
 
     @classmethod
     def check_config(cls, cfg: CMConfig) -> None:
-        from methods.registry import get_method
 
         for field, allowed in (("mode", MODES), ("curriculum", CURRICULA), ("noise", NOISES),
                                ("distance", DISTANCES), ("weighting", WEIGHTINGS), ("target", TARGETS),

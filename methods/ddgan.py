@@ -38,7 +38,8 @@ from torch.nn import functional as F
 
 from methods.base import Method, ParamGroup
 from methods.prediction import Prediction
-from methods.nets.ddgan_nets import DiscConfig, GenConfig, build_discriminator, build_generator
+from methods.nets.ddgan_nets import build_discriminator, build_generator
+from methods.nets.ddgan_layers import DiscConfig, GenConfig
 from methods.registry import register_method
 from methods.schedules import alpha_bars, posterior, vp_discretised_betas
 

@@ -26,6 +26,7 @@ import torch
 
 from methods.cm import CMConfig, ConsistencyModel, _bcast
 from methods.registry import register_method
+from methods.registry import get_method
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +55,6 @@ class ECT(ConsistencyModel):
 
     @classmethod
     def check_config(cls, cfg: ECTConfig) -> None:
-        from methods.registry import get_method
 
         if cfg.mode != "tune":
             raise ValueError(f"ect: model.mode is tune (ECT's own), got {cfg.mode!r}; use the cm model for distill or"

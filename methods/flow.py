@@ -36,6 +36,7 @@ from methods.base import Method, ParamGroup
 from methods.nets import NetConfig, build_net
 from methods.prediction import Prediction
 from methods.registry import register_method
+from methods.registry import get_sampler
 
 T_DISTS = ("uniform", "logit-normal")
 MAX_REFLOW = 3
@@ -76,7 +77,6 @@ class Flow(Method):
 
     @classmethod
     def check_config(cls, cfg: FlowConfig) -> None:
-        from methods.registry import get_sampler
 
         if cfg.t_dist not in T_DISTS:
             raise ValueError(f"unknown t_dist {cfg.t_dist!r}; choose from: {', '.join(T_DISTS)}")
@@ -148,7 +148,6 @@ class Flow(Method):
 def draw_couplings(teacher: Method, cfg: FlowConfig, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(eps, ODE_teacher(eps)) pairs on the CPU: block b of `coupling_batch` uses torch seed
     seed * 1000003 + b for its noise, so the couplings depend on the seed only."""
-    from methods.registry import get_sampler
 
     sampler_cls = get_sampler(cfg.coupling_sampler)
     steps = 1 if sampler_cls.adaptive else cfg.coupling_steps

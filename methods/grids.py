@@ -33,6 +33,7 @@ import re
 from typing import Any
 
 import torch
+from diffusers import EulerDiscreteScheduler
 
 SIGMA_GRIDS = ("karras", "logsnr", "time-uniform")
 SPACINGS = ("trailing", "leading", "linspace")
@@ -147,7 +148,6 @@ class Grid:
 def spacing_sigmas(schedule, spacing: str, steps: int) -> torch.Tensor:
     """The sigmas of diffusers' `spacing` for `steps` steps on a discrete schedule, then 0: exactly what
     EulerDiscreteScheduler lists (methods/prediction.py DiscreteSchedule), float64."""
-    from diffusers import EulerDiscreteScheduler
 
     sch = EulerDiscreteScheduler(**schedule.diffusers, timestep_spacing=spacing, steps_offset=0,
                                  final_sigmas_type="zero", interpolation_type="linear")

@@ -11,6 +11,7 @@ import dataclasses
 
 from methods.base import Method
 from methods.prediction import KINDS
+from methods.samplers.base import SamplerDef
 
 _METHODS: dict[str, type[Method]] = {}
 _SAMPLERS: dict[str, type] = {}
@@ -48,7 +49,6 @@ def register_method(name: str):
 
 def register_sampler(name: str):
     """Class decorator for a sampler: `@register_sampler("dpmpp-2m")`."""
-    from methods.samplers.base import SamplerDef
 
     def wrap(cls):
         if not (isinstance(cls, type) and issubclass(cls, SamplerDef)):

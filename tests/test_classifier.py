@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from bench.config.run import DataConfig
-from bench.data.datasets import load_dataset
 from bench.data.images import ImageData, resize
+from bench.data.load import load_dataset
 from bench.errors import BenchError
 from bench.metrics import classifier as C
 

@@ -8,7 +8,8 @@ from diffusers.models.downsampling import downsample_2d
 from diffusers.models.upsampling import upsample_2d
 
 from methods.nets.ddgan_disc import TimeDiscriminator, minibatch_stddev
-from methods.nets.ddgan_nets import DiscConfig, GenConfig, build_discriminator, build_generator, ada_group_norm
+from methods.nets.ddgan_nets import build_discriminator, build_generator
+from methods.nets.ddgan_layers import DiscConfig, GenConfig, ada_group_norm
 from methods.nets.fir import fir_downsample, fir_upsample
 
 TINY_GEN = GenConfig(nz=4, z_emb_dim=16, n_mlp=1, nf=8, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,))

@@ -77,9 +77,9 @@ def test_export_then_import_gives_the_same_samples_and_diffusers_samples_the_exp
         shared_data, tiny_image_suite, tmp_path):
     from diffusers import DDPMPipeline
 
+    import methods
     from bench.config.run import resolve_run_config
     from bench.runs.train import train
-    import methods
 
     cfg = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config,
                              preset=str(tiny_image_suite.parent / "tiny_image_preset.toml"),
@@ -145,9 +145,9 @@ def test_import_and_export_refuse_bad_input_in_one_line(shared_data, tmp_path):
 
 
 def test_export_refuses_runs_diffusers_cannot_sample(tiny_suite, tmp_path):
+    import methods
     from bench.config.run import resolve_run_config
     from bench.runs.train import train
-    import methods
 
     cfg = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config,
                              preset=str(tiny_suite.parent / "tiny_preset.toml"), sets={"train.steps": "2"})

@@ -19,10 +19,10 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 import methods
-from bench.runs.checkpoint import latest_checkpoint, list_checkpoints
 from bench.cli import app
 from bench.config.run import resolve_run_config
 from bench.errors import DivergenceError
+from bench.runs.checkpoint import latest_checkpoint, list_checkpoints
 from bench.runs.train import train
 from tests.conftest import files_under, invoke, one_error_line
 
@@ -169,7 +169,7 @@ class Payload:
 
 
 def test_a_checkpoint_that_would_run_code_is_refused(finished_run, tiny_preset, tmp_path):
-    from bench.runs.checkpoint import file_sha256
+    from bench.files import file_sha256
 
     ckpt = latest_checkpoint(finished_run)
     marker = tmp_path / "code-ran"
@@ -290,9 +290,7 @@ def test_output_under_a_file_is_refused(tmp_path):
 
 def test_mismatched_checkpoints_are_errors(finished_run, tiny_suite, tmp_path):
     from bench.errors import BenchError
-    from bench.runs.folders import load_method
-
-    from bench.runs.folders import build_sampler
+    from bench.runs.folders import build_sampler, load_method
 
     model, _, _ = load_method(finished_run)
     build_sampler("ddim", model, 5, None)  # a sampler of the same checkpoint is fine

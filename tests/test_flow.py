@@ -11,8 +11,7 @@ import pytest
 import torch
 
 import methods
-from bench.config.run import resolve_run_config
-from bench.runs.folders import run_dir_for
+from bench.config.run import resolve_run_config, run_dir_for
 from bench.runs.train import train
 from methods.flow import Flow, FlowConfig, draw_couplings
 from methods.oracle import FlowOracle, MixtureVelocity

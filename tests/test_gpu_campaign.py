@@ -18,6 +18,7 @@ from bench.benchmarks.gpu_campaign import SMALL, SMALL_SETS, Settings, run_campa
 from bench.errors import BenchError
 from bench.results.sample_files import read_meta, read_samples
 
+
 def tiny(tmp_path: Path, data: Path | str = "", **changes) -> Settings:
     """The --small settings, smaller still: one precision, one NFE budget, one block of samples."""
     sets = {m: tuple({**s, "model.T": 20}.items()) if m == "ddpm" else tuple(s.items()) for m, s in SMALL_SETS.items()}
@@ -81,8 +82,8 @@ def test_rehearsal_runs_the_campaign_end_to_end_and_unpacks_for_bench_evaluate(t
 @pytest.mark.slow
 def test_the_documented_rehearsal_small_device_cpu(tmp_path, shared_data):
     """`python -m bench.benchmarks.gpu_campaign OUT --small --device cpu` (docs/GPU.md): under 3 minutes."""
-    from typer.testing import CliRunner
     import typer
+    from typer.testing import CliRunner
 
     from bench.benchmarks.gpu_campaign import main
 

@@ -15,16 +15,16 @@ import torch
 
 import methods
 from bench.config.run import DataConfig, resolve_run_config
-from bench.data.datasets import load_dataset
-from bench.errors import BenchError
-from bench.metrics.evaluate import evaluate, floor_samples
-from bench.measure.compare import draw_samples
-from bench.runs.folders import build_sampler
 from bench.config.spec import resolve_compare_spec
+from bench.data.load import load_dataset
+from bench.errors import BenchError
+from bench.measure.sampling import draw_samples
 from bench.measure.timing import count_calls
-from tests.conftest import invoke, one_error_line
+from bench.metrics.evaluate import evaluate, floor_samples
+from bench.runs.folders import build_sampler
 from methods.guidance import Guidance, drop_labels
 from methods.oracle import Oracle, OracleConfig
+from tests.conftest import invoke, one_error_line
 
 CPU = torch.device("cpu")
 REPO = Path(__file__).resolve().parents[1]
@@ -149,8 +149,8 @@ def test_conditional_accuracy_of_real_labelled_toy_data_is_the_nearest_mean_rule
 
 @pytest.mark.slow
 def test_conditional_accuracy_of_real_mnist_is_near_the_classifiers_test_accuracy(shared_data, tmp_path):
-    from bench.metrics import domain
     from bench.metrics import classifier as C
+    from bench.metrics import domain
     from bench.metrics.conditional import conditional_metrics
 
     data = load_dataset(DataConfig(name="mnist", root=str(shared_data)))
@@ -347,8 +347,9 @@ def test_a_folder_dataset_takes_its_classes_from_its_sub_folders(tmp_path):
 
 @pytest.mark.parametrize("shape", [(2,), (1, 16, 16)])
 def test_a_conditional_ddgan_trains_both_networks_on_the_class_and_samples_it_without_guidance(shape):
-    from tests.conftest import tiny_model_config
     import dataclasses as dc
+
+    from tests.conftest import tiny_model_config
 
     torch.manual_seed(0)
     cls = methods.get_method("ddgan")

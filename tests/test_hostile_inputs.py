@@ -37,7 +37,7 @@ def _outcome(result) -> None:
 @pytest.mark.parametrize("name", ["folder:/../../x", "folder:../../etc", "folder:/a/b/cats/", "folder:", "folder:/",
                                   "folder:C:\\data\\dogs", "folder:/tmp/" + "a" * 300])
 def test_a_folder_dataset_never_puts_its_path_in_a_run_name(name, tmp_path):
-    from bench.runs.folders import run_dir_for
+    from bench.config.run import run_dir_for
 
     cfg = RunConfig(method="ddpm", preset="", model=tiny_model_config("ddpm"), data=DataConfig(name=name),
                     train=TrainConfig())

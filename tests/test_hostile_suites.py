@@ -83,7 +83,7 @@ def test_non_finite_toy_samples_are_an_error_in_a_file_and_a_note_in_a_row(tmp_p
     import numpy as np
     import torch
 
-    from bench.data.datasets import DataConfig, load_dataset
+    from bench.data.load import DataConfig, load_dataset
     from bench.metrics.evaluate import evaluate
 
     pts = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
@@ -101,7 +101,7 @@ def test_sampling_that_diverges_is_an_error_before_quantising():
     import torch
 
     from bench.errors import BenchError
-    from bench.measure.compare import draw_samples
+    from bench.measure.sampling import draw_samples
     from methods.oracle import Oracle, OracleConfig
 
     model = Oracle(OracleConfig(), (2,), means=torch.zeros(1, 2), std=1.0)

@@ -15,7 +15,6 @@ from bench.results.sample_files import read_samples
 from bench.results.schema import COLUMNS
 from tests.conftest import files_under, invoke
 
-
 # --- sample files -------------------------------------------------------------------------------------
 
 def save(path: Path, **arrays) -> Path:
@@ -119,9 +118,9 @@ def test_image_compare_has_a_floor_row_grids_and_labelled_metrics_then_sample_an
 
 
 def test_sample_rejects_steps_the_run_cannot_take(tiny_image_suite, shared_data, tmp_path):
+    import methods
     from bench.config.run import resolve_run_config
     from bench.runs.train import train
-    import methods
 
     cfg = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config,
                              preset=str(tiny_image_suite.parent / "tiny_image_preset.toml"),

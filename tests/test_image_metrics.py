@@ -121,7 +121,7 @@ def test_channels_map_to_the_label_convention_of_the_dataset():
 
 def test_real_stackedmnist_covers_all_modes_with_low_kl(shared_data):
     from bench.config.run import DataConfig
-    from bench.data.datasets import load_dataset
+    from bench.data.load import load_dataset
 
     mnist = load_dataset(DataConfig(name="mnist", root=str(shared_data)))
     stacked = load_dataset(DataConfig(name="stackedmnist", root=str(shared_data), num_train=1000))
@@ -134,9 +134,9 @@ def test_real_stackedmnist_covers_all_modes_with_low_kl(shared_data):
 
 def test_the_evaluator_gives_stackedmnist_its_domain_metrics_and_modes(shared_data, monkeypatch):
     from bench.config.run import DataConfig
-    from bench.data.datasets import load_dataset
-    from bench.metrics.evaluate import MetricOptions, MetricResources, image_evaluator
+    from bench.data.load import load_dataset
     from bench.metrics import images as image_metrics
+    from bench.metrics.evaluate import MetricOptions, MetricResources, image_evaluator
 
     mnist = load_dataset(DataConfig(name="mnist", root=str(shared_data)))
     oracle = OracleClassifier(torch.cat([mnist.train_x, mnist.test_x]), torch.cat([mnist.train_y, mnist.test_y]))
@@ -164,9 +164,9 @@ def test_the_evaluator_gives_stackedmnist_its_domain_metrics_and_modes(shared_da
 def test_precision_recall_use_vgg16_features_when_vgg16_is_available(monkeypatch):
     """Routing only: a stand-in network plays VGG16 (the real weights are not available offline)."""
     from bench.data.images import ImageData
-    from bench.metrics.evaluate import MetricOptions, MetricResources, image_evaluator
     from bench.metrics import features as F
     from bench.metrics import images as image_metrics
+    from bench.metrics.evaluate import MetricOptions, MetricResources, image_evaluator
 
     class Pixels(torch.nn.Module):
         def forward(self, x):

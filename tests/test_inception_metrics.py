@@ -5,15 +5,20 @@ These use ../shared/data's FID Inception weights (whose logits are zeroed) and s
 
 from __future__ import annotations
 
-
 import pytest
 import torch
 
 from bench.config.run import DataConfig
-from bench.data.datasets import load_dataset
+from bench.data.load import load_dataset
 from bench.errors import BenchError
-from bench.metrics.evaluate import MetricOptions, MetricResources, evaluate, floor_samples, image_evaluator
 from bench.metrics import features
+from bench.metrics.evaluate import (
+    MetricOptions,
+    MetricResources,
+    evaluate,
+    floor_samples,
+    image_evaluator,
+)
 
 N = 6  # images per set: Inception runs at a few images per second on a CPU
 OPTIONS = MetricOptions(classifier=False, precision_recall="inception", kid_subset_size=N)

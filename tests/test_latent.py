@@ -16,12 +16,14 @@ import torch
 from safetensors.torch import load_file
 
 import methods
-from bench.runs.checkpoint import latest_checkpoint, load_weights, save_checkpoint
 from bench.config.run import build, resolve_run_config
+from bench.data.latent import LatentData
 from bench.errors import BenchError
-from bench.runs.latent import DecodedSampler, LatentData, Stage, load_stage, measure_scale
-from bench.results.schema import COLUMNS
+from bench.measure.latent import DecodedSampler
 from bench.measure.timing import TimingSpec, count_calls, time_sampler
+from bench.results.schema import COLUMNS
+from bench.runs.checkpoint import latest_checkpoint, load_weights, save_checkpoint
+from bench.runs.stage import Stage, load_stage, measure_scale
 from bench.runs.train import train
 from tests.conftest import invoke, native_sampler, one_error_line, tiny_model_config
 
@@ -123,7 +125,7 @@ def trained_pair(latent_preset, shared_data, tmp_path):
     """A trained tiny autoencoder and a DDPM trained in its latent space (data.latent = autoencoder)."""
     runs = tmp_path / "runs"
     cfg = cfg_of("ddpm", latent_preset, shared_data, data__latent="autoencoder")
-    from bench.runs.folders import run_dir_for
+    from bench.config.run import run_dir_for
 
     run_dir = train(cfg, run_dir_for(cfg, runs), progress=False, log=quiet, runs_dir=runs)
     return run_dir_for(cfg.parent("autoencoder"), runs), run_dir, cfg
@@ -140,7 +142,7 @@ def test_latent_run_records_its_autoencoder_and_the_scaling_factor_is_applied_sy
     stage_file = json.loads((run_dir / "autoencoder.json").read_text())
     assert stage_file["scaling_factor"] == recorded["scaling_factor"] and stage_file["latent_shape"] == [4, 8, 8]
 
-    from bench.data.datasets import load_dataset
+    from bench.data.load import load_dataset
 
     pixels = load_dataset(cfg.data)
     ae = methods.get_method("autoencoder")
@@ -148,7 +150,7 @@ def test_latent_run_records_its_autoencoder_and_the_scaling_factor_is_applied_sy
 
     model, _, _ = load_method(ae_dir)
     assert recorded["scaling_factor"] == pytest.approx(measure_scale(model, pixels))
-    monkeypatch.setattr("bench.runs.latent.measure_scale", lambda *a, **k: pytest.fail("the recorded factor is reused"))
+    monkeypatch.setattr("bench.runs.stage.measure_scale", lambda *a, **k: pytest.fail("the recorded factor is reused"))
     stage = load_stage(ae_dir, pixels)
     assert isinstance(model, ae) and stage.scale == recorded["scaling_factor"]
     data = LatentData(pixels, stage)
@@ -345,7 +347,7 @@ def dotted(table: dict, prefix: str) -> dict:
 @pytest.mark.parametrize("method", ["ddgan", "vdm", "flow", "cm"])
 def test_every_other_model_trains_and_samples_in_the_same_latent_space(method, trained_pair, latent_preset,
                                                                        shared_data, tmp_path):
-    from bench.runs.folders import run_dir_for
+    from bench.config.run import run_dir_for
     from tests.conftest import TINY_IMAGE_MODEL
 
     ae_dir, _, _ = trained_pair

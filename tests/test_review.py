@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 import bench
-
 from bench.report.plots import image_grid
 from tests.conftest import invoke
 

@@ -8,7 +8,7 @@ import torch
 
 import methods
 from bench.measure import runtime
-from bench.measure.compare import draw_samples
+from bench.measure.sampling import draw_samples
 from tests.conftest import invoke, native_sampler, one_error_line, tiny_model_config
 
 
@@ -67,8 +67,8 @@ def test_runtime_options_are_recorded_in_rows_and_change_the_grid(tiny_suite, tm
 
 
 def test_the_gpu_timing_script_writes_rows_at_small_sizes_on_cpu(tmp_path):
-    from typer.testing import CliRunner
     import typer
+    from typer.testing import CliRunner
 
     from bench.benchmarks import gpu_timing
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.data.datasets import load_dataset
 from bench.config.run import DataConfig
-from bench.metrics.evaluate import evaluate
 from bench.config.spec import resolve_compare_spec
+from bench.data.load import load_dataset
+from bench.metrics.evaluate import evaluate
 from bench.results.stats import compare_rows, half_width, significance_lines, summarise
 from tests.conftest import invoke, one_error_line
 

@@ -12,8 +12,6 @@ test pins what they measure so that a further drop still fails:
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 

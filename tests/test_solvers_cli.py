@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.report.readings.budgets import best_table, budget_reading, kendall_tau
 from bench.config.spec import list_suites, resolve_compare_spec
+from bench.report.readings.budgets import best_table, budget_reading, kendall_tau
 from tests.conftest import invoke
 
 

@@ -13,9 +13,15 @@ import pytest
 import torch
 from torch import nn
 
+from bench.measure.cell import timing_columns
+from bench.measure.timing import (
+    TimingSpec,
+    block_noise,
+    cpu_affinity,
+    measure,
+    time_sampler,
+)
 from bench.report.render import _efficiency
-from bench.measure.compare import timing_columns
-from bench.measure.timing import TimingSpec, block_noise, cpu_affinity, measure, time_sampler
 from tests.conftest import invoke
 
 CPU = torch.device("cpu")
@@ -131,8 +137,8 @@ def test_the_code_sha_is_taken_before_the_comparison_writes(tiny_suite, tmp_path
     """Regenerating committed results rewrites tracked files; the rows must still name the commit that
     ran, not "+dirty" from the comparison's own writes."""
     import bench.measure.compare
-    from bench.measure.compare import compare
     from bench.config.spec import resolve_compare_spec
+    from bench.measure.compare import compare
 
     calls = []
 

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from bench.data.toy2d import gaussians25, gaussians8
+from bench.data.toy2d import gaussians8, gaussians25
 from bench.metrics.toy import mixture_metrics, sliced_wasserstein
 
 

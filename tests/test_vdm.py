@@ -16,14 +16,21 @@ from safetensors.torch import load_file
 
 import methods
 from bench.config.run import resolve_run_config
-from bench.metrics.likelihood import bits_per_dim
 from bench.measure.timing import count_calls
+from bench.metrics.likelihood import bits_per_dim
 from bench.runs.train import train
-from methods.schedules import GAMMA_SCHEDULES, build_gamma, gaussian_eps_vp
 from methods.prediction import ContinuousSchedule, Prediction
 from methods.samplers.vdm import vdm_sample
+from methods.schedules import GAMMA_SCHEDULES, build_gamma, gaussian_eps_vp
 from methods.vdm import VDM, VDMConfig
-from tests.conftest import IMAGE_SHAPE, VECTOR_SHAPE, invoke, native_sampler, one_error_line, tiny_model_config
+from tests.conftest import (
+    IMAGE_SHAPE,
+    VECTOR_SHAPE,
+    invoke,
+    native_sampler,
+    one_error_line,
+    tiny_model_config,
+)
 
 MU = torch.tensor([1.0, -0.5])
 STD = torch.tensor([0.5, 0.2])

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.runs.checkpoint import atomic_write_bytes
+from bench.files import atomic_write_bytes
 
 MAX_FILES = 8  # what the return path takes
 NPZ_FILES = 3  # samples-1.npz .. samples-3.npz; with the 4 text files 7 in all, one spare for a cut-short write

@@ -22,12 +22,20 @@ from pathlib import Path
 import torch
 
 import methods
-from bench.measure import runtime
-from bench.config.run import RunConfig, load_preset, resolve_run_config, valid_keys
+from bench.config.run import (
+    PRESETS_DIR,
+    RunConfig,
+    load_preset,
+    load_toml,
+    resolve_run_config,
+    run_dir_for,
+    valid_keys,
+)
 from bench.data.images import to_uint8
+from bench.measure import runtime
+from bench.measure.sampling import draw_samples
 from bench.results.provenance import resolve_device
-from bench.measure.compare import draw_samples
-from bench.runs.folders import build_sampler, load_method, run_dir_for, training_seconds
+from bench.runs.folders import build_sampler, load_method, training_seconds
 from bench.runs.train import train
 
 MODELS = ("ddpm", "flow", "ddgan", "edm")
@@ -58,7 +66,6 @@ def run_config(model: str, *, preset: str, data_dir: str, sets: dict) -> RunConf
 
 
 def _preset_sections(preset: str) -> set[str]:
-    from bench.config.run import PRESETS_DIR, load_toml
 
     path = Path(preset) if preset.endswith(".toml") else PRESETS_DIR / f"{preset}.toml"
     return set(load_toml(path, "preset"))

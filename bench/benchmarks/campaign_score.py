@@ -17,6 +17,7 @@ default: Inception FID on the first 500 samples of each row, classifier metrics 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -25,9 +26,12 @@ import pandas as pd
 import torch
 import typer
 
-from bench.runs.checkpoint import atomic_write_text
+from bench.api import evaluate_command, metric_resources
+from bench.cli import user_errors
 from bench.errors import BenchError
+from bench.files import atomic_write_text
 from bench.results.sample_files import write_samples
+from bench.results.store import write_results
 
 
 def unpack(returned: Path, out: Path) -> list[Path]:
@@ -56,8 +60,6 @@ def unpack(returned: Path, out: Path) -> list[Path]:
 
 def score(files: list[Path], out: Path, *, data_dir: str, suite: str, resources, device: str, log) -> pd.DataFrame:
     """`bench evaluate` of every file (its folder OUT/evaluate/<key>), gathered into OUT/results.csv."""
-    from bench.api import evaluate_command
-    from bench.measure.compare import write_results
 
     rows = []
     for path in files:
@@ -127,10 +129,7 @@ def main(returned: Path = typer.Argument(..., help="The folder the GPU campaign 
          offline: bool = typer.Option(False, "--offline", help="Never download metric weights."),
          device: str = typer.Option("cpu", help="Where to score.")) -> None:
     """Unpack and score a GPU campaign's samples; write OUT and REPORTS/report.md."""
-    import os
 
-    from bench.cli import user_errors
-    from bench.api import metric_resources
 
     with user_errors():
         data_dir = data_dir or os.environ.get("BENCH_DATA_DIR", "")

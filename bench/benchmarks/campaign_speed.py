@@ -24,12 +24,23 @@ import time
 import torch
 
 import methods
-from bench.measure import runtime
 from bench.benchmarks import gpu_timing
+from bench.benchmarks.campaign_quality import (
+    valid_sets,  # a model gpu_timing does not size (edm)
+)
 from bench.benchmarks.gpu_timing import Case
+from bench.config.run import resolve_run_config
+from bench.measure import runtime
+from bench.measure.timing import (
+    TimingSpec,
+    _forward,
+    block_noise,
+    capture_first_call,
+    count_calls,
+    measure,
+    time_sampler,
+)
 from bench.runs.folders import build_sampler
-from bench.measure.timing import (TimingSpec, block_noise, capture_first_call, count_calls, measure, time_sampler,
-                          _forward)
 
 PAPER_SPEEDUP = 80.5 / 0.21  # DDGAN T = 4 over DDPM-1000 on one V100, CIFAR-10 (Xiao et al. 2022, Table 1): 383x
 SLOW_NFE = 200  # samplers with at least this many calls: 1 warm-up + 1 timed round
@@ -65,8 +76,6 @@ def build(case: Case, *, small: bool, device: torch.device) -> methods.Method:
     """The case's architecture with random weights (speed does not depend on them)."""
     if case.model in gpu_timing.SMALL:
         return gpu_timing.build_model(case, small=small, device=device)
-    from bench.benchmarks.campaign_quality import valid_sets  # a model gpu_timing does not size (edm)
-    from bench.config.run import resolve_run_config
 
     cls = methods.get_method(case.model)
     sets = valid_sets(cls, gpu_timing.SMALL["ddpm"]) if small else {}

@@ -38,10 +38,12 @@ import methods
 from bench.benchmarks import campaign_quality as quality
 from bench.benchmarks import campaign_speed as speed
 from bench.benchmarks.campaign_files import Outbox, check_folder
+from bench.cli import user_errors
+from bench.config.run import read_run_config
 from bench.errors import BenchError
-from bench.runs.folders import read_run_config
-from bench.results.provenance import device_name, git_sha, resolve_device, versions
+from bench.measure import runtime
 from bench.measure.timing import TimingSpec
+from bench.results.provenance import device_name, git_sha, resolve_device, versions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -306,7 +308,6 @@ def main(out: Path = typer.Argument(..., help="Empty folder for the results (at 
          num_samples: int = typer.Option(None, help="Samples per quality row (default 10000; --small 200)."),
          nfe: str = typer.Option("5,10,20", help="NFE budgets of the solver table.")) -> None:
     """Run the GPU campaign (speed and MNIST quality) into OUT."""
-    from bench.cli import user_errors
 
     with user_errors():
         base = Settings(**SMALL, small=True) if small else Settings()
@@ -324,7 +325,6 @@ def main(out: Path = typer.Argument(..., help="Empty folder for the results (at 
 
 
 def check(s: Settings) -> None:
-    from bench.measure import runtime
 
     if not set(s.parts) <= {"speed", "quality"} or not s.parts:
         raise BenchError(f"--parts takes speed and/or quality, got {','.join(s.parts)!r}")

@@ -26,13 +26,14 @@ import torch
 import typer
 
 import methods
-from bench.measure import runtime
-from bench.runs.checkpoint import atomic_write_text, check_writable
+from bench.cli import user_errors
 from bench.config.run import resolve_run_config
 from bench.errors import BenchError
+from bench.files import atomic_write_text, check_writable
+from bench.measure import runtime
+from bench.measure.timing import TimingSpec, time_sampler
 from bench.results.provenance import device_name, git_sha, resolve_device, versions
 from bench.runs.folders import build_sampler
-from bench.measure.timing import TimingSpec, time_sampler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +104,6 @@ def main(out: Path = typer.Option(Path("results/gpu-timing"), help="Folder for r
          repeats: int = typer.Option(5, help="Timed rounds."),
          max_seconds: float = typer.Option(120.0, help="Cap on the timed rounds of one configuration.")) -> None:
     """Time the CIFAR-10 architectures; rows go to OUT/results.csv."""
-    from bench.cli import user_errors
 
     with user_errors():
         dev = resolve_device(device)

@@ -24,6 +24,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import methods
+from bench.data.registry import get_dataset_info
 from bench.errors import BenchError
 
 if sys.version_info >= (3, 11):
@@ -310,7 +312,6 @@ def load_preset(name: str, method: str) -> dict[str, Any]:
 
 
 def _method_names() -> list[str]:
-    import methods
 
     return methods.list_methods()
 
@@ -353,7 +354,6 @@ def resolve_run_config(method: str, *, model_cls: type, preset: str, dataset: st
 
 def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
     """Each parent named by the method, on the child's preset and data, with its own overrides."""
-    import methods
 
     try:
         wanted = methods.get_method(cfg.method).parents(cfg.model)
@@ -362,7 +362,6 @@ def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
     data = {f"data.{k}": v for k, v in dataclasses.asdict(cfg.data).items()}
     out = []
     if cfg.data.latent:
-        from bench.runs.latent import autoencoder_parent
 
         out.append(("autoencoder", autoencoder_parent(cfg)))
     for role, (method, sets) in wanted.items():
@@ -377,7 +376,6 @@ def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
 
 def run_config_from_dict(d: dict[str, Any], model_cls: type) -> RunConfig:
     """Rebuild a RunConfig (and its parents) from a run's config.json."""
-    import methods
 
     parents = tuple((role, run_config_from_dict(p, methods.get_method(p["method"]).Config))
                     for role, p in d.get("parents", {}).items())
@@ -442,3 +440,56 @@ def validate_train(cfg: TrainConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise BenchError(msg)
+
+
+def run_dir_for(cfg: RunConfig, runs_dir: Path) -> Path:
+    return Path(runs_dir) / cfg.run_name(methods.get_method(cfg.method).key_params)
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.json"
+    try:
+        raw = json.loads(path.read_text())
+        return run_config_from_dict(raw, methods.get_method(raw["method"]).Config)
+    except FileNotFoundError:
+        raise BenchError(f"{run_dir} is not a training run (no config.json); train one with `bench train`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise BenchError(f"{path} is corrupt ({e}); delete the run folder and train again") from None
+    except ValueError as e:
+        raise BenchError(f"{path}: {e}") from None
+
+
+def is_path(latent: str) -> bool:
+    return latent != "autoencoder"
+
+
+def latent_option(latent: str) -> str:
+    """`--latent` as data.latent: 'autoencoder', or the absolute path of a run folder (a run's config.json then
+    names its autoencoder wherever it is read from)."""
+    return latent if not is_path(latent) else str(Path(latent).expanduser().resolve())
+
+
+def autoencoder_parent(cfg):
+    """The autoencoder RunConfig a latent run is built on: `data.latent = "autoencoder"` resolves the preset's
+    autoencoder on the same data (in pixel space); a run folder gives its own config.json."""
+
+    latent = cfg.data.latent
+    if cfg.method == "autoencoder":
+        raise BenchError("an autoencoder trains in pixel space: drop data.latent (--latent) from its run")
+    path = Path(latent).expanduser()
+    if is_path(latent) and not (path / "config.json").is_file():
+        raise BenchError(f"data.latent={latent!r} is neither 'autoencoder' nor a run folder (no config.json there);"
+                         " give --latent autoencoder or the folder `bench train autoencoder` wrote")
+    if get_dataset_info(cfg.data.name).kind != "image":
+        raise BenchError(f"data.latent needs image data; {cfg.data.name} is not an image dataset")
+    if not is_path(latent):
+        data = {f"data.{k}": v for k, v in dataclasses.asdict(cfg.data).items()}
+        return resolve_run_config("autoencoder", model_cls=methods.get_method("autoencoder").Config,
+                                  preset=cfg.preset, sets={**data, "data.latent": ""})
+    ae = read_run_config(path)
+    if ae.method != "autoencoder":
+        raise BenchError(f"data.latent={latent}: that run is a {ae.method}, not an autoencoder")
+    if ae.data.name != cfg.data.name or ae.data.resolution != cfg.data.resolution:
+        raise BenchError(f"data.latent={latent}: that autoencoder was trained on {ae.data.name} at resolution"
+                         f" {ae.data.resolution}, not on {cfg.data.name} at {cfg.data.resolution}")
+    return dataclasses.replace(ae, data=dataclasses.replace(ae.data, root=cfg.data.root))

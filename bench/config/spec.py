@@ -20,14 +20,26 @@ from pathlib import Path
 from typing import Any
 
 import methods
-from bench.config.run import (DataConfig, RunConfig, TrainConfig, build, load_toml, qualify, resolve_run_config,
-                          validate_run)
-from bench.data.datasets import DATASETS, get_dataset_info
-from bench.errors import BenchError
-from bench.metrics.options import MetricOptions, validate_options
-from bench.runs.folders import read_run_config, run_dir_for
+from bench.config.run import (
+    DataConfig,
+    RunConfig,
+    TrainConfig,
+    build,
+    latent_option,
+    load_toml,
+    qualify,
+    read_run_config,
+    resolve_run_config,
+    run_dir_for,
+    validate_run,
+)
 from bench.config.suite_schema import MAX_BOOTSTRAP, MAX_SAMPLES, MAX_SEED, check_suite
+from bench.data.registry import DATASETS, get_dataset_info
+from bench.errors import BenchError
+from bench.measure import runtime
 from bench.measure.timing import TimingSpec
+from bench.metrics.options import MetricOptions, validate_options
+from bench.runs.checkpoint import latest_checkpoint
 from methods.grids import Grid, parse_grids
 from methods.guidance import UNCOND, Guidance
 
@@ -237,7 +249,6 @@ def is_run_folder(name: str) -> bool:
 
 def pinned_runs(names: list[str]) -> dict[str, RunConfig]:
     """The run folders among --model entries, with their configs; each must hold a checkpoint."""
-    from bench.runs.checkpoint import latest_checkpoint
 
     out = {}
     for name in names:
@@ -323,8 +334,6 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
            seeds: list[int] | None = None, bootstrap: int | None = None, guidance: list[str] | None = None,
            classes: str | None = None, precision: str | None = None, compile_: bool | None = None,
            latent: str | None = None, grids: list[str] | None = None) -> CompareSpec:
-    from bench.measure import runtime
-    from bench.runs.latent import latent_option
 
     dataset = dataset or raw.get("dataset", "gaussians25")
     precision = raw.get("precision", "fp32") if precision is None else precision

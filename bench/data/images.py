@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from bench.config.run import DataConfig
 from bench.errors import BenchError
@@ -171,7 +172,6 @@ def load_folder(path: Path, *, resolution: int) -> tuple[torch.Tensor, torch.Ten
                                                          torch.Tensor | None]:
     """(train images, train labels, test images, test labels) of every image file below `path`; every
     10th sorted file is test; labels from sub-folders (`folder_labels`) or None."""
-    from PIL import Image
 
     if not path.is_dir():
         raise BenchError(f"folder dataset {path} does not exist; give folder:/path/to/images")

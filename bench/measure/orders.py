@@ -27,7 +27,8 @@ import pandas as pd
 import torch
 
 import methods
-from bench.runs.checkpoint import atomic_write_text
+from bench.files import atomic_write_text
+from bench.runs.folders import build_sampler
 from methods.grids import Grid
 from methods.sigma import denoiser_of
 
@@ -107,7 +108,6 @@ def fit_order(nfe: list[float], err: list[float], points: int = 3) -> tuple[floa
 def measure_orders(cells, load, *, noise_for) -> pd.DataFrame:
     """orders.csv rows for the deterministic cells on exact-score models. `load(cell)` returns the cell's
     model; `noise_for(cell, model)` its first noise block."""
-    from bench.runs.folders import build_sampler
 
     rows, caches = [], {}
     for cell in cells:

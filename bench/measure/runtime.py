@@ -16,11 +16,12 @@ import functools
 
 import torch
 
+from bench.errors import BenchError
+
 PRECISIONS = ("fp32", "bf16")
 
 
 def check(precision: str, compile_: bool) -> None:
-    from bench.errors import BenchError
 
     if precision not in PRECISIONS:
         raise BenchError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")

@@ -14,6 +14,10 @@ import dataclasses
 from typing import Any, Callable
 
 import torch
+from accelerate import PartialState
+from accelerate.utils import gather_object
+
+from bench.errors import BenchError
 
 
 def no_accelerator() -> bool:
@@ -23,7 +27,6 @@ def no_accelerator() -> bool:
 
 
 def _state():
-    from accelerate import PartialState
 
     return PartialState(cpu=no_accelerator())
 
@@ -54,7 +57,6 @@ class Shard:
         """`obj` of every process, in process order (tensors travel on the CPU)."""
         if self.world == 1:
             return [obj]
-        from accelerate.utils import gather_object
 
         return gather_object([obj])
 
@@ -67,7 +69,6 @@ class Shard:
 
     def raise_together(self, error: str | None) -> None:
         """An error on any process is raised by every process (none is left waiting in a collective)."""
-        from bench.errors import BenchError
 
         errors = [e for e in self.gather(error) if e]
         if errors:

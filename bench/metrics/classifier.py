@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from bench.runs.checkpoint import atomic_write_text, file_sha256
 from bench.errors import BenchError
+from bench.files import atomic_write_text, file_sha256
 
 VERSION = 1  # bump when the architecture or the training recipe changes
 INPUT_SIZE = 28

@@ -13,8 +13,9 @@ from typing import Callable
 import torch
 
 from bench.metrics import bootstrap as boot
-from bench.metrics.options import MetricOptions, MetricResources
 from bench.metrics.conditional import toy_conditional
+from bench.metrics.images import ImageEvaluator, floor_images
+from bench.metrics.options import MetricOptions, MetricResources
 from bench.metrics.toy import mixture_metrics, sliced_wasserstein
 
 EVAL_SEED_OFFSET = 10_000  # fresh reference data never shares a seed with training data or samples
@@ -33,7 +34,6 @@ def image_evaluator(data, *, options: MetricOptions, resources: MetricResources,
     extraction over the processes of a launch (bench/shard.py)."""
     if not is_image_data(data):
         return None
-    from bench.metrics.images import ImageEvaluator
 
     return ImageEvaluator(data, options=options, resources=resources, num_samples=num_samples, data_cfg=data_cfg,
                           device=device, log=log, shard=shard)
@@ -76,7 +76,6 @@ def floor_samples(data, n: int, *, seed: int, labelled: bool = False):
     Images: n test images (the reference set is training images). `labelled`: (samples, their true
     classes), for the floor of a conditional grid (None where the data has no labels)."""
     if is_image_data(data):
-        from bench.metrics.images import floor_images
 
         x, y = floor_images(data, n, seed=2 * EVAL_SEED_OFFSET + seed)
     else:

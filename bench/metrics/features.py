@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.runs.checkpoint import file_sha256
 from bench.errors import BenchError
+from bench.files import file_sha256
 from bench.metrics.options import MetricResources
 
 INCEPTION = "inception-v3-compat"

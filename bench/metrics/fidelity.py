@@ -36,7 +36,11 @@ def frechet_distance(stats_1: dict[str, np.ndarray], stats_2: dict[str, np.ndarr
 
 def kid(features_1: torch.Tensor, features_2: torch.Tensor, *, subset_size: int) -> tuple[float, float]:
     """(mean, std) of KID; the subset size is capped at the smaller set."""
-    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+    from torch_fidelity.metric_kid import (
+        KEY_METRIC_KID_MEAN,
+        KEY_METRIC_KID_STD,
+        kid_features_to_metric,
+    )
 
     size = min(subset_size, len(features_1), len(features_2))
     out = kid_features_to_metric(features_1.double(), features_2.double(), kid_subsets=KID_SUBSETS,
@@ -46,7 +50,11 @@ def kid(features_1: torch.Tensor, features_2: torch.Tensor, *, subset_size: int)
 
 def precision_recall(generated: torch.Tensor, real: torch.Tensor, *, k: int) -> tuple[float, float]:
     """(precision, recall) of `generated` against `real` (first m = min sizes of each, equal sizes)."""
-    from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
+    from torch_fidelity.metric_prc import (
+        KEY_METRIC_PRECISION,
+        KEY_METRIC_RECALL,
+        prc_features_to_metric,
+    )
 
     m = min(len(generated), len(real))
     if m <= k:
@@ -58,7 +66,11 @@ def precision_recall(generated: torch.Tensor, real: torch.Tensor, *, k: int) -> 
 
 def inception_score(logits: torch.Tensor, *, splits: int = IS_SPLITS) -> tuple[float, float]:
     """(mean, std) over `splits` shuffled splits; `logits` may be log-probabilities (same softmax)."""
-    from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
+    from torch_fidelity.metric_isc import (
+        KEY_METRIC_ISC_MEAN,
+        KEY_METRIC_ISC_STD,
+        isc_features_to_metric,
+    )
 
     out = isc_features_to_metric(logits.double().cpu(), splits=splits, shuffle=True, rng_seed=RNG_SEED)
     return out[KEY_METRIC_ISC_MEAN], out[KEY_METRIC_ISC_STD]

@@ -24,15 +24,26 @@ import numpy as np
 import torch
 
 from bench.config.run import DataConfig
-from bench.data.datasets import DatasetInfo, get_dataset_info
 from bench.data.images import STACKED_TEST_SIZE
-from bench.runs.checkpoint import check_writable
+from bench.data.load import load_dataset
+from bench.data.registry import DatasetInfo, get_dataset_info
 from bench.errors import BenchError
+from bench.files import check_writable
+from bench.measure.shard import SINGLE
 from bench.metrics import bootstrap as boot
 from bench.metrics import domain, fidelity
 from bench.metrics.classifier import Classifier, fingerprint, load_or_train
 from bench.metrics.conditional import conditional_metrics
-from bench.metrics.features import INCEPTION, LOGITS, POOL3, VGG16, VGG16_LAYER, Extractor, Unavailable, load_extractor
+from bench.metrics.features import (
+    INCEPTION,
+    LOGITS,
+    POOL3,
+    VGG16,
+    VGG16_LAYER,
+    Extractor,
+    Unavailable,
+    load_extractor,
+)
 from bench.metrics.options import MetricOptions, MetricResources, validate_options
 from bench.results.schema import safe_name
 
@@ -56,7 +67,6 @@ class ImageEvaluator:
                  data_cfg: DataConfig, device: torch.device, log: Callable[[str], None] = print, shard=None):
         """`shard` (bench/shard.py): under several processes each extracts the features of its slice of
         the images, and the slices are gathered; only the main process writes the caches."""
-        from bench.measure.shard import SINGLE
 
         validate_options(options)
         self.data, self.options, self.resources, self.device, self.log = data, options, resources, device, log
@@ -130,7 +140,6 @@ class ImageEvaluator:
         if source is None:
             self.unavailable["classifier"] = f"No domain classifier for {self.data.name} (MNIST-family data only)"
             return None
-        from bench.data.datasets import load_dataset
 
         src = load_dataset(DataConfig(name=source, root=data_cfg.root, download=data_cfg.download))
         clf = load_or_train(source, src, cache_dir=self.cache_dir, device=self.device, log=self.log)

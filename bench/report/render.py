@@ -12,21 +12,28 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from bench.report.readings.budgets import best_table, budget_reading, budgets, model_name, primary_metric, sampler_of, with_groups
-from bench.results import folder as results_folder
-from bench.runs.checkpoint import atomic_write_text, check_writable
-from bench.results import stats
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+from bench.data.registry import get_dataset_info
+from bench.files import atomic_write_text, check_writable
 from bench.report.plots import plt, scatter, show_grid
-from bench.report.readings.latent import latent_section
-from bench.results.schema import FLOOR_METHOD, METRICS, Metric, safe_name
-from bench.report.readings.guidance import guidance_reading, plot_vs_guidance
-from bench.report.readings.straightening import straightening_reading
+from bench.report.readings.budgets import (
+    best_table,
+    budget_reading,
+    budgets,
+    model_name,
+    primary_metric,
+    sampler_of,
+    with_groups,
+)
 from bench.report.readings.fewstep import fewstep_reading
+from bench.report.readings.guidance import guidance_reading, plot_vs_guidance
+from bench.report.readings.latent import latent_section
 from bench.report.readings.orders import orders_section
-
+from bench.report.readings.straightening import straightening_reading
+from bench.results import folder as results_folder
+from bench.results import stats
+from bench.results.schema import FLOOR_METHOD, METRICS, Metric, safe_name
 
 UNAVAILABLE = "unavailable"  # shown for a metric that the setup could not compute (reason in the notes)
 
@@ -572,7 +579,6 @@ def _protocol(timing: dict, *, interleaved: bool) -> str:
 
 def _digit_triples(dataset) -> bool:
     """Whether the dataset's modes are classifier digit triples (StackedMNIST); False for unknown names."""
-    from bench.data.datasets import get_dataset_info
 
     try:
         return isinstance(dataset, str) and get_dataset_info(dataset).digit_triples

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from bench.errors import BenchError
+
 LIBRARIES = ("torch", "torchvision", "diffusers", "accelerate", "torch-fidelity", "safetensors", "numpy",
              "pandas", "matplotlib")
 
@@ -41,7 +43,6 @@ def versions() -> dict[str, str]:
 def resolve_device(device: str | torch.device) -> torch.device:
     """`--device` (auto, cpu, cuda, cuda:N) as a torch device; a clear error for anything else or
     for cuda on a machine without one."""
-    from bench.errors import BenchError
 
     if isinstance(device, torch.device):
         return device

@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from bench.runs.checkpoint import atomic_write_text
+from bench.files import atomic_write_text
 from bench.results.schema import FLOOR_METHOD, METRIC, METRICS, key_text
+from bench.results.store import read_results
 
 LEVEL = 0.95
 GROUP = ["method", "label", "variant", "model", "steps", "guidance", "nfe_target"]
@@ -104,7 +105,6 @@ def seeded(df: pd.DataFrame) -> bool:
 
 def write_summary(results_dir: Path) -> Path | None:
     """summary.csv beside results.csv (rewritten whole, atomically); None for an empty table."""
-    from bench.measure.compare import read_results
 
     df = read_results(results_dir)
     if df.empty:

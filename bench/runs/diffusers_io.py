@@ -30,10 +30,20 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from bench.runs.checkpoint import atomic_write_text, check_writable, file_sha256
+from bench.files import atomic_write_text, check_writable, file_sha256
 from bench.config.run import DataConfig, run_config_from_dict
-from bench.data.datasets import get_dataset_info, load_dataset
+from bench.data.load import load_dataset
+from bench.data.registry import get_dataset_info
 from bench.errors import BenchError
+import methods
+from bench.results.provenance import environment
+from bench.config.run import run_dir_for
+from bench.runs.train import EMA, _save_state  # the one checkpoint writer
+from safetensors.torch import load_file
+from bench.config.run import read_run_config
+from diffusers import DDPMPipeline, DDPMScheduler
+from bench.runs.folders import load_method
+from methods.nets.unet import UNet
 
 IMPORT_PRESET = "diffusers-import"
 WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -103,10 +113,6 @@ def _unet_config(folder: Path) -> dict[str, Any]:
 def import_pipeline(source: str, *, dataset: str, runs_dir: Path, data_root: str = "", out: Path | None = None,
                     log: Callable[[str], None] = print) -> Path:
     """Turn a DDPMPipeline folder (or hub id) into a complete `ddpm` run; returns its folder."""
-    import methods
-    from bench.results.provenance import environment
-    from bench.runs.folders import run_dir_for
-    from bench.runs.train import EMA, _save_state  # the one checkpoint writer
 
     info = get_dataset_info(dataset)
     if info.kind != "image":
@@ -136,7 +142,6 @@ def import_pipeline(source: str, *, dataset: str, runs_dir: Path, data_root: str
         method = cls(cfg.model, data.shape)
     except ValueError as e:
         raise BenchError(f"{folder} cannot be imported: {e}") from None
-    from safetensors.torch import load_file
 
     state = load_file(weights)
     try:
@@ -145,7 +150,6 @@ def import_pipeline(source: str, *, dataset: str, runs_dir: Path, data_root: str
         raise BenchError(f"{weights} does not fit the UNet's config ({str(e).splitlines()[0]})") from None
     run_dir = Path(out) if out is not None else run_dir_for(cfg, runs_dir)
     if (run_dir / "config.json").exists():
-        from bench.runs.folders import read_run_config
 
         if read_run_config(run_dir).run_id() == cfg.run_id():
             log(f"{run_dir} already holds this import")
@@ -189,10 +193,7 @@ class _NoStream:
 
 def export_run(run_dir: Path, dst: Path, *, log: Callable[[str], None] = print) -> Path:
     """Write a trained image `ddpm` run (EMA weights) as a DDPMPipeline folder at `dst`."""
-    from diffusers import DDPMPipeline, DDPMScheduler
 
-    from bench.runs.folders import load_method
-    from methods.nets.unet import UNet
 
     method, cfg, meta = load_method(run_dir)
     if cfg.method != "ddpm":

@@ -15,25 +15,9 @@ import torch
 
 import methods
 from bench.runs.checkpoint import latest_checkpoint, load_weights, read_meta
-from bench.config.run import RunConfig, run_config_from_dict
+from bench.config.run import RunConfig, read_run_config
 from bench.errors import BenchError
-
-
-def run_dir_for(cfg: RunConfig, runs_dir: Path) -> Path:
-    return Path(runs_dir) / cfg.run_name(methods.get_method(cfg.method).key_params)
-
-
-def read_run_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / "config.json"
-    try:
-        raw = json.loads(path.read_text())
-        return run_config_from_dict(raw, methods.get_method(raw["method"]).Config)
-    except FileNotFoundError:
-        raise BenchError(f"{run_dir} is not a training run (no config.json); train one with `bench train`") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-        raise BenchError(f"{path} is corrupt ({e}); delete the run folder and train again") from None
-    except ValueError as e:
-        raise BenchError(f"{path}: {e}") from None
+from methods.guidance import condition
 
 
 def completed_step(run_dir: Path) -> int:
@@ -72,7 +56,6 @@ def load_method(run_dir: Path, *, device: torch.device | str = "cpu",
 def build_sampler(sampler: str, model: methods.Method, steps: int, options: Any, guidance=None, grid=None):
     """The named sampler built for `model` (a conditional model's: with its methods.guidance.Guidance, w = 0
     when None); a pairing or option it rejects is a one-line BenchError."""
-    from methods.guidance import condition
 
     try:
         return condition(methods.get_sampler(sampler).build(model, steps, options, grid), model, guidance)

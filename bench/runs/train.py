@@ -30,14 +30,23 @@ from accelerate.utils import gather_object
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import methods
-from bench.runs.checkpoint import atomic_write_text, check_writable, latest_checkpoint, load_training_state, load_weights, save_checkpoint
+from bench.runs.checkpoint import latest_checkpoint, load_training_state, load_weights, save_checkpoint
+from bench.files import atomic_write_text, check_writable
 from bench.config.run import CADENCE_KEYS, RunConfig, TrainConfig, diff_configs, validate_run
-from bench.data.datasets import IndexStream, check_labels, load_dataset
+from bench.data.load import IndexStream, check_labels, load_dataset
 from bench.errors import BenchError, DivergenceError
-from bench.runs.latent import LatentData, autoencoder_dir, load_stage, record_stage
+from bench.runs.stage import autoencoder_dir, load_stage, record_stage
+from bench.data.latent import LatentData
 from bench.results.provenance import environment
 from bench.measure.shard import Shard, no_accelerator
-from bench.runs.folders import completed_step, is_complete, load_method, read_run_config, run_dir_for
+from bench.runs.folders import completed_step, is_complete, load_method
+from bench.config.run import read_run_config, run_dir_for
+from filelock import FileLock, Timeout
+import os
+from bench.report.plots import save_preview
+from bench.measure.timing import call_sampler
+from methods.guidance import condition
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
 def lr_factor(cfg: TrainConfig, base_lr: float) -> Callable[[int], float]:
@@ -177,7 +186,6 @@ def ensure_trained(cfg: RunConfig, run_dir: Path, *, runs_dir: Path, progress: b
     """Train `cfg` into `run_dir` unless it is complete, resuming an unfinished run. The run folder is
     locked meanwhile (`run_dir/.lock`), so that two processes that need the same run train it once:
     the second waits, then finds it complete."""
-    from filelock import FileLock, Timeout
 
     shard = Shard.current()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -225,7 +233,6 @@ def any_rank(accelerator: Accelerator, flag: bool) -> bool:
 def check_launch(accelerator: Accelerator) -> None:
     """A launcher that started several processes which Accelerate did not join into one group (e.g.
     `accelerate launch --cpu --num_processes 2` without MPI) would train N copies into one folder."""
-    import os
 
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world > 1 and accelerator.num_processes != world:
@@ -576,9 +583,6 @@ def _preview(method, ema, data, cfg, run_dir, device, log) -> None:
     model's native sampler is used when it takes that many steps, else the first registered sampler
     of this model that does (e.g. ddim-50 for a ddpm run), so previews of slow samplers stay cheap. A
     class-conditional model previews conditional samples (w = 0) of classes 0, 1, 2, ... in turn."""
-    from bench.report.plots import save_preview
-    from bench.measure.timing import call_sampler
-    from methods.guidance import condition
 
     cls = type(method)
     if not cls.samplable:
@@ -605,7 +609,6 @@ def _preview(method, ema, data, cfg, run_dir, device, log) -> None:
 
 def _preview_reconstructions(method, ema, data, cfg, run_dir, device) -> None:
     """A stage's preview.png (the autoencoder): test images above their reconstructions (EMA weights)."""
-    from bench.report.plots import save_preview
 
     scoring = copy.deepcopy(method).to(device).eval()
     ema.apply_to(scoring)
@@ -622,7 +625,6 @@ class _Bar:
     def __init__(self, enabled: bool, total: int, start: int):
         self.enabled = enabled
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                                      TextColumn("{task.fields[info]}"))

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 
 from torch import nn
+from methods.nets.mlp import TimeMLP
+from methods.nets.unet import UNet
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +41,6 @@ def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0,
     if kind == "mlp":
         if len(data_shape) != 1:
             raise ValueError(f"net.kind=mlp needs vector data, got shape {data_shape}; use net.kind=unet")
-        from methods.nets.mlp import TimeMLP
 
         return TimeMLP(data_shape[0] + in_extra, out_dim=data_shape[0], hidden=cfg.hidden, depth=cfg.depth,
                        emb_dim=cfg.emb_dim, t_scale=t_scale, num_classes=num_classes,
@@ -49,13 +50,11 @@ def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0,
     if kind == "unet":
         if len(data_shape) != 3:
             raise ValueError(f"net.kind=unet needs image data (C, H, W), got shape {data_shape}; use net.kind=mlp")
-        from methods.nets.unet import UNet
 
         return UNet(data_shape, channels=cfg.channels, layers_per_block=cfg.layers_per_block,
                     attn_levels=cfg.attn_levels, dropout=cfg.dropout, in_extra=in_extra, t_scale=t_scale,
                     num_classes=num_classes, two_times=two_times)
     if kind == "diffusers":
-        from methods.nets.unet import UNet
 
         if not cfg.unet_config:
             raise ValueError("net.kind=diffusers needs net.unet_config (a UNet2DModel config as JSON);"

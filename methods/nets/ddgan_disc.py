@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from methods.nets.fir import fir_downsample
-from methods.nets.ddgan_nets import SQRT2, Projection, dense, sinusoidal, variance_scaling_
+from methods.nets.ddgan_layers import SQRT2, Projection, dense, sinusoidal, variance_scaling_
 
 # (in, out) channel multiples of ngf and whether the block halves the resolution
 LAYOUTS = {

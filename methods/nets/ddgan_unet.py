@@ -23,8 +23,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from methods.nets.fir import fir_downsample, fir_upsample
-from methods.nets.ddgan_nets import SQRT2, GenConfig, LatentEmbedding, ada_group_norm, dense, sinusoidal, \
-    variance_scaling_
+from methods.nets.ddgan_layers import (SQRT2, GenConfig, LatentEmbedding, ada_group_norm, dense, sinusoidal,
+                                       variance_scaling_)
 
 
 

@@ -24,6 +24,7 @@ from methods.base import LoopSampler, StepRange
 from methods.prediction import Prediction
 from methods.registry import register_sampler
 from methods.samplers.base import SamplerDef
+from methods.cm import discretisation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,6 @@ class CM(SamplerDef):
     @staticmethod
     def levels_of(model_cfg, opts: CMOptions) -> int:
         """The grid's size: the option, or the model's discretisation at the end of its curriculum."""
-        from methods.cm import discretisation
 
         return opts.grid or discretisation(model_cfg, model_cfg.curriculum_steps)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+import methods
 from bench.report.readings.budgets import primary_metric, rank_rows
 from bench.results.schema import FLOOR_METHOD, METRIC
 
@@ -18,7 +19,6 @@ SOLVER_KINDS = {"eps", "x0", "v", "velocity"}  # a prediction an ODE/SDE solver 
 
 def _registration(model) -> tuple[str, str] | None:
     """(kind, time) of a registered model; None for names this version lacks (a foreign folder)."""
-    import methods
 
     try:
         cls = methods.get_method(str(model))

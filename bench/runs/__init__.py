@@ -1,0 +1,1 @@
+"""Training runs: the training loop, checkpoints, run folders, the autoencoder stage, diffusers import and export."""
