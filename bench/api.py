@@ -44,20 +44,21 @@ from bench.measure.sampling import draw_samples
 from bench.metrics.classifier import SOURCES, load_or_train
 from bench.metrics.evaluate import MetricOptions, evaluate, image_evaluator
 from bench.metrics.options import MetricResources, validate_options
+from bench.results.schema import RENAMED
 from bench.results.provenance import device_name, git_sha, resolve_device, versions
 from bench.results.sample_files import read_meta, read_samples, write_samples
 from bench.results.store import write_results
-from bench.runs.folders import build_sampler, load_method
+from bench.runs.folders import build_sampler, load_model
 from bench.runs.stage import stage_of_run
 from bench.runs.train import train
 from methods.grids import Grid, split_top_level
 from methods.guidance import Guidance
 
 
-def _method(name: str) -> type[methods.Method]:
+def _method(name: str) -> type[methods.Model]:
     """A model class by name, or a one-line BenchError naming the models."""
     try:
-        return methods.get_method(name)
+        return methods.get_model(name)
     except ValueError as e:
         raise BenchError(str(e)) from None
 
@@ -66,7 +67,7 @@ def train_command(method: str, *, dataset: str | None, preset: str | None, confi
                   sets: list[str], out: Path | None, resume: bool, runs_dir: Path, data_dir: str, progress: bool,
                   log: Callable[[str], None], log_with: str | None = None, latent: str | None = None) -> Path:
 
-    if method not in methods.list_methods() and method in methods.list_samplers():
+    if method not in methods.list_models() and method in methods.list_samplers():
         model = methods.get_sampler(method).default_model
         raise BenchError(f"{method} is a sampler, not a model: train the model it samples (`bench train {model}`),"
                          f" then sample it with --methods {method}")
@@ -133,8 +134,8 @@ def _grid_list(split, text: str | None) -> list[str] | None:
 
 def listing() -> str:
     lines = ["models (bench train NAME):"]
-    for name in methods.list_methods():
-        cls = methods.get_method(name)
+    for name in methods.list_models():
+        cls = methods.get_model(name)
         cond = (", class-conditional with model.num_classes" + ("" if cls.guided else " (no guidance)")) if \
             "num_classes" in {f.name for f in dataclasses.fields(cls.Config)} else ""
         lines.append(f"  {name:<13} {cls.summary}" + (f" [{cls.kind}, {cls.time} time{cond}]" if cls.samplable else ""))
@@ -153,12 +154,12 @@ def listing() -> str:
 
 def compatibility() -> list[str]:
     """A sampler x model table: yes, yes* (the default model) or no (stages such as the autoencoder are left out)."""
-    models = [m for m in methods.list_methods() if methods.get_method(m).samplable]
+    models = [m for m in methods.list_models() if methods.get_model(m).samplable]
     rows = [["sampler", *models]]
     for name in methods.list_samplers():
         cls = methods.get_sampler(name)
         rows.append([name, *[("yes*" if m == cls.default_model else "yes")
-                             if cls.runs_on(methods.get_method(m)) is None else "-" for m in models]])
+                             if cls.runs_on(methods.get_model(m)) is None else "-" for m in models]])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
@@ -215,7 +216,7 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
         raise BenchError(f"{cls.name}: {error}")
     dev = resolve_device(device)
     check_writable(out.parent)
-    m, cfg, meta = load_method(run, device=dev)
+    m, cfg, meta = load_model(run, device=dev)
     runtime.prepare(m.denoisers(), precision=precision, compile_=compile_, device=dev)
     sampler = build_sampler(cls.name, m, steps, options, guidance=sample_guidance(m, guidance, classes), grid=grid_spec)
     if cfg.data.latent:  # decoded before anything is written: the file holds images
@@ -227,7 +228,7 @@ def sample_command(run: Path, *, steps: int | None, num: int, out: Path, method:
                                   to_data=to_uint8 if image else None, require_finite=True, classes=classes)
     conditioning = {"classes": classes, **sampler.guidance.describe()} if labels is not None else {}
     write_samples(out, x, labels=labels, meta={**conditioning,
-        "run_dir": str(run), "run_id": cfg.run_id(), "method": cls.name, "model": cfg.method,
+        "run_dir": str(run), "run_id": cfg.run_id(), "sampler": cls.name, "model": cfg.method,
         "label": sampler.label, "steps": steps, "nfe_declared": sampler.nfe, "nfe_measured": nfe, "seed": seed,
         "batch": min(batch, num), "num_samples": num, "checkpoint_step": meta["step"], "dataset": cfg.data.name,
         "layout": "N x C x H x W uint8" if image else "N x 2 float32", "shape": list(x.shape),
@@ -302,10 +303,11 @@ def _evaluate_row(file: Path, meta: dict, metrics: dict, notes: list[str], *, n:
 
 
 
-    keys = ("method", "label", "model", "steps", "nfe_declared", "nfe_measured", "run_id", "checkpoint_step")
+    meta = {RENAMED.get(k, k): v for k, v in meta.items()}  # sample files written before a rename
+    keys = ("sampler", "label", "model", "steps", "nfe_declared", "nfe_measured", "run_id", "checkpoint_step")
     settings = meta.get("sampler_settings")
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return {"method": "samples", "label": Path(file).stem, **{k: meta[k] for k in keys if k in meta},
+    return {"sampler": "samples", "label": Path(file).stem, **{k: meta[k] for k in keys if k in meta},
             "seed": meta.get("seed", seed), "num_samples": n, **metrics,
             "sampler_settings": json.dumps(settings, sort_keys=True) if settings is not None else "",
             "notes": "; ".join(notes), "device": device_name(device), "torch_threads": torch.get_num_threads(),

@@ -10,9 +10,9 @@ from methods import autoencoder, cm, data_oracle, ddgan, ddpm, ect, edm, flow, m
 from methods.samplers import (ancestral, cm as cm_sampler, ddgan as ddgan_sampler, ddim, deis,  # noqa: F401
                               dpm_solver, edm as edm_samplers, flow as flow_samplers, ipndm, k_samplers,
                               meanflow as meanflow_sampler, pndm, unipc, vdm as vdm_sampler)
-from methods.base import LoopSampler, Method, ParamGroup, Sampler, StepRange
-from methods.registry import (get_method, get_sampler, list_methods, list_samplers, register_method,
+from methods.base import LoopSampler, Model, ParamGroup, Sampler, StepRange
+from methods.registry import (get_model, get_sampler, list_models, list_samplers, register_model,
                               register_sampler, samplers_for)
 
-__all__ = ["LoopSampler", "Method", "ParamGroup", "Sampler", "StepRange", "get_method", "get_sampler",
-           "list_methods", "list_samplers", "register_method", "register_sampler", "samplers_for"]
+__all__ = ["LoopSampler", "Model", "ParamGroup", "Sampler", "StepRange", "get_model", "get_sampler",
+           "list_models", "list_samplers", "register_model", "register_sampler", "samplers_for"]

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch import nn
 
-from methods.base import Method, ParamGroup
-from methods.registry import register_method
+from methods.base import Model, ParamGroup
+from methods.registry import register_model
 
 REC_LOSSES = ("l1", "l2")
 
@@ -65,8 +65,8 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
-@register_method("autoencoder")
-class Autoencoder(Method):
+@register_model("autoencoder")
+class Autoencoder(Model):
     """A KL autoencoder: the latent space other methods run in (`--latent`). Trained, never sampled."""
 
     Config = AutoencoderConfig

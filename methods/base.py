@@ -1,7 +1,7 @@
-"""The contract of a trained model in `methods/`: a Method trains and exposes a Prediction.
+"""The contract of a trained model in `methods/`: a Model trains and exposes a Prediction.
 
-No algorithm lives here. A model file (ddpm.py, vdm.py, ...) subclasses `Method`,
-declares a frozen `Config` dataclass and registers itself with `register_method`.
+No algorithm lives here. A model file (ddpm.py, vdm.py, ...) subclasses `Model`,
+declares a frozen `Config` dataclass and registers itself with `register_model`.
 Samplers live apart, in `methods/samplers/` (their contract: `methods/samplers/base.py`).
 
 Training: the harness builds one optimizer per entry of `param_groups()` and, each
@@ -89,10 +89,10 @@ class LoopSampler:
         return self.loop(noise, generator=generator)
 
 
-class Method(nn.Module):
+class Model(nn.Module):
     """Base class of every registered model. Subclasses set the class attributes below."""
 
-    name: ClassVar[str] = ""  # set by register_method
+    name: ClassVar[str] = ""  # set by register_model
     Config: ClassVar[type]  # a frozen dataclass of hyper-parameters
     phases: ClassVar[tuple[str, ...]] = ("model",)  # optimizer names, in update order
     ema_modules: ClassVar[tuple[str, ...]] = ()  # attribute names of submodules that get an EMA copy
@@ -136,7 +136,7 @@ class Method(nn.Module):
         passes them to `attach_parents`; their run ids are part of this run's id. {} for most."""
         return {}
 
-    def attach_parents(self, parents: dict[str, "Method"], *, run_dir: Any, seed: int,
+    def attach_parents(self, parents: dict[str, "Model"], *, run_dir: Any, seed: int,
                        log: Callable[[str], None] = print) -> None:
         """Called once before training starts or resumes (before the EMA copies are made), with
         the trained parents (EMA weights, eval mode). Anything derived from them that training

@@ -44,11 +44,11 @@ import math
 
 import torch
 
-from methods.base import Method, ParamGroup
+from methods.base import Model, ParamGroup
 from methods.nets import NetConfig, build_net
 from methods.prediction import KarrasSchedule, Prediction
-from methods.registry import register_method
-from methods.registry import get_method
+from methods.registry import register_model
+from methods.registry import get_model
 
 MODES = ("distill", "train")
 CURRICULA = ("auto", "fixed", "ct", "ict")
@@ -114,8 +114,8 @@ def target_decay(cfg: CMConfig, step: int) -> float:
     return math.exp(cfg.s0 * math.log(cfg.target_decay) / discretisation(cfg, step))
 
 
-@register_method("cm")
-class ConsistencyModel(Method):
+@register_model("cm")
+class ConsistencyModel(Model):
     """f_theta(x, sigma) with the boundary condition built in; CD or CT by `mode`."""
 
     Config = CMConfig
@@ -155,7 +155,7 @@ class ConsistencyModel(Method):
             raise ValueError(f"target_decay must be in [0, 1) (ema-ct: (0, 1), it is mu_0 of exp(s0 log mu_0 / N)),"
                              f" got {cfg.target_decay}")
         if cfg.mode == "distill":
-            teacher = get_method(cfg.teacher)
+            teacher = get_model(cfg.teacher)
             if teacher.kind != "eps":
                 raise ValueError(f"teacher {cfg.teacher!r} predicts {teacher.kind}, not eps; use ddpm, vdm or oracle")
 
@@ -166,7 +166,7 @@ class ConsistencyModel(Method):
     def attach_parents(self, parents, *, run_dir, seed: int, log=print) -> None:
         self.set_teacher(parents["teacher"])
 
-    def set_teacher(self, teacher: Method) -> None:
+    def set_teacher(self, teacher: Model) -> None:
         """The teacher, frozen in eval mode (an exact-score oracle works too)."""
         teacher.eval().requires_grad_(False)
         self._teacher[:] = [teacher, teacher.prediction().discrete()]

@@ -23,9 +23,9 @@ import math
 import torch
 from torch import nn
 
-from methods.base import Method, ParamGroup
+from methods.base import Model, ParamGroup
 from methods.prediction import Prediction, linear_schedule
-from methods.registry import register_method
+from methods.registry import register_model
 from methods.sigma import Denoiser, denoiser_of
 
 
@@ -79,8 +79,8 @@ class IdealEps(nn.Module):
         return ((x.double() - a * x0) / (1 - a**2).sqrt()).to(x.dtype)
 
 
-@register_method("data-oracle")
-class DataOracle(Method):
+@register_model("data-oracle")
+class DataOracle(Model):
     """No training: the exact denoiser of the first n training images."""
 
     Config = DataOracleConfig

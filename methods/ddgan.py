@@ -36,11 +36,11 @@ import dataclasses
 import torch
 from torch.nn import functional as F
 
-from methods.base import Method, ParamGroup
+from methods.base import Model, ParamGroup
 from methods.prediction import Prediction
 from methods.nets.ddgan_nets import build_discriminator, build_generator
 from methods.nets.ddgan_layers import DiscConfig, GenConfig
-from methods.registry import register_method
+from methods.registry import register_model
 from methods.schedules import alpha_bars, posterior, vp_discretised_betas
 
 T_RANGE = (1, 64)
@@ -110,8 +110,8 @@ def make_coefs(T: int, beta_min: float, beta_max: float) -> dict[str, torch.Tens
     return {k: v.float() for k, v in values.items()}
 
 
-@register_method("ddgan")
-class DDGAN(Method):
+@register_model("ddgan")
+class DDGAN(Model):
     """T-step denoising diffusion GAN: discriminator step, then generator step, each iteration."""
 
     Config = DDGANConfig

@@ -20,11 +20,11 @@ import dataclasses
 import torch
 from diffusers import DDPMScheduler
 
-from methods.base import Method, ParamGroup
+from methods.base import Model, ParamGroup
 from methods.guidance import check_conditioning, drop_labels, guided_fn
 from methods.nets import NetConfig, build_net
 from methods.prediction import Prediction, linear_schedule
-from methods.registry import register_method
+from methods.registry import register_model
 
 MAX_T = 100_000
 
@@ -40,8 +40,8 @@ class DDPMConfig:
     p_uncond: float = 0.1  # label dropout of a conditional model (Ho & Salimans: 0.1 or 0.2)
 
 
-@register_method("ddpm")
-class DDPM(Method):
+@register_model("ddpm")
+class DDPM(Model):
     """eps-prediction diffusion trained with L_simple; the checkpoint DDIM and other solvers sample."""
 
     Config = DDPMConfig

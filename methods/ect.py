@@ -25,8 +25,8 @@ import dataclasses
 import torch
 
 from methods.cm import CMConfig, ConsistencyModel, _bcast
-from methods.registry import register_method
-from methods.registry import get_method
+from methods.registry import register_model
+from methods.registry import get_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,7 @@ class ECTConfig(CMConfig):
     weighting: str = "uniform"  # unused by ECT's loss, which weighs by 1 / (t - r)
 
 
-@register_method("ect")
+@register_model("ect")
 class ECT(ConsistencyModel):
     """A consistency model tuned from an EDM run (ECT)."""
 
@@ -60,7 +60,7 @@ class ECT(ConsistencyModel):
             raise ValueError(f"ect: model.mode is tune (ECT's own), got {cfg.mode!r}; use the cm model for distill or"
                              " train")
         super().check_config(dataclasses.replace(cfg, mode="train"))
-        if get_method(cfg.base).name != "edm":
+        if get_model(cfg.base).name != "edm":
             raise ValueError(f"ect starts from an edm run: model.base must be edm, got {cfg.base!r}")
         if not (cfg.q > 1 and cfg.kk >= 0 and cfg.b > 0 and cfg.stages >= 1):
             raise ValueError("ect: need q > 1, kk >= 0, b > 0 and stages >= 1")

@@ -30,10 +30,10 @@ import math
 
 import torch
 
-from methods.base import Method, ParamGroup
+from methods.base import Model, ParamGroup
 from methods.nets import NetConfig, build_net
 from methods.prediction import ContinuousSchedule, Prediction
-from methods.registry import register_method
+from methods.registry import register_model
 from methods.sigma import Denoiser, denoiser_of
 
 T_SCALE = 1000.0
@@ -71,8 +71,8 @@ class Preconditioned(torch.nn.Module):
         return c_skip * x + c_out * self.net(c_in * x, c_noise)
 
 
-@register_method("edm")
-class EDM(Method):
+@register_model("edm")
+class EDM(Model):
     """A preconditioned denoiser trained with EDM's loss; sampled in sigma space."""
 
     Config = EDMConfig

@@ -32,10 +32,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from methods.base import Method, ParamGroup
+from methods.base import Model, ParamGroup
 from methods.nets import NetConfig, build_net
 from methods.prediction import Prediction
-from methods.registry import register_method
+from methods.registry import register_model
 from methods.registry import get_sampler
 
 T_DISTS = ("uniform", "logit-normal")
@@ -58,8 +58,8 @@ class FlowConfig:
     net: NetConfig = NetConfig()
 
 
-@register_method("flow")
-class Flow(Method):
+@register_model("flow")
+class Flow(Model):
     """A velocity network on the linear path; reflow > 0 makes it a k-rectified flow."""
 
     Config = FlowConfig
@@ -145,7 +145,7 @@ class Flow(Method):
 
 
 @torch.no_grad()
-def draw_couplings(teacher: Method, cfg: FlowConfig, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def draw_couplings(teacher: Model, cfg: FlowConfig, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(eps, ODE_teacher(eps)) pairs on the CPU: block b of `coupling_batch` uses torch seed
     seed * 1000003 + b for its noise, so the couplings depend on the seed only."""
 

@@ -30,10 +30,10 @@ import dataclasses
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from methods.base import Method, ParamGroup
+from methods.base import Model, ParamGroup
 from methods.nets import NetConfig, build_net
 from methods.prediction import Prediction
-from methods.registry import register_method
+from methods.registry import register_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +69,8 @@ def meanflow_target(u_fn, z: torch.Tensor, r: torch.Tensor, t: torch.Tensor, v: 
     return u, (v - dt * dudt).detach()
 
 
-@register_method("meanflow")
-class MeanFlow(Method):
+@register_model("meanflow")
+class MeanFlow(Model):
     """The average-velocity network of MeanFlow, trained from the MeanFlow identity."""
 
     Config = MeanFlowConfig

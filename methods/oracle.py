@@ -37,10 +37,10 @@ import math
 import torch
 from torch import nn
 
-from methods.base import Method, ParamGroup
+from methods.base import Model, ParamGroup
 from methods.guidance import guided_fn
 from methods.prediction import Prediction, linear_schedule
-from methods.registry import register_method
+from methods.registry import register_model
 from methods.sigma import Denoiser, denoiser_of
 
 
@@ -116,7 +116,7 @@ class MixtureDenoiser(nn.Module):
         return (w * (mu + self.std**2 / var * diff)).sum(1).reshape(x.shape).to(x.dtype)
 
 
-class MixtureModel(Method):
+class MixtureModel(Model):
     """What both oracles share: built from the data's mixture, nothing to train."""
 
     trainable = False
@@ -148,7 +148,7 @@ class FlowOracleConfig:
     """No options: the linear path has no schedule to choose."""
 
 
-@register_method("flow-oracle")
+@register_model("flow-oracle")
 class FlowOracle(MixtureModel):
     """No training: the exact velocity of the data's Gaussian mixture under the linear path."""
 
@@ -171,7 +171,7 @@ class FlowOracle(MixtureModel):
         return Prediction(self.velocity, "velocity", None)
 
 
-@register_method("oracle")
+@register_model("oracle")
 class Oracle(MixtureModel):
     """No training: the exact eps of the data's Gaussian mixture, on DDPM's discrete schedule."""
 

@@ -1,4 +1,4 @@
-"""Name -> class, for models (`register_method`) and samplers (`register_sampler`).
+"""Name -> class, for models (`register_model`) and samplers (`register_sampler`).
 
 Registration validates a class, so a broken model or sampler fails at import time, not
 halfway through a benchmark. A name may be both a model and a sampler (`ddpm`: the model,
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from methods.base import Method
+from methods.base import Model
 from methods.prediction import KINDS
 from methods.samplers.base import SamplerDef
 
-_METHODS: dict[str, type[Method]] = {}
+_METHODS: dict[str, type[Model]] = {}
 _SAMPLERS: dict[str, type] = {}
 TIMES = ("discrete", "continuous", "trained")
 
@@ -22,12 +22,12 @@ def _frozen(conf) -> bool:
     return dataclasses.is_dataclass(conf) and conf.__dataclass_params__.frozen
 
 
-def register_method(name: str):
-    """Class decorator for a model: `@register_method("ddpm")`."""
+def register_model(name: str):
+    """Class decorator for a model: `@register_model("ddpm")`."""
 
-    def wrap(cls: type[Method]) -> type[Method]:
-        if not (isinstance(cls, type) and issubclass(cls, Method)):
-            raise TypeError(f"{name}: registered object must subclass methods.base.Method")
+    def wrap(cls: type[Model]) -> type[Model]:
+        if not (isinstance(cls, type) and issubclass(cls, Model)):
+            raise TypeError(f"{name}: registered object must subclass methods.base.Model")
         if name in _METHODS:
             raise ValueError(f"method {name!r} is registered twice")
         if not _frozen(getattr(cls, "Config", None)):
@@ -68,14 +68,14 @@ def register_sampler(name: str):
     return wrap
 
 
-def get_method(name: str) -> type[Method]:
+def get_model(name: str) -> type[Model]:
     try:
         return _METHODS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose from: {', '.join(list_methods())}") from None
+        raise ValueError(f"unknown model {name!r}; choose from: {', '.join(list_models())}") from None
 
 
-def list_methods() -> list[str]:
+def list_models() -> list[str]:
     return sorted(_METHODS)
 
 
@@ -92,6 +92,6 @@ def list_samplers() -> list[str]:
 
 def samplers_for(model: str) -> list[str]:
     """The samplers that run on a model, its native sampler first."""
-    cls = get_method(model)
+    cls = get_model(model)
     names = [n for n in list_samplers() if _SAMPLERS[n].runs_on(cls) is None]
     return sorted(names, key=lambda n: n != cls.native_sampler)

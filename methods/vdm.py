@@ -47,11 +47,11 @@ import math
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from methods.base import Method, ParamGroup
+from methods.base import Model, ParamGroup
 from methods.guidance import check_conditioning, drop_labels, guided_fn
 from methods.nets import NetConfig, build_net
 from methods.prediction import ContinuousSchedule, Prediction
-from methods.registry import register_method
+from methods.registry import register_model
 from methods.schedules import GAMMA_SCHEDULES, build_gamma, log_snr_to_alpha_sigma
 
 LEVELS = 256  # 8-bit data: x = 2 k / 255 - 1, k = 0..255
@@ -126,8 +126,8 @@ def decoder_mode(z0_rescaled: torch.Tensor) -> torch.Tensor:
     return k * 2 / (LEVELS - 1) - 1
 
 
-@register_method("vdm")
-class VDM(Method):
+@register_model("vdm")
+class VDM(Model):
     """Variational diffusion model: learned gamma(t), continuous-time VLB in bits/dim, any-step sampler."""
 
     Config = VDMConfig

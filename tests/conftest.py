@@ -155,12 +155,12 @@ attn_levels = []
 
 def tiny_model_config(name: str, shape: tuple[int, ...] = VECTOR_SHAPE):
     """The tiny configuration of model `name` for data of `shape`."""
-    cls = methods.get_method(name)
+    cls = methods.get_model(name)
     table = TINY_MODEL if len(shape) == 1 else TINY_IMAGE_MODEL
     return build(cls.Config, table.get(name, {}), "model.")
 
 
-def native_sampler(model: methods.Method, steps: int | None = None, sampler: str | None = None, **options):
+def native_sampler(model: methods.Model, steps: int | None = None, sampler: str | None = None, **options):
     """The model's own sampler (or `sampler`) built at `steps` (default: the sampler's default)."""
     cls = methods.get_sampler(sampler or type(model).native_sampler)
     steps = cls.default_steps(type(model), model.cfg) if steps is None else steps

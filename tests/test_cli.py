@@ -31,7 +31,7 @@ def test_tiny_compare_end_to_end_then_report_and_resume(tiny_suite, tmp_path):
     df = pd.read_csv(out / "results.csv")
     assert list(df.columns) == COLUMNS
     assert set(df["label"]) == {"data (floor)", "ddpm-100", "ddim-1", "ddim-5"}
-    models = df[df["method"] != "data"]
+    models = df[df["sampler"] != "data"]
     assert (models["nfe_measured"] == models["nfe_declared"]).all()
     assert (models["nfe_measured"] == models["steps"]).all()
     assert models["sampler_efficiency"].notna().all() and (models["sample_ms_per_100"] > 0).all()
@@ -53,7 +53,7 @@ def test_rows_from_other_weights_are_measured_again_never_inherited(tiny_suite, 
     out = tmp_path / "out"
     assert invoke(["compare", "--suite", str(tiny_suite), "--out", str(out), "--no-progress"], tmp_path).exit_code == 0
     df = pd.read_csv(out / "results.csv")
-    models = df["method"] != "data"
+    models = df["sampler"] != "data"
     assert df.loc[models, "weights_sha256"].str.fullmatch(r"[0-9a-f]{16}").all()
     df.loc[df["label"] == "ddim-1", "weights_sha256"] = "0123456789abcdef"  # measured elsewhere
     df.loc[df["label"] == "ddim-5", "weights_sha256"] = None  # written before weights were recorded

@@ -238,7 +238,7 @@ def cd_config(tiny_preset, **sets):
 def test_the_teachers_id_is_part_of_the_students_and_ct_has_no_teacher(tiny_preset):
     student = cd_config(tiny_preset)
     teacher = student.parent("teacher")
-    ddpm = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config, preset=str(tiny_preset))
+    ddpm = resolve_run_config("ddpm", model_cls=methods.get_model("ddpm").Config, preset=str(tiny_preset))
     assert teacher.run_id() == ddpm.run_id(), "the teacher is the preset's own ddpm run"
     assert student.semantic_dict()["parents.teacher"] == teacher.run_id()
     assert cd_config(tiny_preset, **{"model.teacher_solver": "ddim"}).run_id() != student.run_id()
@@ -310,7 +310,7 @@ def test_bad_cm_options_are_one_line_errors(sets, message, tiny_preset, tmp_path
 def test_a_mismatched_teacher_folder_is_a_one_line_error(tiny_preset, tmp_path):
     student = cd_config(tiny_preset)
     teacher_dir = run_dir_for(student.parent("teacher"), tmp_path / "runs")
-    other = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config, preset=str(tiny_preset),
+    other = resolve_run_config("ddpm", model_cls=methods.get_model("ddpm").Config, preset=str(tiny_preset),
                                sets={"train.seed": "7"})
     train(other, teacher_dir, progress=False, log=lambda s: None)  # a different run in the teacher's folder
     result = invoke(["train", "cm", "--preset", str(tiny_preset), "--no-progress"], tmp_path)

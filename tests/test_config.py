@@ -10,7 +10,7 @@ import methods
 from bench.config.run import parse_sets, resolve_run_config
 from bench.errors import BenchError
 
-DDPM = methods.get_method("ddpm").Config
+DDPM = methods.get_model("ddpm").Config
 
 
 def resolve(**kw):
@@ -75,7 +75,7 @@ def test_a_variant_named_in_methods_is_one_cell_not_two(tmp_path):
     suite.write_text('dataset = "gaussians25"\nmethods = ["ddpm", "fast", "ddpm"]\n[steps]\nddpm = [1000]\n'
                      '[variants.fast]\nmethod = "ddim"\nsteps = [2]\n')
     spec = resolve_compare_spec(suite=str(suite))
-    assert [(c.method, c.variant, c.steps) for c in spec.cells] == [("ddpm", "", 1000), ("ddim", "fast", 2)]
+    assert [(c.sampler, c.variant, c.steps) for c in spec.cells] == [("ddpm", "", 1000), ("ddim", "fast", 2)]
 
 
 def test_a_variant_that_sets_a_list_option_gives_hashable_cells_and_the_listed_config(tmp_path):

@@ -1,4 +1,4 @@
-"""Contract tests: every registered model honours the Method contract, and every registered sampler
+"""Contract tests: every registered model honours the Model contract, and every registered sampler
 the Sampler contract on every model it declares it runs on."""
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ import methods
 from bench.measure.timing import count_calls
 from tests.conftest import IMAGE_SHAPE, VECTOR_SHAPE, tiny_model_config
 
-MODELS = [n for n in methods.list_methods() if methods.get_method(n).samplable]  # generative models
-STAGES = [n for n in methods.list_methods() if not methods.get_method(n).samplable]  # the autoencoder
-TRAINABLE = [n for n in MODELS + STAGES if methods.get_method(n).trainable]
+MODELS = [n for n in methods.list_models() if methods.get_model(n).samplable]  # generative models
+STAGES = [n for n in methods.list_models() if not methods.get_model(n).samplable]  # the autoencoder
+TRAINABLE = [n for n in MODELS + STAGES if methods.get_model(n).trainable]
 SAMPLERS = methods.list_samplers()
 SHAPES = pytest.mark.parametrize("shape", [VECTOR_SHAPE, IMAGE_SHAPE], ids=["vector", "image"])
-PAIRS = [(s, m) for s in SAMPLERS for m in MODELS if methods.get_sampler(s).runs_on(methods.get_method(m)) is None]
+PAIRS = [(s, m) for s in SAMPLERS for m in MODELS if methods.get_sampler(s).runs_on(methods.get_model(m)) is None]
 
 
-def make(name: str, shape: tuple[int, ...]) -> methods.Method:
-    cls = methods.get_method(name)
+def make(name: str, shape: tuple[int, ...]) -> methods.Model:
+    cls = methods.get_model(name)
     return cls(tiny_model_config(name, shape), shape)
 
 
@@ -32,7 +32,7 @@ def batch(shape: tuple[int, ...], n: int = 16) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_model_registration(name):
-    cls = methods.get_method(name)
+    cls = methods.get_model(name)
     assert cls.name == name and cls.phases and cls.summary
     assert cls.native_sampler in SAMPLERS and methods.get_sampler(cls.native_sampler).runs_on(cls) is None
     assert methods.samplers_for(name)[0] == cls.native_sampler
@@ -40,7 +40,7 @@ def test_model_registration(name):
 
 @pytest.mark.parametrize("name", STAGES)
 def test_stages_have_no_sampler_and_say_so(name):
-    cls = methods.get_method(name)
+    cls = methods.get_model(name)
     assert cls.name == name and cls.summary and not cls.native_sampler and methods.samplers_for(name) == []
     with pytest.raises(ValueError, match="not a generative model"):
         make(name, IMAGE_SHAPE).prediction()
@@ -51,7 +51,7 @@ def test_sampler_registration(name):
     cls = methods.get_sampler(name)
     assert cls.name == name and cls.summary and cls.order >= 1
     assert dataclasses.is_dataclass(cls.Options) and cls.Options.__dataclass_params__.frozen
-    assert cls.runs_on(methods.get_method(cls.default_model)) is None, "a sampler must run on its default model"
+    assert cls.runs_on(methods.get_model(cls.default_model)) is None, "a sampler must run on its default model"
 
 
 def test_every_model_has_a_sampler_and_every_sampler_a_model():
@@ -108,7 +108,7 @@ def test_invalid_steps_and_wrong_models_are_rejected(sampler, model):
         cls.build(m, rng.hi + 1, None)
     assert rng.error(0) is not None
     for other in MODELS:
-        if cls.runs_on(methods.get_method(other)) is not None:
+        if cls.runs_on(methods.get_model(other)) is not None:
             with pytest.raises(ValueError, match=f"{sampler} needs"):
                 cls.build(make(other, VECTOR_SHAPE), rng.lo, None)
 

@@ -225,7 +225,7 @@ def test_a_nan_loss_stops_training_and_keeps_finite_checkpoints(tiny_preset, tmp
 
 
 def test_registry_knows_ddgan():
-    cls = methods.get_method("ddgan")
+    cls = methods.get_model("ddgan")
     assert cls.steps_are_trained and cls.key_params == ("T",) and cls.ema_modules == ("gen",)
     assert cls.steps_overrides(8) == {"T": 8}
     sampler = methods.get_sampler("ddgan")

@@ -77,7 +77,7 @@ def test_compare_steps_select_and_train_ddgan_t_runs(ddgan_suite, tmp_path):
                      "--out", str(out), "--no-progress"], tmp_path)
     assert result.exit_code == 0, result.output
     df = pd.read_csv(out / "results.csv")
-    ddgan = df[df["method"] == "ddgan"]
+    ddgan = df[df["sampler"] == "ddgan"]
     assert sorted(ddgan["label"]) == ["ddgan-T1", "ddgan-T2"]
     assert (ddgan["nfe_measured"] == ddgan["steps"]).all() and (ddgan["nfe_declared"] == ddgan["steps"]).all()
     assert {"ddim-1", "ddim-2", "ddim-100", "ddpm-100"} <= set(df["label"])
@@ -93,7 +93,7 @@ def test_a_suite_variant_is_its_own_ddgan_run_and_row(ddgan_suite, tmp_path):
                      "--no-progress"], tmp_path)
     assert result.exit_code == 0, result.output
     df = pd.read_csv(out / "results.csv")
-    assert sorted(df[df["method"] == "ddgan"]["label"]) == ["ddgan-T2", "ddgan-noz-T2"]
+    assert sorted(df[df["sampler"] == "ddgan"]["label"]) == ["ddgan-T2", "ddgan-noz-T2"]
     assert len(list((tmp_path / "runs").iterdir())) == 2
     settings = df.set_index("label").loc["ddgan-noz-T2", "sampler_settings"]
     assert json.loads(settings)["use_z"] is False

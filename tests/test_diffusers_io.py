@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.runs.folders import load_method
+from bench.runs.folders import load_model
 from tests.conftest import files_under, invoke, one_error_line
 
 T = 20
@@ -41,7 +41,7 @@ def test_an_imported_pipeline_is_a_ddpm_run_with_its_network_and_schedule(shared
     pipe = tiny_pipeline(tmp_path / "pipe")
     run = imported([str(pipe), "--dataset", "mnist", "--data-dir", str(shared_data)], tmp_path)
     assert run.parent == tmp_path / "runs" and run.name.endswith("-ddpm-mnist")
-    method, cfg, meta = load_method(run)
+    method, cfg, meta = load_model(run)
     assert (cfg.model.T, cfg.model.beta_start, cfg.model.beta_end) == (T, 1e-4, 0.05)
     assert cfg.model.net.kind == "diffusers" and cfg.train.steps == 0 and meta["step"] == 0
     unet = UNet2DModel.from_pretrained(pipe / "unet").eval()
@@ -64,7 +64,7 @@ def test_an_imported_pipeline_is_a_ddpm_run_with_its_network_and_schedule(shared
                      str(shared_data)], tmp_path)
     assert result.exit_code == 0, result.output
     df = pd.read_csv(out / "results.csv")
-    rows = df[df["method"] != "data"]
+    rows = df[df["sampler"] != "data"]
     assert len(rows) == 6 and set(rows["model"]) == {run.name, other.name}
     assert (rows["checkpoint_step"] == 0).all() and (rows["nfe_measured"] == 2).all()
     assert "ddim-2@" + run.name in set(rows["label"])
@@ -81,7 +81,7 @@ def test_export_then_import_gives_the_same_samples_and_diffusers_samples_the_exp
     from bench.config.run import resolve_run_config
     from bench.runs.train import train
 
-    cfg = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config,
+    cfg = resolve_run_config("ddpm", model_cls=methods.get_model("ddpm").Config,
                              preset=str(tiny_image_suite.parent / "tiny_image_preset.toml"),
                              sets={"data.root": str(shared_data), "train.steps": "2"})
     run = train(cfg, tmp_path / "runs" / "trained", progress=False, log=lambda s: None)
@@ -149,7 +149,7 @@ def test_export_refuses_runs_diffusers_cannot_sample(tiny_suite, tmp_path):
     from bench.config.run import resolve_run_config
     from bench.runs.train import train
 
-    cfg = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config,
+    cfg = resolve_run_config("ddpm", model_cls=methods.get_model("ddpm").Config,
                              preset=str(tiny_suite.parent / "tiny_preset.toml"), sets={"train.steps": "2"})
     run = train(cfg, tmp_path / "toy", progress=False, log=lambda s: None)
     line = one_error_line(invoke(["export", str(run), str(tmp_path / "x")], tmp_path))

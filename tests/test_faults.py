@@ -28,7 +28,7 @@ from tests.conftest import files_under, invoke, one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
 # trained on the toy preset; the autoencoder (images only) has its own tests in tests/test_latent.py
-TRAINED = [n for n in methods.list_methods() if methods.get_method(n).trainable and methods.get_method(n).samplable]
+TRAINED = [n for n in methods.list_models() if methods.get_model(n).trainable and methods.get_model(n).samplable]
 
 
 def bench(*args: str) -> list[str]:
@@ -205,14 +205,14 @@ def test_interrupted_compare_resumes_without_duplicates(tiny_suite, tmp_path):
     df = pd.read_csv(out / "results.csv")
     assert len(df) == 8 and df["label"].is_unique
     assert again.stdout.count("already measured") == measured - 1  # the floor row is not a cell
-    models = df[df["method"] != "data"]
+    models = df[df["sampler"] != "data"]
     assert models[["nfe_measured", "sample_ms_per_100", "swd"]].notna().all().all(), "no half-written rows"
 
 
 @pytest.mark.parametrize("name", TRAINED)
 def test_divergence_stops_naming_step_and_loss_and_keeps_the_last_good_checkpoint(name, tiny_preset, tmp_path,
                                                                                      monkeypatch):
-    cls = methods.get_method(name)
+    cls = methods.get_model(name)
     cfg = resolve_run_config(name, model_cls=cls.Config, preset=str(tiny_preset))
     real_forward = cls.forward
     phase = cls.phases[-1]
@@ -234,7 +234,7 @@ def test_divergence_stops_naming_step_and_loss_and_keeps_the_last_good_checkpoin
     assert latest_checkpoint(tmp_path / "run").name == "step-00000030"
 
 
-NO_T = [n for n in TRAINED if "T" not in methods.get_method(n).Config.__dataclass_fields__]
+NO_T = [n for n in TRAINED if "T" not in methods.get_model(n).Config.__dataclass_fields__]
 
 BAD_INPUTS = [
     (["compare", "--methods", "nope"], "unknown method 'nope'"),
@@ -290,9 +290,9 @@ def test_output_under_a_file_is_refused(tmp_path):
 
 def test_mismatched_checkpoints_are_errors(finished_run, tiny_suite, tmp_path):
     from bench.errors import BenchError
-    from bench.runs.folders import build_sampler, load_method
+    from bench.runs.folders import build_sampler, load_model
 
-    model, _, _ = load_method(finished_run)
+    model, _, _ = load_model(finished_run)
     build_sampler("ddim", model, 5, None)  # a sampler of the same checkpoint is fine
     others = [n for n in methods.list_samplers() if methods.get_sampler(n).runs_on(type(model)) is not None]
     assert others
@@ -304,7 +304,7 @@ def test_mismatched_checkpoints_are_errors(finished_run, tiny_suite, tmp_path):
     cfg["model"]["net"]["hidden"] *= 2  # the weights no longer fit the architecture
     cfg_path.write_text(json.dumps(cfg))
     with pytest.raises(BenchError, match="does not match the ddpm architecture"):
-        load_method(finished_run)
+        load_model(finished_run)
 
     # a comparison whose run folder was edited after training refuses to sample it
     args = ["compare", "--suite", str(tiny_suite), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]

@@ -175,7 +175,7 @@ def test_compare_records_dopri5s_measured_nfe_and_tolerances(tmp_path):
     result = invoke(["compare", "--methods", "dopri5,flow", "--model", "flow-oracle", "--nfe", "4",
                      "--num-samples", "200", "--out", str(out), "--no-progress"], tmp_path)
     assert result.exit_code == 0, result.output
-    df = pd.read_csv(out / "results.csv").set_index("method")
+    df = pd.read_csv(out / "results.csv").set_index("sampler")
     assert pd.isna(df.loc["dopri5", "nfe_declared"]) and df.loc["dopri5", "nfe_measured"] > 4
     assert '"rtol": 1e-05' in df.loc["dopri5", "sampler_settings"]
     assert df.loc["flow", "nfe_declared"] == df.loc["flow", "nfe_measured"] == 4
@@ -208,13 +208,13 @@ def test_the_report_states_whether_reflow_straightens_either_way(swd_2rf, verdic
     from bench.report.readings.straightening import straightening_reading
 
     df = pd.DataFrame([
-        {"label": "flow-1", "method": "flow", "variant": None, "steps": 1, "nfe_measured": 1, "swd": 0.30, "modes": 25,
+        {"label": "flow-1", "sampler": "flow", "variant": None, "steps": 1, "nfe_measured": 1, "swd": 0.30, "modes": 25,
          "hq_fraction": 0.5},
-        {"label": "flow-ff-1", "method": "flow", "variant": "flow-ff", "steps": 1, "nfe_measured": 1, "swd": 0.05,
+        {"label": "flow-ff-1", "sampler": "flow", "variant": "flow-ff", "steps": 1, "nfe_measured": 1, "swd": 0.05,
          "modes": 25, "hq_fraction": 0.9},  # another network, also reflow 0: not the teacher
-        {"label": "2-rf-1", "method": "flow", "variant": "2-rf", "steps": 1, "nfe_measured": 1, "swd": swd_2rf,
+        {"label": "2-rf-1", "sampler": "flow", "variant": "2-rf", "steps": 1, "nfe_measured": 1, "swd": swd_2rf,
          "modes": 25, "hq_fraction": 0.8},
-        {"label": "ddim-1", "method": "ddim", "variant": None, "steps": 1, "nfe_measured": 1, "swd": 0.9, "modes": 3,
+        {"label": "ddim-1", "sampler": "ddim", "variant": None, "steps": 1, "nfe_measured": 1, "swd": 0.9, "modes": 3,
          "hq_fraction": 0.1},
     ])
     spec = {"cells": [{"method": "flow", "variant": "", "steps": 1, "key_params": {"reflow": 0}, "run_id": "t"},

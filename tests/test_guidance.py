@@ -44,8 +44,8 @@ def test_label_dropout_replaces_labels_by_the_null_token_at_rate_p_uncond():
 
 
 def test_a_conditional_ddpm_trains_on_its_labels_with_dropout(monkeypatch):
-    cfg = methods.get_method("ddpm").Config(num_classes=25, p_uncond=0.2)
-    model = methods.get_method("ddpm")(cfg, (2,))
+    cfg = methods.get_model("ddpm").Config(num_classes=25, p_uncond=0.2)
+    model = methods.get_model("ddpm")(cfg, (2,))
     seen = []
     forward = model.net.forward
     monkeypatch.setattr(model.net, "forward", lambda x, t, y=None: seen.append(y) or forward(x, t, y))
@@ -170,7 +170,7 @@ def test_unconditional_runs_keep_the_run_ids_of_the_committed_results(folder):
 
 
 def test_conditional_runs_have_their_own_ids():
-    cls = methods.get_method("ddpm")
+    cls = methods.get_model("ddpm")
     plain = resolve_run_config("ddpm", model_cls=cls.Config, preset="toy", dataset="gaussians25", sets={})
     cond = resolve_run_config("ddpm", model_cls=cls.Config, preset="toy", dataset="gaussians25",
                               sets={"model.num_classes": 25})
@@ -215,7 +215,7 @@ def test_a_guided_comparison_writes_guidance_rows_accuracy_and_the_guidance_figu
     out = tmp_path / "out"
     df = compare(spec, runs_dir=tmp_path / "runs", results_dir=out, report_dir=out, progress=False,
                  log=lambda s: None)
-    rows = df[df["method"] != "data"].set_index("label")
+    rows = df[df["sampler"] != "data"].set_index("label")
     assert sorted(rows.index) == sorted(f"{v}-4-{g}" for v in ("ddim-cfg", "ddim") for g in ("w0", "w1", "uncond")
                                         ) or len(rows) == 6
     exact = rows[rows["model"] == "oracle"]
@@ -223,7 +223,7 @@ def test_a_guided_comparison_writes_guidance_rows_accuracy_and_the_guidance_figu
     assert exact[exact["guidance"].astype(str) == "0"]["cond_accuracy"].iloc[0] > 0.99  # the exact conditional score
     assert exact[exact["guidance"].astype(str) == "uncond"]["cond_accuracy"].isna().all()
     assert set(pd.to_numeric(rows["guidance_scale"]).dropna()) == {1.0, 2.0}
-    floor = df[df["method"] == "data"].iloc[0]
+    floor = df[df["sampler"] == "data"].iloc[0]
     assert floor["cond_accuracy"] > 0.99  # real data with its true classes
     report = (out / "report.md").read_text()
     assert "guidance.png" in report and (out / "guidance.png").exists()
@@ -275,7 +275,7 @@ def test_a_fixed_class_is_asked_of_every_sample():
 
 @pytest.mark.parametrize("name", ["ddpm", "vdm"])
 def test_conditional_models_train_and_sample_guided_with_their_own_and_every_eps_sampler(name):
-    cls = methods.get_method(name)
+    cls = methods.get_model(name)
     model = cls(cls.Config(num_classes=3), (2,))
     model(torch.randn(16, 2), phase="model", step=0, y=torch.randint(0, 3, (16,)))["loss"].backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if n.startswith("net.") and "cemb" in n)
@@ -296,7 +296,7 @@ def test_a_conditional_run_trains_with_its_preview_and_resumes_exactly(tiny_pres
     from bench.runs.train import train
     from tests.test_train_resume import weights
 
-    cfg = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config, preset=str(tiny_preset),
+    cfg = resolve_run_config("ddpm", model_cls=methods.get_model("ddpm").Config, preset=str(tiny_preset),
                              sets={"model.num_classes": "25", "train.preview_samples": "8"})
     full = train(cfg, tmp_path / "full", progress=False, log=lambda s: None)
     assert (full / "preview.png").exists()
@@ -313,19 +313,19 @@ def test_a_conditional_run_trains_with_its_preview_and_resumes_exactly(tiny_pres
 def test_only_eps_models_may_declare_classes():
     import dataclasses as dc
 
-    from methods.base import Method
-    from methods.registry import register_method
+    from methods.base import Model
+    from methods.registry import register_model
 
     @dc.dataclass(frozen=True)
     class Cfg:
         num_classes: int = 0
 
-    class Velocity(Method):
+    class Velocity(Model):
         Config = Cfg
         kind = "velocity"
 
     with pytest.raises(TypeError, match="must predict eps"):
-        register_method("test-conditional-velocity")(Velocity)
+        register_model("test-conditional-velocity")(Velocity)
 
 
 def test_a_folder_dataset_takes_its_classes_from_its_sub_folders(tmp_path):
@@ -352,7 +352,7 @@ def test_a_conditional_ddgan_trains_both_networks_on_the_class_and_samples_it_wi
     from tests.conftest import tiny_model_config
 
     torch.manual_seed(0)
-    cls = methods.get_method("ddgan")
+    cls = methods.get_model("ddgan")
     model = cls(dc.replace(tiny_model_config("ddgan", shape), num_classes=3), shape)
     x0, y = torch.randn(8, *shape), torch.randint(0, 3, (8,))
     for phase, net in (("disc", "disc"), ("gen", "gen")):
@@ -382,7 +382,7 @@ def test_a_conditional_ddgan_trains_both_networks_on_the_class_and_samples_it_wi
 def test_an_unconditional_ddgan_refuses_labels_and_keeps_its_run_id():
     from tests.conftest import tiny_model_config
 
-    cls = methods.get_method("ddgan")
+    cls = methods.get_model("ddgan")
     model = cls(tiny_model_config("ddgan"), (2,))
     with pytest.raises(ValueError, match="unconditional: it takes no class labels"):
         model.gen(torch.randn(2, 2), torch.zeros(2, dtype=torch.long), torch.randn(2, model.gen.nz),

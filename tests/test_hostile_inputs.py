@@ -130,7 +130,7 @@ def _spec_key(key, value):
 def _all_nan(d):
     df = pd.read_csv(d / "results.csv")
     for c in df.columns:
-        if c not in ("method", "label"):
+        if c not in ("sampler", "label"):
             df[c] = np.nan
     df.to_csv(d / "results.csv", index=False)
 

@@ -122,7 +122,7 @@ def test_sample_rejects_steps_the_run_cannot_take(tiny_image_suite, shared_data,
     from bench.config.run import resolve_run_config
     from bench.runs.train import train
 
-    cfg = resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config,
+    cfg = resolve_run_config("ddpm", model_cls=methods.get_model("ddpm").Config,
                              preset=str(tiny_image_suite.parent / "tiny_image_preset.toml"),
                              sets={"data.root": str(shared_data), "train.steps": "2"})
     run = train(cfg, tmp_path / "run", progress=False, log=lambda s: None)

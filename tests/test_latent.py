@@ -54,8 +54,8 @@ lr = 1e-3
 """
 
 
-def autoencoder(shape=(1, 28, 28), **over) -> methods.Method:
-    cls = methods.get_method("autoencoder")
+def autoencoder(shape=(1, 28, 28), **over) -> methods.Model:
+    cls = methods.get_model("autoencoder")
     return cls(build(cls.Config, {**TINY_AE, **over}, "model."), shape)
 
 
@@ -67,7 +67,7 @@ def latent_preset(tmp_path: Path) -> Path:
 
 
 def cfg_of(method: str, preset: Path, root: Path, **sets):
-    cls = methods.get_method(method)
+    cls = methods.get_model(method)
     return resolve_run_config(method, model_cls=cls.Config, preset=str(preset),
                               sets={"data.root": str(root), **{k.replace("__", "."): v for k, v in sets.items()}})
 
@@ -112,7 +112,7 @@ def test_autoencoder_adversarial_phase_and_bad_configs():
         autoencoder(pad=0, channels=[8, 16, 16], shape=(1, 30, 30))
     with pytest.raises(ValueError, match="needs image data"):
         autoencoder(shape=(2,))
-    cls = methods.get_method("autoencoder")
+    cls = methods.get_model("autoencoder")
     with pytest.raises(ValueError, match="divisible by model.norm_groups"):
         cls.check_config(build(cls.Config, {"channels": [8, 12], "norm_groups": 8}, "model."))
     assert not cls.samplable and methods.samplers_for("autoencoder") == []
@@ -145,10 +145,10 @@ def test_latent_run_records_its_autoencoder_and_the_scaling_factor_is_applied_sy
     from bench.data.load import load_dataset
 
     pixels = load_dataset(cfg.data)
-    ae = methods.get_method("autoencoder")
-    from bench.runs.folders import load_method
+    ae = methods.get_model("autoencoder")
+    from bench.runs.folders import load_model
 
-    model, _, _ = load_method(ae_dir)
+    model, _, _ = load_model(ae_dir)
     assert recorded["scaling_factor"] == pytest.approx(measure_scale(model, pixels))
     monkeypatch.setattr("bench.runs.stage.measure_scale", lambda *a, **k: pytest.fail("the recorded factor is reused"))
     stage = load_stage(ae_dir, pixels)
@@ -215,7 +215,7 @@ def test_latent_compare_decodes_before_metrics_times_the_decoder_and_has_both_fl
 
 
 def test_the_decoder_is_timed_and_never_counted_as_an_nfe():
-    model = methods.get_method("ddpm")(tiny_model_config("ddpm", (4, 8, 8)), (4, 8, 8)).eval()
+    model = methods.get_model("ddpm")(tiny_model_config("ddpm", (4, 8, 8)), (4, 8, 8)).eval()
     inner = native_sampler(model, 3, sampler="ddim")
 
     class SlowDecoder(torch.nn.Module):
@@ -291,7 +291,7 @@ def test_latent_suites_pair_every_latent_row_with_a_pixel_row(suite):
     spec = resolve_compare_spec(suite=suite)
     latent = [c for c in spec.cells if dict(c.overrides).get("data.latent") == "autoencoder"]
     pixel = [c for c in spec.cells if c not in latent]
-    assert latent and {(c.method, c.nfe_target) for c in latent} == {(c.method, c.nfe_target) for c in pixel}
+    assert latent and {(c.sampler, c.nfe_target) for c in latent} == {(c.sampler, c.nfe_target) for c in pixel}
     for c in latent:
         cfg = spec.run_config(c)
         assert cfg.parent("autoencoder").method == "autoencoder" and not cfg.parent("autoencoder").data.latent

@@ -52,7 +52,7 @@ def train_args(preset: Path, method: str, out: Path, steps: int) -> list[str]:
 WRAP = """
 import os, signal, sys
 import methods
-cls = methods.get_method({method!r})
+cls = methods.get_model({method!r})
 real = cls.forward
 def forward(self, x0, *, phase, step, **kw):
     out = real(self, x0, phase=phase, step=step, **kw)

@@ -14,7 +14,7 @@ from tests.conftest import invoke, native_sampler, one_error_line, tiny_model_co
 
 def tiny_ddpm():
     torch.manual_seed(0)
-    return methods.get_method("ddpm")(tiny_model_config("ddpm"), (2,)).eval()
+    return methods.get_model("ddpm")(tiny_model_config("ddpm"), (2,)).eval()
 
 
 def samples(model, **runtime_opts):
@@ -52,7 +52,7 @@ def test_runtime_options_are_recorded_in_rows_and_change_the_grid(tiny_suite, tm
                      "--no-progress", "--precision", "bf16"], tmp_path)
     assert result.exit_code == 0, result.output
     rows = pd.read_csv(out / "results.csv")
-    rows = rows[rows["method"] != "data"]
+    rows = rows[rows["sampler"] != "data"]
     assert list(rows["network_precision"]) == ["bf16"] and list(rows["network_compile"]) == [False]
     assert "networks while sampling: bf16" in (out / "report.md").read_text()
     plain = invoke(["compare", "--suite", str(tiny_suite), "--methods", "ddim", "--steps", "4", "--out", str(out),

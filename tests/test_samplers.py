@@ -19,7 +19,7 @@ from torch import nn
 import methods
 from bench.data.toy2d import gaussians25
 from bench.metrics.toy import mixture_metrics
-from methods.base import Method
+from methods.base import Model
 from methods.oracle import Oracle, OracleConfig
 from methods.prediction import ContinuousSchedule, Prediction, linear_schedule
 from methods.samplers.ddgan import ddgan_sample
@@ -43,7 +43,7 @@ class ExactEps(nn.Module):
         return gaussian_eps(x, abar.expand(x.shape[0]) if abar.numel() == 1 else abar, MU, STD)
 
 
-class GaussianModel(Method):
+class GaussianModel(Model):
     """Gaussian data's exact eps on DDPM's 1000 linear betas (discrete time)."""
 
     name = "gaussian"
@@ -103,7 +103,7 @@ def budget(name: str, high_order: int = 50) -> int:
     return high_order if cls.order >= 2 and not cls.stochastic else 1000
 
 
-def run(name: str, model: Method, nfe: int | None = None, steps: int | None = None, seed: int = 1, n: int = N,
+def run(name: str, model: Model, nfe: int | None = None, steps: int | None = None, seed: int = 1, n: int = N,
         **options) -> torch.Tensor:
     cls = methods.get_sampler(name)
     opts = cls.Options(**options)

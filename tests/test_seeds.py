@@ -29,20 +29,20 @@ def test_a_grid_without_seeds_keeps_its_hash_and_runs():
 def test_each_seed_trains_its_own_checkpoint_and_samples_with_its_seed(tiny_suite):
     spec = resolve_compare_spec(suite=str(tiny_suite), seeds=[0, 1, 2])
     assert len(spec.cells) == 3 * len(resolve_compare_spec(suite=str(tiny_suite)).cells)
-    ddpm = [c for c in spec.cells if c.method == "ddpm"]
+    ddpm = [c for c in spec.cells if c.sampler == "ddpm"]
     cfgs = [spec.run_config(c) for c in ddpm]
     assert [c.train.seed for c in cfgs] == [0, 1, 2]
     assert len({c.run_id() for c in cfgs}) == 3
     assert [spec.sampling_seed(c) for c in ddpm] == [0, 1, 2]
     # seed 0 is the preset's own run: a grid with a seeds axis reuses the single-seed checkpoint
     plain = resolve_compare_spec(suite=str(tiny_suite))
-    assert plain.run_config(next(c for c in plain.cells if c.method == "ddpm")).run_id() == cfgs[0].run_id()
+    assert plain.run_config(next(c for c in plain.cells if c.sampler == "ddpm")).run_id() == cfgs[0].run_id()
 
 
 def test_student_t_interval_and_aggregate():
     assert half_width(1.0, 3) == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
     assert math.isnan(half_width(1.0, 1))
-    rows = [{"method": "ddim", "label": "ddim-4", "variant": "", "model": "ddpm", "steps": 4, "seed": s, "swd": v,
+    rows = [{"sampler": "ddim", "label": "ddim-4", "variant": "", "model": "ddpm", "steps": 4, "seed": s, "swd": v,
              "modes": m, "sampler_efficiency": e, "timing_flag": f}
             for s, v, m, e, f in ((0, 1.0, 25, 0.8, ""), (1, 2.0, 24, 1.3, "measurement error"), (2, 3.0, 25, 0.9, ""))]
     s = summarise(pd.DataFrame(rows)).iloc[0]
@@ -55,7 +55,7 @@ def test_student_t_interval_and_aggregate():
 
 
 def _row(label: str, swd: float, half: float, n: int = 3) -> dict:
-    return {"method": "ddgan", "label": label, "swd": swd, "swd_lo": swd - half, "swd_hi": swd + half, "n_seeds": n}
+    return {"sampler": "ddgan", "label": label, "swd": swd, "swd_lo": swd - half, "swd_hi": swd + half, "n_seeds": n}
 
 
 def test_better_only_when_intervals_do_not_overlap():
@@ -80,7 +80,7 @@ def test_compare_with_two_seeds_writes_per_seed_rows_a_summary_and_intervals(tin
     df = pd.read_csv(out / "results.csv")
     assert sorted(df["seed"].unique()) == [0, 1]
     assert (df.groupby("label")["seed"].nunique() == 2).all()
-    models = df[df["method"] != "data"]
+    models = df[df["sampler"] != "data"]
     assert models.groupby("label")["weights_sha256"].nunique().eq(2).all()  # two trainings, not one sampled twice
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary["label"]) == set(df["label"]) and (summary["n_seeds"] == 2).all()

@@ -22,11 +22,11 @@ def test_oracle_rows_need_no_training_and_budgets_are_met_or_said_not_to_be(tmp_
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "runs").exists(), "the oracle trains nothing"
     df = pd.read_csv(out / "results.csv")
-    rows = df[df["method"] != "data"]
+    rows = df[df["sampler"] != "data"]
     assert set(rows["model"]) == {"oracle"} and rows["checkpoint_step"].isna().all()
     assert sorted(rows["nfe_target"].unique()) == [4, 10]
     assert (rows["nfe_measured"] == rows["nfe_declared"]).all() and (rows["nfe_measured"] <= rows["nfe_target"]).all()
-    heun = rows[rows["method"] == "heun"].set_index("nfe_target")
+    heun = rows[rows["sampler"] == "heun"].set_index("nfe_target")
     assert heun.loc[4, "steps"] == 2 and heun.loc[4, "nfe_measured"] == 3  # 2N - 1 calls
     assert "NFE budget 4 not met exactly: heun makes 3 network calls at 2 steps" in heun.loc[4, "notes"]
     assert all(label.endswith("@oracle") for label in rows["label"])
@@ -101,7 +101,7 @@ def test_unknown_sampler_options_and_tables_are_one_line_errors(tmp_path, tiny_p
 
 
 def rows(model: str, untrained: bool, swd: dict[str, float], nfe: int) -> list[dict]:
-    return [{"method": s, "label": f"{s}-{nfe}@{model}", "variant": "", "model": model, "nfe_target": nfe,
+    return [{"sampler": s, "label": f"{s}-{nfe}@{model}", "variant": "", "model": model, "nfe_target": nfe,
              "nfe_measured": nfe, "swd": v, "checkpoint_step": None if untrained else 100} for s, v in swd.items()]
 
 

@@ -124,7 +124,7 @@ def test_under_a_cpu_burning_process_no_efficiency_above_one_reaches_a_row_unfla
     result = invoke(["compare", "--suite", str(tiny_suite), "--out", str(out), "--no-progress"], tmp_path)
     assert result.exit_code == 0, result.output
     df = pd.read_csv(out / "results.csv")
-    rows = df[df["method"] != "data"]
+    rows = df[df["sampler"] != "data"]
     assert len(rows) == 3 and rows["sampler_efficiency"].notna().all()
     above = rows[rows["sampler_efficiency"] > 1]
     assert (above["timing_flag"] == "measurement error").all(), above[["label", "sampler_efficiency", "timing_flag"]]

@@ -17,7 +17,7 @@ from bench.runs.train import train
 
 
 def tiny_cfg(preset, **sets):
-    return resolve_run_config("ddpm", model_cls=methods.get_method("ddpm").Config, preset=str(preset),
+    return resolve_run_config("ddpm", model_cls=methods.get_model("ddpm").Config, preset=str(preset),
                               sets={k.replace("__", "."): str(v) for k, v in sets.items()})
 
 

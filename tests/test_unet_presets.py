@@ -15,7 +15,7 @@ PRESETS = {"mnist-cpu": (1, 28), "stackedmnist-cpu": (3, 28), "mnist": (1, 32), 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
 def test_image_presets_build_their_unet(preset):
     channels, size = PRESETS[preset]
-    cls = methods.get_method("ddpm")
+    cls = methods.get_model("ddpm")
     cfg = resolve_run_config("ddpm", model_cls=cls.Config, preset=preset)
     assert cfg.data.resolution in (0, size)
     with torch.device("meta"):  # shapes only: no memory, no initialisation

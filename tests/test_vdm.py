@@ -221,7 +221,7 @@ def test_runner_bpd_for_vdm_and_a_note_for_methods_without_a_likelihood():
     vdm = tiny(IMAGE_SHAPE).eval()
     metrics, notes = bits_per_dim(vdm, FakeImages(), name="vdm", num_images=1000, seed=0, device=torch.device("cpu"))
     assert math.isfinite(metrics["bpd"]) and "first 150 test images" in notes[0]
-    ddpm = methods.get_method("ddpm")(tiny_model_config("ddpm", IMAGE_SHAPE), IMAGE_SHAPE)
+    ddpm = methods.get_model("ddpm")(tiny_model_config("ddpm", IMAGE_SHAPE), IMAGE_SHAPE)
     assert bits_per_dim(ddpm, FakeImages(), name="ddpm", num_images=10, seed=0,
                         device=torch.device("cpu")) == ({}, ["bpd: ddpm defines no likelihood"])
 
@@ -246,7 +246,7 @@ def test_compare_saves_the_learned_schedule_and_the_report_plots_it(tiny_preset,
     result = invoke(["compare", "--suite", str(suite), "--out", str(out), "--no-progress"], tmp_path)
     assert result.exit_code == 0, result.output
     df = pd.read_csv(out / "results.csv")
-    vdm = df[df["method"] == "vdm"]
+    vdm = df[df["sampler"] == "vdm"]
     assert list(vdm["label"]) == ["vdm-2", "vdm-5"] and (vdm["nfe_measured"] == vdm["steps"]).all()
     assert vdm["bpd"].isna().all(), "bits/dim does not apply to continuous 2-D data"
     assert (out / "diagnostics" / "vdm.npz").exists() and (out / "noise_schedule.png").exists()

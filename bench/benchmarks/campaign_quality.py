@@ -35,7 +35,7 @@ from bench.data.images import to_uint8
 from bench.measure import runtime
 from bench.measure.sampling import draw_samples
 from bench.results.provenance import resolve_device
-from bench.runs.folders import build_sampler, load_method, training_seconds
+from bench.runs.folders import build_sampler, load_model, training_seconds
 from bench.runs.train import train
 
 MODELS = ("ddpm", "flow", "ddgan", "edm")
@@ -53,7 +53,7 @@ def valid_sets(cls: type, sets: dict) -> dict:
 def run_config(model: str, *, preset: str, data_dir: str, sets: dict) -> RunConfig:
     """The model's configuration on MNIST from `preset`; a model the preset has no section for (edm) borrows
     the ddpm section's network where its keys fit."""
-    cls = methods.get_method(model)
+    cls = methods.get_model(model)
     extra = {}
     if model not in _preset_sections(preset):
         net = load_preset(preset, "ddpm").get("model", {})
@@ -110,7 +110,7 @@ def train_for_budget(model: str, *, seconds: float, preset: str, data_dir: str, 
     wall = time.perf_counter() - t0
     stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines() if line.strip()]
     last = stats[-1] if stats else {}
-    cls = methods.get_method(model)
+    cls = methods.get_model(model)
     net = cls(cfg.model, _shape(cfg))
     row = {"model": model, "run": run_dir.name, "run_id": cfg.run_id(), "preset": preset, "budget_s": seconds,
            "calibrated_steps_per_s": round(rate, 2), "steps": steps, "batch": cfg.train.batch_size,
@@ -151,7 +151,7 @@ def rows_for(model: str, nfe: list[int], *, T: int | None = None) -> list[Row]:
 def sample_row(row: Row, run_dir: Path, *, n: int, batch: int, seed: int, precision: str, device: str) -> dict:
     """`n` samples of one row as uint8 (N x 1 x 28 x 28) and its index entry (without the file)."""
     dev = resolve_device(device)
-    model, cfg, meta = load_method(run_dir, device=dev)
+    model, cfg, meta = load_model(run_dir, device=dev)
     runtime.prepare(model.denoisers(), precision=precision, device=dev)
     cls = methods.get_sampler(row.sampler)
     opts = cls.Options(**dict(row.options))

@@ -50,7 +50,7 @@ def cases(small: bool) -> tuple[list[Case], dict[str, str]]:
     """The speed cases, with EDM-Heun-35 when a model `edm` and a sampler `edm-heun` are registered;
     and what is missing, by name ("not registered")."""
     out, missing = list(gpu_timing.CASES), {}
-    have_model, have_sampler = "edm" in methods.list_methods(), "edm-heun" in methods.list_samplers()
+    have_model, have_sampler = "edm" in methods.list_models(), "edm-heun" in methods.list_samplers()
     if not have_model:
         missing["edm"] = "not registered"
     if not have_sampler:
@@ -60,7 +60,7 @@ def cases(small: bool) -> tuple[list[Case], dict[str, str]]:
     return out, missing
 
 
-def case_steps(case: Case, model: methods.Method, small: bool) -> int:
+def case_steps(case: Case, model: methods.Model, small: bool) -> int:
     if case.model == "ddgan":
         return int(model.cfg.T)  # each T is its own checkpoint: the architecture was built for it
     if case.model == "edm":
@@ -72,12 +72,12 @@ def case_steps(case: Case, model: methods.Method, small: bool) -> int:
     return case.steps
 
 
-def build(case: Case, *, small: bool, device: torch.device) -> methods.Method:
+def build(case: Case, *, small: bool, device: torch.device) -> methods.Model:
     """The case's architecture with random weights (speed does not depend on them)."""
     if case.model in gpu_timing.SMALL:
         return gpu_timing.build_model(case, small=small, device=device)
 
-    cls = methods.get_method(case.model)
+    cls = methods.get_model(case.model)
     sets = valid_sets(cls, gpu_timing.SMALL["ddpm"]) if small else {}
     cfg = resolve_run_config(case.model, model_cls=cls.Config, preset="cifar10", dataset="cifar10", sets=sets)
     torch.manual_seed(0)
@@ -177,7 +177,7 @@ def run_config(config: Config, case_list: list[Case], *, small: bool, device: to
     return rows
 
 
-def time_graph(sampler, model: methods.Method, device: torch.device, spec: TimingSpec, *, stochastic: bool):
+def time_graph(sampler, model: methods.Model, device: torch.device, spec: TimingSpec, *, stochastic: bool):
     """(Timing, note) of the sampler's whole call replayed as one CUDA graph, or (None, why not)."""
     if device.type != "cuda":
         return None, "not captured: CUDA graphs need a CUDA device"

@@ -121,7 +121,7 @@ def source_fingerprint() -> str:
 
 
 def registered() -> dict[str, str]:
-    out = {m: ("registered" if m in methods.list_methods() else "not registered") for m in quality.MODELS}
+    out = {m: ("registered" if m in methods.list_models() else "not registered") for m in quality.MODELS}
     out["edm-heun"] = "registered" if "edm-heun" in methods.list_samplers() else "not registered"
     return out
 
@@ -210,7 +210,7 @@ class Campaign:
         runs.mkdir(parents=True, exist_ok=True)
         deferred = []
         for model in self.s.models:
-            if model not in methods.list_methods():
+            if model not in methods.list_models():
                 self.status[f"quality:{model}"] = "not registered"
                 continue
             need = self.s.train_s * 1.3 + 10

@@ -61,8 +61,8 @@ SMALL = {"ddpm": {"model.T": 20, "model.net.channels": [8, 16], "model.net.layer
 SMALL_STEPS = {"ddpm-1000": 20, "ddim-50": 10, "dpmpp-2m-10": 5}
 
 
-def build_model(case: Case, *, small: bool, device: torch.device) -> methods.Method:
-    cls = methods.get_method(case.model)
+def build_model(case: Case, *, small: bool, device: torch.device) -> methods.Model:
+    cls = methods.get_model(case.model)
     sets = {**(SMALL[case.model] if small else {}), **cls.steps_overrides(case.steps)}
     cfg = resolve_run_config(case.model, model_cls=cls.Config, preset="cifar10", dataset="cifar10",
                              sets={k: json.dumps(v) if isinstance(v, list) else v for k, v in sets.items()})

@@ -313,7 +313,7 @@ def load_preset(name: str, method: str) -> dict[str, Any]:
 
 def _method_names() -> list[str]:
 
-    return methods.list_methods()
+    return methods.list_models()
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
@@ -356,7 +356,7 @@ def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
     """Each parent named by the method, on the child's preset and data, with its own overrides."""
 
     try:
-        wanted = methods.get_method(cfg.method).parents(cfg.model)
+        wanted = methods.get_model(cfg.method).parents(cfg.model)
     except ValueError as e:
         raise BenchError(f"{cfg.method}: {e}") from None
     data = {f"data.{k}": v for k, v in dataclasses.asdict(cfg.data).items()}
@@ -366,7 +366,7 @@ def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
         out.append(("autoencoder", autoencoder_parent(cfg)))
     for role, (method, sets) in wanted.items():
         try:
-            cls = methods.get_method(method)
+            cls = methods.get_model(method)
         except ValueError as e:
             raise BenchError(f"{cfg.method}'s {role}: {e}") from None
         out.append((role, resolve_run_config(method, model_cls=cls.Config, preset=cfg.preset,
@@ -377,7 +377,7 @@ def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
 def run_config_from_dict(d: dict[str, Any], model_cls: type) -> RunConfig:
     """Rebuild a RunConfig (and its parents) from a run's config.json."""
 
-    parents = tuple((role, run_config_from_dict(p, methods.get_method(p["method"]).Config))
+    parents = tuple((role, run_config_from_dict(p, methods.get_model(p["method"]).Config))
                     for role, p in d.get("parents", {}).items())
     return RunConfig(method=d["method"], preset=d.get("preset", ""), model=build(model_cls, d["model"], "model."),
                      data=build(DataConfig, d["data"], "data."), train=build(TrainConfig, d["train"], "train."),
@@ -443,14 +443,14 @@ def validate_train(cfg: TrainConfig) -> None:
 
 
 def run_dir_for(cfg: RunConfig, runs_dir: Path) -> Path:
-    return Path(runs_dir) / cfg.run_name(methods.get_method(cfg.method).key_params)
+    return Path(runs_dir) / cfg.run_name(methods.get_model(cfg.method).key_params)
 
 
 def read_run_config(run_dir: Path) -> RunConfig:
     path = Path(run_dir) / "config.json"
     try:
         raw = json.loads(path.read_text())
-        return run_config_from_dict(raw, methods.get_method(raw["method"]).Config)
+        return run_config_from_dict(raw, methods.get_model(raw["method"]).Config)
     except FileNotFoundError:
         raise BenchError(f"{run_dir} is not a training run (no config.json); train one with `bench train`") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
@@ -484,7 +484,7 @@ def autoencoder_parent(cfg):
         raise BenchError(f"data.latent needs image data; {cfg.data.name} is not an image dataset")
     if not is_path(latent):
         data = {f"data.{k}": v for k, v in dataclasses.asdict(cfg.data).items()}
-        return resolve_run_config("autoencoder", model_cls=methods.get_method("autoencoder").Config,
+        return resolve_run_config("autoencoder", model_cls=methods.get_model("autoencoder").Config,
                                   preset=cfg.preset, sets={**data, "data.latent": ""})
     ae = read_run_config(path)
     if ae.method != "autoencoder":

@@ -50,11 +50,11 @@ SUITES_DIR = Path(__file__).parent / "suites"
 class Cell:
     """One row of the results: a sampler on a model at a step count, from one checkpoint."""
 
-    method: str  # the sampler's registry name (results column `method`)
+    sampler: str  # the sampler's registry name (results column `sampler`)
     steps: int
     variant: str = ""  # suite variant name; "" for the sampler's own entry
     overrides: tuple[tuple[str, Any], ...] = ()  # config --set items that select the checkpoint
-    sampler: tuple[tuple[str, Any], ...] = ()  # sampler options (never part of the checkpoint)
+    sampler_options: tuple[tuple[str, Any], ...] = ()  # sampler options (never part of the checkpoint)
     model: str = ""  # the model's registry name; "" is the sampler's default model
     nfe_target: int = 0  # the NFE budget this step count was chosen for; 0 when steps were asked for
     seed: int | None = None  # a training seed of the grid's `seeds` axis (train.seed, and the sampling seed); None:
@@ -74,7 +74,7 @@ class Cell:
     @property
     def model_name(self) -> str:
         """The model's registry name (a pinned run's: the method it was trained as)."""
-        return self.model or methods.get_sampler(self.method).default_model
+        return self.model or methods.get_sampler(self.sampler).default_model
 
     @property
     def model_label(self) -> str:
@@ -82,7 +82,7 @@ class Cell:
         return Path(self.run).name if self.run else self.model
 
     def options(self) -> Any:
-        return methods.get_sampler(self.method).Options(**dict(self.sampler))
+        return methods.get_sampler(self.sampler).Options(**dict(self.sampler_options))
 
     def as_dict(self) -> dict[str, Any]:
         """The cell as grids hash it: fields at their defaults are left out, so grids written before
@@ -151,7 +151,7 @@ class CompareSpec:
             cfg = read_run_config(Path(cell.run))
             return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=self.data_root)) \
                 if self.data_root else cfg
-        model = methods.get_method(cell.model_name)
+        model = methods.get_model(cell.model_name)
         sets = {**dict(cell.overrides), **{f"model.{k}": v for k, v in model.steps_overrides(cell.steps).items()}}
         if self.data_root:
             sets["data.root"] = self.data_root
@@ -235,7 +235,7 @@ def _sampler_or_error(name: str, variants: dict) -> type:
 
 def _model_or_error(name: str) -> type:
     try:
-        return methods.get_method(name)
+        return methods.get_model(name)
     except ValueError as e:
         if any(c in name for c in "/\\.") or Path(name).exists():
             raise BenchError(f"--model {name}: not a run folder (no config.json) and not a model name; {e}") from None
@@ -244,7 +244,7 @@ def _model_or_error(name: str) -> type:
 
 def is_run_folder(name: str) -> bool:
     """A --model entry that names a run folder (one holding config.json) rather than a registered model."""
-    return name not in methods.list_methods() and (Path(name) / "config.json").is_file()
+    return name not in methods.list_models() and (Path(name) / "config.json").is_file()
 
 
 def pinned_runs(names: list[str]) -> dict[str, RunConfig]:
@@ -365,7 +365,7 @@ def _build(suite: str, raw: dict[str, Any], *, names: list[str] | None = None, d
             raise BenchError(f"--model {name} is one trained run: it cannot follow a seeds axis; drop --seeds")
 
     def model_of(m: str) -> type:
-        return methods.get_method(pinned[m].method) if m in pinned else _model_or_error(m)
+        return methods.get_model(pinned[m].method) if m in pinned else _model_or_error(m)
     for name in raw.get("sampler", {}):
         _sampler_or_error(name, variants)
     guidance_axis = _guidance_axis(raw.get("guidance", []) if guidance is None else guidance)
@@ -482,8 +482,8 @@ def _cells_on_grid(name: str, sampler: type, model: type, model_name: str, grid:
         axis = ["0"]
     for s, budget in pairs:
         for g in axis:
-            cell = Cell(method=sampler.name, steps=s, variant=name if name != sampler.name else "",
-                        overrides=_frozen(overrides), sampler=_frozen(opts),
+            cell = Cell(sampler=sampler.name, steps=s, variant=name if name != sampler.name else "",
+                        overrides=_frozen(overrides), sampler_options=_frozen(opts),
                         model=model.name if model_name in pinned else
                         ("" if model_name == sampler.default_model else model_name), nfe_target=budget,
                         guidance=g, run=str(Path(model_name).resolve()) if model_name in pinned else "",

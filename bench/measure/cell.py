@@ -22,9 +22,9 @@ from bench.measure.timing import time_sampler
 from bench.metrics.evaluate import evaluate, floor_samples, is_image_data
 from bench.metrics.likelihood import bits_per_dim
 from bench.results import stats
-from bench.results.schema import FLOOR_METHOD, safe_name
+from bench.results.schema import FLOOR, safe_name
 from bench.results.store import model_column
-from bench.runs.folders import build_sampler, load_method, training_seconds
+from bench.runs.folders import build_sampler, load_model, training_seconds
 from bench.runs.stage import Stage
 
 
@@ -32,18 +32,18 @@ def cell_label(cell: Cell, sampler_label: str) -> str:
     """The sampler's label (`dpmpp-2m-10`), named after the variant when there is one, with
     `@<model>` when the model is not the sampler's default (`dpmpp-2m-10@oracle`), or the run folder's name
     for a run given as --model (`ddim-10@1a2b3c4d-ddpm-cifar10`)."""
-    label = sampler_label.replace(cell.method, cell.variant, 1) if cell.variant else sampler_label
+    label = sampler_label.replace(cell.sampler, cell.variant, 1) if cell.variant else sampler_label
     label += f":{cell.grid}" if cell.grid else ""
     return label + (f"@{cell.model_label}" if cell.model_label else "")
 
 
-def load_model(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device):
+def load_cell_model(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device):
     """The model a cell samples: a trained checkpoint, or one built from the data (the oracle)."""
     expected = spec.run_config(cell)
-    cls = methods.get_method(expected.method)
+    cls = methods.get_model(expected.method)
     if not cls.trainable:
         return cls.from_data(expected.model, data).to(device).eval(), expected, {"step": None}
-    method, cfg, meta = load_method(run_dir, device=device)
+    method, cfg, meta = load_model(run_dir, device=device)
     if cfg.run_id() != expected.run_id() or tuple(meta["data_shape"]) != tuple(data.shape):
         raise BenchError(f"{run_dir} does not hold the run this cell needs (config or data shape differs:"
                          f" {'; '.join(diff_configs(cfg, expected)[:2]) or meta['data_shape']}); delete it to retrain")
@@ -54,7 +54,7 @@ def budget_note(cell: Cell, nfe: int) -> list[str]:
     """What a row says when its NFE budget could not be spent exactly."""
     if not cell.nfe_target or nfe == cell.nfe_target:
         return []
-    return [f"NFE budget {cell.nfe_target} not met exactly: {cell.method} makes {nfe} network calls at"
+    return [f"NFE budget {cell.nfe_target} not met exactly: {cell.sampler} makes {nfe} network calls at"
             f" {cell.steps} steps, the most steps within the budget"]
 
 
@@ -74,7 +74,7 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     samples its blocks and extracts its share of the features; the main one alone times the sampler
     and returns the row (the others None). A latent cell (`stage`: its autoencoder) samples latents, which
     the decoder turns into images inside the timed sampler call, before any metric."""
-    method, cfg, meta = load_model(cell, spec, run_dir, LatentData(data, stage) if stage else data, device)
+    method, cfg, meta = load_cell_model(cell, spec, run_dir, LatentData(data, stage) if stage else data, device)
     runtime.prepare(method.denoisers(), precision=spec.precision, compile_=spec.compile, device=device)
     seed = spec.sampling_seed(cell)
     if diagnostics_dir is not None and cell.seed in (None, spec.seed_list[0]) and shard.main:
@@ -86,7 +86,7 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
             method, data, name=cfg.method, num_images=spec.bpd_images, seed=seed, device=device)
     likelihood, bpd_notes = cache[key]
     guidance = cell.guidance_spec()
-    sampler = build_sampler(cell.method, method, cell.steps, cell.options(), guidance=guidance, grid=cell.grid_spec())
+    sampler = build_sampler(cell.sampler, method, cell.steps, cell.options(), guidance=guidance, grid=cell.grid_spec())
     if stage is not None:
         sampler = DecodedSampler(sampler, stage)
     x, nfe, labels = draw_samples(sampler, method, n=spec.num_samples, seed=seed, batch=spec.sample_batch,
@@ -104,7 +104,7 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
         notes = notes + [f"sampled by {shard.world} processes; timed on process 0 alone, the others waiting"]
     latent = latent_columns(stage, device, spec.timing, seed) if stage else {}
     row = {
-        **conditioning_columns(guidance, spec), "method": cell.method, "label": cell_label(cell, sampler.label),
+        **conditioning_columns(guidance, spec), "sampler": cell.sampler, "label": cell_label(cell, sampler.label),
         "variant": cell.variant, "grid_axis": cell.grid, "grid": getattr(sampler, "settings", {}).get("grid", ""),
         "final_sigma": getattr(sampler, "settings", {}).get("final_sigma"),
         "model": model_column(cell, cfg), "steps": cell.steps, "nfe_target": cell.nfe_target or None, "seed": seed,
@@ -152,6 +152,6 @@ def floor_row(spec: CompareSpec, data, images=None, seed: int | None = None) -> 
         first = "real test images scored like a method against the training reference"
         if len(x) < spec.num_samples:
             first += f" (the test split holds only {len(x)} images)"
-    row = {"method": FLOOR_METHOD, "label": "data (floor)", "seed": seed, "num_samples": len(x),
+    row = {"sampler": FLOOR, "label": "data (floor)", "seed": seed, "num_samples": len(x),
            **metrics, "notes": "; ".join([first] + notes)}
     return row, kept(data, x)

@@ -34,7 +34,7 @@ from bench.metrics.evaluate import MetricResources, evaluate, image_evaluator
 from bench.report.render import render_report
 from bench.results import stats
 from bench.results.provenance import device_name, git_sha, resolve_device, versions
-from bench.results.schema import FLOOR_METHOD
+from bench.results.schema import FLOOR
 from bench.results.store import ResultsStore, cell_key, read_results, read_spec, row_key
 from bench.runs.folders import weights_sha256
 from bench.runs.train import ensure_trained
@@ -59,7 +59,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     data_cfg = next(iter(run_cfgs.values())).data if run_cfgs else None
     data = load_dataset(data_cfg) if run_cfgs else None
     for cfg in run_cfgs.values():  # a conditional model on unlabelled data (or with the wrong K) fails here, first
-        check_labels(cfg.method, methods.get_method(cfg.method).num_classes(cfg.model), data)
+        check_labels(cfg.method, methods.get_model(cfg.method).num_classes(cfg.model), data)
     # image metrics: networks, weights and the classifier are set up (and checked) before any training
     images = image_evaluator(data, options=spec.metrics, resources=resources, num_samples=spec.num_samples,
                              data_cfg=data_cfg, device=dev, log=log, shard=shard) if run_cfgs else None
@@ -79,18 +79,18 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     per_checkpoint: dict = {}
     for seed in spec.seed_list:
         seed = spec.seed if seed is None else seed
-        if row_key(FLOOR_METHOD, "", "", "", seed) not in store.done:
+        if row_key(FLOOR, "", "", "", seed) not in store.done:
             log(f"[floor] scoring {spec.num_samples} real samples (seed {seed})")
             store.save(*floor_row(spec, data, images, seed=seed))
         for stage in {id(s): s for s in stages.values() if s is not None}.values():  # one per autoencoder
-            if row_key(FLOOR_METHOD, stage.run_dir.name, "", "", seed) not in store.done:
+            if row_key(FLOOR, stage.run_dir.name, "", "", seed) not in store.done:
                 log(f"[floor] scoring {stage.run_dir.name}'s reconstructions of {spec.num_samples} real samples")
                 x, labels, row = reconstruction_floor(stage, data, spec.num_samples, seed=seed)
                 metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap,
                                           labels=labels if spec.conditional else None)
                 store.save({**row, **metrics, "notes": "; ".join([row["notes"]] + notes)}, kept(data, x))
     for i, cell in enumerate(spec.cells, 1):
-        name = f"{cell.variant or cell.method}{'@' + cell.model_label if cell.model_label else ''} steps={cell.steps}"
+        name = f"{cell.variant or cell.sampler}{'@' + cell.model_label if cell.model_label else ''} steps={cell.steps}"
         name += f" seed={cell.seed}" if cell.seed is not None else ""
         name += f" guidance={cell.guidance}" if cell.guidance else ""
         name += f" grid={cell.grid}" if cell.grid else ""
@@ -117,7 +117,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
 
 def _orders(spec: CompareSpec, run_cfgs: dict, data, results_dir: Path, log: Callable[[str], None]) -> None:
     """orders.csv when the grid holds an exact-score model (bench/orders.py)."""
-    exact_cells = [c for c in spec.cells if exact(methods.get_method(run_cfgs[c].method))]
+    exact_cells = [c for c in spec.cells if exact(methods.get_model(run_cfgs[c].method))]
     if not exact_cells:
         return
     log(f"[orders] solving the probability-flow ODE to high accuracy for {len(exact_cells)} exact-score cells")
@@ -127,7 +127,7 @@ def _orders(spec: CompareSpec, run_cfgs: dict, data, results_dir: Path, log: Cal
         cfg = run_cfgs[cell]
         key = cfg.run_id()
         if key not in models:
-            models[key] = methods.get_method(cfg.method).from_data(cfg.model, data).eval()
+            models[key] = methods.get_model(cfg.method).from_data(cfg.model, data).eval()
         return models[key]
 
     def noise_for(cell, model):
@@ -159,7 +159,7 @@ def ensure_checkpoints(run_cfgs: dict, run_dirs: dict, *, runs_dir: Path, progre
                        log: Callable[[str], None]) -> None:
     """Train every checkpoint the grid samples that is missing or unfinished (all processes of a launch
     train it together). `run_cfgs` / `run_dirs`: each cell's config and run folder; parents go to runs_dir."""
-    pending = {run_dirs[cell]: cfg for cell, cfg in run_cfgs.items() if methods.get_method(cfg.method).trainable}
+    pending = {run_dirs[cell]: cfg for cell, cfg in run_cfgs.items() if methods.get_model(cfg.method).trainable}
     for i, (run_dir, cfg) in enumerate(pending.items(), 1):
         ensure_trained(cfg, run_dir, runs_dir=runs_dir, progress=progress, log=log,
                        what=f"[train {i}/{len(pending)}] {cfg.method} on {cfg.data.name} -> {run_dir}")
@@ -179,7 +179,7 @@ def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, run_cfgs
     cells = []
     for cell in spec.cells:
         cfg = run_cfgs[cell]
-        cls = methods.get_method(cfg.method)
+        cls = methods.get_model(cfg.method)
         cells.append({**dataclasses.asdict(cell), "model": cfg.method,
                       "run_dir": str(run_dirs[cell]) if cls.trainable else None, "run_id": cfg.run_id(),
                       "key_params": {k: getattr(cfg.model, k) for k in cls.key_params},

@@ -11,10 +11,10 @@ import torch
 from bench.data.images import to_model
 from bench.measure.timing import block_noise, measure
 from bench.metrics.evaluate import floor_samples
-from bench.results.schema import FLOOR_METHOD
+from bench.results.schema import FLOOR
 from bench.runs.folders import training_seconds
 from bench.runs.stage import Stage, autoencoder_dir, check_stage, load_stage
-from methods.base import Method
+from methods.base import Model
 
 
 @dataclasses.dataclass
@@ -55,7 +55,7 @@ def latent_bpd(method) -> tuple[dict, list[str]]:
     """A latent model's bits/dim: left empty. Its bound is on continuous scaled latents, not on the 8-bit
     pixels the pixel rows' bits/dim count (that would need the decoder's likelihood of the image)."""
 
-    if type(method).bpd is Method.bpd:
+    if type(method).bpd is Model.bpd:
         return {}, [f"bpd: {type(method).name} defines no likelihood"]
     return {}, ["bpd: empty for a latent model: its bound is on the autoencoder's continuous latents, not on the"
                 " 8-bit pixels of the pixel rows' bits/dim"]
@@ -79,7 +79,7 @@ def reconstruction_floor(stage: Stage, data, n: int, *, seed: int) -> tuple[torc
     x, labels = floor_samples(data, n, seed=seed, labelled=True)
     gen = torch.Generator().manual_seed(seed)
     out = [data.to_data(stage.decode(stage.encode(to_model(x[i:i + 500]), gen)).cpu()) for i in range(0, len(x), 500)]
-    row = {"method": FLOOR_METHOD, "label": "reconstructions (floor)", "model": stage.run_dir.name, "seed": seed,
+    row = {"sampler": FLOOR, "label": "reconstructions (floor)", "model": stage.run_dir.name, "seed": seed,
            "num_samples": len(x), "latent": stage.run_dir.name, "latent_scale": stage.scale,
            "latent_train_s": training_seconds(stage.run_dir),
            "weights_sha256": stage.weights,

@@ -111,13 +111,13 @@ def measure_orders(cells, load, *, noise_for) -> pd.DataFrame:
 
     rows, caches = [], {}
     for cell in cells:
-        sampler_cls = methods.get_sampler(cell.method)
+        sampler_cls = methods.get_sampler(cell.sampler)
         model = load(cell)
         if model is None or not exact(type(model)) or sampler_cls.stochastic or sampler_cls.adaptive:
             continue
         if model.num_classes(model.cfg):
             continue  # guided scores: no single ODE to compare with
-        sampler = build_sampler(cell.method, model, cell.steps, cell.options(), grid=cell.grid_spec())
+        sampler = build_sampler(cell.sampler, model, cell.steps, cell.options(), grid=cell.grid_spec())
         noise = noise_for(cell, model)
         noise = noise[:max(8, min(ORDER_SAMPLES, ORDER_VALUES // noise[0].numel()))]
         cache = caches.setdefault(cell.model_name, {})
@@ -128,8 +128,8 @@ def measure_orders(cells, load, *, noise_for) -> pd.DataFrame:
         grid = sampler.settings.get("grid", "")
         nearest = getattr(model, "nearest_image", None)
         same = float((nearest(x) == nearest(ref[0])).double().mean()) if nearest else float("nan")
-        rows.append({"sampler": cell.variant or cell.method, "grid": grid, "model": cell.model_name,
-                     "label": cell.method, "steps": cell.steps, "nfe": sampler.nfe,
+        rows.append({"sampler": cell.variant or cell.sampler, "grid": grid, "model": cell.model_name,
+                     "label": cell.sampler, "steps": cell.steps, "nfe": sampler.nfe,
                      "error": float((x - ref[0]).flatten(1).norm(dim=1).mean()), "same_image": same,
                      "expected_order": sampler_cls.expected_order(cell.options(), cell.grid_spec() or _grid(grid)),
                      "reference": ref[1]})

@@ -21,7 +21,7 @@ SAMPLES_KEPT = 2000  # samples per cell saved for figures (2-D points)
 IMAGES_KEPT = 64  # images per cell saved for the report's sample grids (uint8)
 
 
-def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: int, device: torch.device,
+def draw_samples(sampler, method: methods.Model, *, n: int, seed: int, batch: int, device: torch.device,
                  to_data: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  require_finite: bool = False, classes: str = "uniform", shard: Shard = SINGLE
                  ) -> tuple[torch.Tensor, int, torch.Tensor | None]:
@@ -54,7 +54,7 @@ def draw_samples(sampler, method: methods.Method, *, n: int, seed: int, batch: i
     return torch.cat(out)[:n], round(sum(calls) / len(calls)), y
 
 
-def save_diagnostics(method: methods.Method, path: Path) -> None:
+def save_diagnostics(method: methods.Model, path: Path) -> None:
     """The method's optional diagnostics (VDM: gamma(t)) as an .npz the report can plot."""
     arrays = method.diagnostics()
     if arrays:

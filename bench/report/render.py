@@ -33,7 +33,7 @@ from bench.report.readings.orders import orders_section
 from bench.report.readings.straightening import straightening_reading
 from bench.results import folder as results_folder
 from bench.results import stats
-from bench.results.schema import FLOOR_METHOD, METRICS, Metric, safe_name
+from bench.results.schema import FLOOR, METRICS, Metric, safe_name
 
 UNAVAILABLE = "unavailable"  # shown for a metric that the setup could not compute (reason in the notes)
 
@@ -61,7 +61,7 @@ def _present(df: pd.DataFrame, spec: dict | None = None, *, per_sampler_only: bo
 def _family(row: pd.Series) -> str:
     """A line in the figures: the sampler (or variant), with `@model` when the label names a model."""
     variant = row.get("variant")
-    base = variant if isinstance(variant, str) and variant else row["method"]
+    base = variant if isinstance(variant, str) and variant else row["sampler"]
     model = row.get("model")
     guidance = row.get("guidance")
     if isinstance(guidance, (str, float, int)) and not pd.isna(guidance) and str(guidance) != "":
@@ -126,7 +126,7 @@ def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:
 def trilemma_table(df: pd.DataFrame, spec: dict | None = None) -> str:
     spec = spec or {}
     metrics = _present(df, spec)
-    models = df[df["method"] != FLOOR_METHOD]
+    models = df[df["sampler"] != FLOOR]
     timed = models[models["sample_ms_per_100"].notna()]
     slowest = timed["sample_ms_per_100"].max() if len(timed) else math.nan
     slow_label = timed.loc[timed["sample_ms_per_100"].idxmax(), "label"] if len(timed) else "the slowest"
@@ -139,7 +139,7 @@ def trilemma_table(df: pd.DataFrame, spec: dict | None = None) -> str:
         ["speed-up, machine-speed normalised"] if ref else []) + ["sampler efficiency"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in df.iterrows():
-        floor = r["method"] == FLOOR_METHOD
+        floor = r["sampler"] == FLOOR
         ms = r.get("sample_ms_per_100")
         cells = [f"**{r['label']}**" if floor else r["label"], "–" if floor else _fmt(r.get("nfe_measured"), "{:.0f}")]
         cells += [_cell(r, m, spec) for m in metrics]
@@ -154,23 +154,23 @@ def trilemma_table(df: pd.DataFrame, spec: dict | None = None) -> str:
 def _plot_vs(df: pd.DataFrame, x: str, xlabel: str, path: Path, spec: dict) -> bool:
     """Each per-sampler metric with values against `x`; False (no figure) when there is none to plot."""
     metrics = [m for m in _present(df, spec, per_sampler_only=True) if df[m.column].notna().any()]
-    models = df[(df["method"] != FLOOR_METHOD) & (pd.to_numeric(df[x], errors="coerce") > 0)]
+    models = df[(df["sampler"] != FLOOR) & (pd.to_numeric(df[x], errors="coerce") > 0)]
     if not metrics or models.empty:  # nothing to plot, or no positive x for a log axis
         return False
-    floor = df[df["method"] == FLOOR_METHOD]
+    floor = df[df["sampler"] == FLOOR]
     ncol = min(4, len(metrics))
     nrow = math.ceil(len(metrics) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.2 * nrow), squeeze=False)
     for ax in axes.flat[len(metrics):]:
         ax.set_axis_off()
     families = models.apply(_family, axis=1)
-    colours = {name: plt.cm.tab20(i % 20) for i, name in enumerate(dict.fromkeys(sorted(models["method"])))}
+    colours = {name: plt.cm.tab20(i % 20) for i, name in enumerate(dict.fromkeys(sorted(models["sampler"])))}
     for ax, m in zip(axes.flat, metrics):
         for fam, g in models.groupby(families, sort=True):
             g = g.sort_values(x)
             exact = _untrained(g)  # dashed, hollow: the exact score (no network error)
             style = dict(marker="o", ls="--" if exact else "-", mfc="none" if exact else None,
-                         color=colours[g["method"].iloc[0]], label=fam + (" (exact score)" if exact else ""))
+                         color=colours[g["sampler"].iloc[0]], label=fam + (" (exact score)" if exact else ""))
             if f"{m.column}_lo" in g and g[f"{m.column}_lo"].notna().any():  # spread over seeds: 95% intervals
                 err = np.vstack([g[m.column] - g[f"{m.column}_lo"], g[f"{m.column}_hi"] - g[m.column]])
                 ax.errorbar(g[x], g[m.column], yerr=np.nan_to_num(err), capsize=2, **style)
@@ -201,7 +201,7 @@ def _plot_by_model(df: pd.DataFrame, path: Path) -> bool:
     (the same colour on every panel): a solver's discretisation error (exact-score panel) next to
     discretisation plus network error (trained panels). Only for grids with NFE budgets."""
     metric = primary_metric(df)
-    models = df[(df["method"] != FLOOR_METHOD) & df["model"].notna() & (df["nfe_measured"] > 0)] \
+    models = df[(df["sampler"] != FLOOR) & df["model"].notna() & (df["nfe_measured"] > 0)] \
         if "model" in df else df.iloc[0:0]
     if metric is None or not budgets(df) or models.empty:
         return False
@@ -209,7 +209,7 @@ def _plot_by_model(df: pd.DataFrame, path: Path) -> bool:
     models = with_groups(models)
     names = list(dict.fromkeys(models["group"]))
     colours = {s: plt.cm.tab20(i % 20) for i, s in enumerate(sorted(set(models.apply(sampler_of, axis=1))))}
-    floor = df[df["method"] == FLOOR_METHOD]
+    floor = df[df["sampler"] == FLOOR]
     ncols = min(4, len(names))
     nrows = -(-len(names) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False, sharey=True)
@@ -311,8 +311,8 @@ def _plot_schedules(diagnostics_dir: Path, path: Path) -> list[str]:
 def reading(df: pd.DataFrame, spec: dict | None = None) -> list[str]:
     """Plain-language observations computed from the table (no numbers typed by hand)."""
     out = []
-    models = df[df["method"] != FLOOR_METHOD].copy()
-    floor = df[df["method"] == FLOOR_METHOD]
+    models = df[df["sampler"] != FLOOR].copy()
+    floor = df[df["sampler"] == FLOOR]
     if models.empty:
         return out
     metrics = [m for m in _present(df, spec, per_sampler_only=True) if df[m.column].notna().any()]
@@ -484,10 +484,10 @@ def render_report(results_dir: Path, report_dir: Path | None = None) -> Path:
 
 def _render(df: pd.DataFrame, per_seed: pd.DataFrame, spec: dict, seeded: bool, results_dir: Path,
             report_dir: Path) -> Path:
-    df = df.sort_values([c for c in ("method", "model", "variant", "steps") if c in df], key=lambda c: c.fillna("") if c.dtype == object else c,
+    df = df.sort_values([c for c in ("sampler", "model", "variant", "steps") if c in df], key=lambda c: c.fillna("") if c.dtype == object else c,
                         na_position="first")
-    df = pd.concat([df[df["method"] == FLOOR_METHOD], df[df["method"] != FLOOR_METHOD]])
-    models = df[df["method"] != FLOOR_METHOD]
+    df = pd.concat([df[df["sampler"] == FLOOR], df[df["sampler"] != FLOOR]])
+    models = df[df["sampler"] != FLOOR]
     figures = []
     if len(models):
         for x, xlabel, name in (("nfe_measured", "network function evaluations (measured)", "quality_vs_nfe.png"),

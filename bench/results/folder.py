@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.results.schema import COLUMNS, INTEGER, METRICS, SPEED, safe_name
+from bench.results.schema import COLUMNS, INTEGER, METRICS, SPEED, safe_name, upgrade_columns
 
-REQUIRED = ["method", "label"]
+REQUIRED = ["sampler", "label"]
 TEXT_SPEED = {"timing_flag"}
 # numeric columns: the schema's (and the std column of results written before the interleaved timing)
 NUMERIC = sorted(set(INTEGER) | {m.column for m in METRICS} | (set(SPEED) - TEXT_SPEED)
@@ -42,7 +42,7 @@ def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:
 
 def _results(csv: Path) -> pd.DataFrame:
     try:
-        df = pd.read_csv(csv)
+        df = upgrade_columns(pd.read_csv(csv))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
         raise BenchError(f"{csv} is corrupt ({str(e).splitlines()[0]}); measure again with `bench compare`") from None
     if "model" not in df and "trained_as" in df:  # results written before samplers were split from models
@@ -62,7 +62,7 @@ def _results(csv: Path) -> pd.DataFrame:
         if col not in df:
             df[col] = np.nan
     df["label"] = df["label"].astype(str)
-    df["method"] = df["method"].astype(str)
+    df["sampler"] = df["sampler"].astype(str)
     return df
 
 

@@ -71,7 +71,7 @@ METRICS registers each metric column's header, group, direction and format (the 
 import dataclasses
 import math
 
-IDENTITY = ["method", "label", "variant", "model", "steps", "guidance", "grid_axis", "nfe_target", "seed", "num_samples"]
+IDENTITY = ["sampler", "label", "variant", "model", "steps", "guidance", "grid_axis", "nfe_target", "seed", "num_samples"]
 GRID = ["grid", "final_sigma"]
 SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100_iqr", "forward_ms_per_100",
          "sampler_efficiency", "sampler_efficiency_iqr", "sample_ref_per_100", "reference_ms", "timing_warmup",
@@ -130,7 +130,7 @@ METRIC = {m.column: m for m in METRICS}
 for _m in METRICS:
     assert _m.column in COLUMNS, f"metric {_m.column} has no results column"
 
-FLOOR_METHOD = "data"  # the floor row: fresh real data scored like a method
+FLOOR = "data"  # the floor row: fresh real data scored like a method
 
 
 def key_text(v) -> str:
@@ -146,3 +146,11 @@ def key_text(v) -> str:
 def safe_name(label: str) -> str:
     """A row label (or any name) as a file-name part: results/<suite>/samples/<safe_name(label)>.npz."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
+RENAMED = {"method": "sampler"}  # columns of results written before a rename: old name -> new name
+
+
+def upgrade_columns(df):
+    """A results table with today's column names: committed results written before a rename stay readable."""
+    return df.rename(columns={old: new for old, new in RENAMED.items() if old in df and new not in df})

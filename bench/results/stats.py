@@ -22,11 +22,11 @@ import pandas as pd
 from scipy import stats as sps
 
 from bench.files import atomic_write_text
-from bench.results.schema import FLOOR_METHOD, METRIC, METRICS, key_text
+from bench.results.schema import FLOOR, METRIC, METRICS, key_text
 from bench.results.store import read_results
 
 LEVEL = 0.95
-GROUP = ["method", "label", "variant", "model", "steps", "guidance", "nfe_target"]
+GROUP = ["sampler", "label", "variant", "model", "steps", "guidance", "nfe_target"]
 SPEED = ["nfe_measured", "sample_ms_per_100", "forward_ms_per_100", "sampler_efficiency", "sample_ref_per_100"]
 SUFFIXES = ("_std", "_n", "_lo", "_hi")
 FLAG = "measurement error"  # timing_flag of a run whose efficiency came out above 1 twice (bench/timing.py)
@@ -96,7 +96,7 @@ def summarise(df: pd.DataFrame) -> pd.DataFrame:
 
 def seeded(df: pd.DataFrame) -> bool:
     """Whether some sampler cell has rows from more than one seed."""
-    models = df[df["method"] != FLOOR_METHOD] if "method" in df else df
+    models = df[df["sampler"] != FLOOR] if "sampler" in df else df
     if models.empty or "seed" not in models:
         return False
     keys = [_text(models[k]) for k in GROUP if k in models]
@@ -149,7 +149,7 @@ def mean_pm(row: pd.Series, col: str) -> str:
 def significance_lines(summary: pd.DataFrame, columns: list[str]) -> list[str]:
     """For each metric and each sampler family with several rows: the pairs whose intervals do not
     overlap, and how many pairs are not distinguishable."""
-    models = summary[summary["method"] != FLOOR_METHOD]
+    models = summary[summary["sampler"] != FLOOR]
     if models.empty or "n_seeds" not in models or models["n_seeds"].max() < 2:
         return []
     n = int(models["n_seeds"].min())
@@ -158,7 +158,7 @@ def significance_lines(summary: pd.DataFrame, columns: list[str]) -> list[str]:
     for col in columns:
         if col not in models or models[col].isna().all():
             continue
-        for method, g in models.groupby("method", sort=True):
+        for method, g in models.groupby("sampler", sort=True):
             g = g[g[col].notna()]
             if len(g) < 2:
                 continue

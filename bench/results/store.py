@@ -17,7 +17,7 @@ from bench.errors import BenchError
 from bench.files import atomic_write_text
 from bench.measure.timing import cpu_affinity
 from bench.results.provenance import device_name
-from bench.results.schema import COLUMNS, FLOOR_METHOD, INTEGER, key_text, safe_name
+from bench.results.schema import COLUMNS, FLOOR, INTEGER, key_text, safe_name, upgrade_columns
 
 
 def read_spec(results_dir: Path) -> dict | None:
@@ -35,7 +35,7 @@ def read_results(results_dir: Path) -> pd.DataFrame:
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
     try:
-        return pd.read_csv(path, keep_default_na=True)
+        return upgrade_columns(pd.read_csv(path, keep_default_na=True))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise BenchError(f"{path} is corrupt ({e}); delete it to measure again") from None
 
@@ -62,7 +62,7 @@ class ResultsStore:
             if key in wanted and r.get("weights_sha256") != wanted[key]:
                 stale += 1  # measured from other weights: measured again
                 continue
-            if r.get("method") == FLOOR_METHOD and (r.get("git_sha"), r.get("device")) != (code, device_name(device)):
+            if r.get("sampler") == FLOOR and (r.get("git_sha"), r.get("device")) != (code, device_name(device)):
                 stale += 1  # a floor row has no weights: it is kept only from this code on this device
                 continue
             self.rows.append(r)
@@ -106,7 +106,7 @@ def model_column(cell: Cell, cfg) -> str:
 
 
 def cell_key(cell: Cell, spec: CompareSpec, run_cfgs: dict) -> tuple[str, ...]:
-    return row_key(cell.method, model_column(cell, run_cfgs[cell]), cell.variant, cell.steps, spec.sampling_seed(cell),
+    return row_key(cell.sampler, model_column(cell, run_cfgs[cell]), cell.variant, cell.steps, spec.sampling_seed(cell),
                 cell.guidance, cell.grid)
 
 
@@ -121,5 +121,5 @@ def key_of_row(row: dict) -> tuple[str, ...]:
     model = row.get("model")
     if model is None or (isinstance(model, float) and math.isnan(model)):
         model = row.get("trained_as")
-    return row_key(row["method"], model, row.get("variant"), row.get("steps"), row.get("seed"), row.get("guidance"),
+    return row_key(row["sampler"], model, row.get("variant"), row.get("steps"), row.get("seed"), row.get("guidance"),
                 row.get("grid_axis"))

@@ -42,7 +42,7 @@ from bench.runs.train import EMA, _save_state  # the one checkpoint writer
 from safetensors.torch import load_file
 from bench.config.run import read_run_config
 from diffusers import DDPMPipeline, DDPMScheduler
-from bench.runs.folders import load_method
+from bench.runs.folders import load_model
 from methods.nets.unet import UNet
 
 IMPORT_PRESET = "diffusers-import"
@@ -132,7 +132,7 @@ def import_pipeline(source: str, *, dataset: str, runs_dir: Path, data_root: str
     data_cfg = DataConfig(name=dataset, root=data_root, resolution=0 if side in (0, native) else int(side))
     data = load_dataset(data_cfg)
     sha = file_sha256(weights)
-    cls = methods.get_method("ddpm")
+    cls = methods.get_model("ddpm")
     model = {"net": {"kind": "diffusers", "unet_config": json.dumps(unet, sort_keys=True)}, **schedule}
     cfg = run_config_from_dict({"method": "ddpm", "preset": f"{IMPORT_PRESET}-{sha[:12]}", "model": model,
                                 "data": dataclasses.asdict(data_cfg), "train": {"steps": 0, "preview_samples": 0}},
@@ -195,7 +195,7 @@ def export_run(run_dir: Path, dst: Path, *, log: Callable[[str], None] = print) 
     """Write a trained image `ddpm` run (EMA weights) as a DDPMPipeline folder at `dst`."""
 
 
-    method, cfg, meta = load_method(run_dir)
+    method, cfg, meta = load_model(run_dir)
     if cfg.method != "ddpm":
         raise BenchError(f"{run_dir} is a {cfg.method} run: only ddpm runs export to a DDPMPipeline")
     if not isinstance(method.net, UNet):

@@ -30,11 +30,11 @@ def is_complete(run_dir: Path, cfg: RunConfig) -> bool:
     return (Path(run_dir) / "config.json").exists() and completed_step(run_dir) >= cfg.train.steps
 
 
-def load_method(run_dir: Path, *, device: torch.device | str = "cpu",
-                use_ema: bool = True) -> tuple[methods.Method, RunConfig, dict[str, Any]]:
+def load_model(run_dir: Path, *, device: torch.device | str = "cpu",
+                use_ema: bool = True) -> tuple[methods.Model, RunConfig, dict[str, Any]]:
     """The trained model of a run, from its latest checkpoint (EMA weights by default)."""
     cfg = read_run_config(run_dir)
-    cls = methods.get_method(cfg.method)
+    cls = methods.get_model(cfg.method)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise BenchError(f"{run_dir} has no checkpoint yet; train it with `bench train ... --resume`")
@@ -53,7 +53,7 @@ def load_method(run_dir: Path, *, device: torch.device | str = "cpu",
     return method.to(device).eval(), cfg, meta
 
 
-def build_sampler(sampler: str, model: methods.Method, steps: int, options: Any, guidance=None, grid=None):
+def build_sampler(sampler: str, model: methods.Model, steps: int, options: Any, guidance=None, grid=None):
     """The named sampler built for `model` (a conditional model's: with its methods.guidance.Guidance, w = 0
     when None); a pairing or option it rejects is a one-line BenchError."""
 
@@ -66,7 +66,7 @@ def build_sampler(sampler: str, model: methods.Method, steps: int, options: Any,
 def weights_sha256(run_dir: Path, cfg) -> str:
     """What identifies the weights a cell samples: the sha256 of the latest checkpoint's weight files
     (from its meta.json), or "exact" for a model built from the data."""
-    if not methods.get_method(cfg.method).trainable:
+    if not methods.get_model(cfg.method).trainable:
         return "exact"
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:

@@ -25,7 +25,7 @@ from bench.errors import BenchError
 from bench.config.run import is_path, run_dir_for
 from bench.data.images import to_model
 from bench.files import atomic_write_text
-from bench.runs.folders import load_method, weights_sha256
+from bench.runs.folders import load_model, weights_sha256
 
 LATENT_FILE = "latent.json"  # in an autoencoder run: the scaling factor its weights give
 STAGE_FILE = "autoencoder.json"  # in a latent run: the autoencoder it was trained on
@@ -104,7 +104,7 @@ def load_stage(ae_dir: Path, pixel_data, device: torch.device | str = "cpu", *, 
     must have been trained on these weights (checked first, before anything is measured)."""
 
     ae_dir = Path(ae_dir)
-    ae, cfg, meta = load_method(ae_dir, device=device)
+    ae, cfg, meta = load_model(ae_dir, device=device)
     if cfg.method != "autoencoder":
         raise BenchError(f"{ae_dir} holds a {cfg.method}, not an autoencoder")
     if pixel_data is not None and tuple(meta["data_shape"]) != tuple(pixel_data.shape):

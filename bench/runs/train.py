@@ -10,7 +10,7 @@ so `resume=True` continues exactly where the last checkpoint left off.
 
 A run with parents (RunConfig.parents: a reflow student's teacher, ...) trains the missing
 ones first, into the same runs folder, and hands them to the method before its EMA copies
-are made (`Method.attach_parents`).
+are made (`Model.attach_parents`).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from bench.runs.stage import autoencoder_dir, load_stage, record_stage
 from bench.data.latent import LatentData
 from bench.results.provenance import environment
 from bench.measure.shard import Shard, no_accelerator
-from bench.runs.folders import completed_step, is_complete, load_method
+from bench.runs.folders import completed_step, is_complete, load_model
 from bench.config.run import read_run_config, run_dir_for
 from filelock import FileLock, Timeout
 import os
@@ -67,11 +67,11 @@ def lr_factor(cfg: TrainConfig, base_lr: float) -> Callable[[int], float]:
 class EMA:
     """Exponential moving averages of named submodules (torch's AveragedModel)."""
 
-    def __init__(self, method: methods.Method, decay: float):
+    def __init__(self, method: methods.Model, decay: float):
         self.models = {name: AveragedModel(getattr(method, name), multi_avg_fn=get_ema_multi_avg_fn(decay),
                                            use_buffers=True) for name in method.ema_modules}
 
-    def update(self, method: methods.Method) -> None:
+    def update(self, method: methods.Model) -> None:
         for name, avg in self.models.items():
             avg.update_parameters(getattr(method, name))
 
@@ -86,13 +86,13 @@ class EMA:
             avg.module.load_state_dict({k[len(name) + 1:]: v for k, v in weights.items() if k.startswith(name + ".")})
             avg.n_averaged.copy_(counts[name])
 
-    def apply_to(self, method: methods.Method) -> None:
+    def apply_to(self, method: methods.Model) -> None:
         for name, avg in self.models.items():
             getattr(method, name).load_state_dict(avg.module.state_dict())
 
 
 @torch.no_grad()
-def update_targets(method: methods.Method, step: int) -> float | None:
+def update_targets(method: methods.Model, step: int) -> float | None:
     """theta- <- mu theta- + (1 - mu) theta for each of the method's target modules, with
     mu = method.target_decay(step); buffers are copied. Returns mu (None without targets)."""
     if not method.target_modules:
@@ -107,7 +107,7 @@ def update_targets(method: methods.Method, step: int) -> float | None:
     return mu
 
 
-def after_optimizer_step(method: methods.Method, step: int) -> dict[str, float]:
+def after_optimizer_step(method: methods.Model, step: int) -> dict[str, float]:
     """The per-iteration hooks after the optimizer steps: target networks, then `after_step`."""
     mu = update_targets(method, step)
     logs = {} if mu is None else {"target/decay": mu}
@@ -241,12 +241,12 @@ def check_launch(accelerator: Accelerator) -> None:
 
 
 def train_parents(cfg: RunConfig, runs_dir: Path, *, progress: bool = True,
-                  log: Callable[[str], None] = print) -> dict[str, methods.Method]:
+                  log: Callable[[str], None] = print) -> dict[str, methods.Model]:
     """Each parent of `cfg`, trained into `runs_dir` when missing or unfinished, loaded with its EMA
     weights on the CPU in eval mode; a parent with nothing to train (the oracle) is built from its data."""
     out = {}
     for role, parent in cfg.parents:
-        parent_cls = methods.get_method(parent.method)
+        parent_cls = methods.get_model(parent.method)
         if not parent_cls.trainable:  # an exact model (the oracle) is built from the data: no run folder
             try:
                 out[role] = parent_cls.from_data(parent.model, load_dataset(parent.data)).eval()
@@ -261,7 +261,7 @@ def train_parents(cfg: RunConfig, runs_dir: Path, *, progress: bool = True,
                                  f" ({'; '.join(diffs[:2])}); delete it to train the {role} again")
         ensure_trained(parent, parent_dir, runs_dir=runs_dir, progress=progress, log=log,
                        what=f"[parent] {cfg.method} needs its {role}: training {parent.method} -> {parent_dir}")
-        method, got, _ = load_method(parent_dir)
+        method, got, _ = load_model(parent_dir)
         if got.run_id() != parent.run_id():
             raise BenchError(f"{parent_dir} does not hold the {role} this run needs"
                              f" ({'; '.join(diff_configs(got, parent)[:2])}); delete it to retrain")
@@ -274,7 +274,7 @@ def train(cfg: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool
     """Train `cfg` into `run_dir` (created); with `resume`, continue from its latest checkpoint.
     Parents are looked for (and trained) in `runs_dir`, by default the folder holding `run_dir`."""
     validate_run(cfg)
-    cls = methods.get_method(cfg.method)
+    cls = methods.get_model(cfg.method)
     if not cls.trainable:
         raise BenchError(f"{cfg.method} has nothing to train: it is built from the data (bench compare --model {cfg.method})")
     try:
@@ -427,14 +427,14 @@ class HeldOut:
     so it is deterministic and never moves the training RNG (resume stays exact). Results are
     logged as `eval/<name>`; `seconds` accumulates the time spent, kept out of steps/s."""
 
-    def __init__(self, method: methods.Method, data, cfg: RunConfig):
-        overrides = type(method).eval_metrics is not methods.Method.eval_metrics
+    def __init__(self, method: methods.Model, data, cfg: RunConfig):
+        overrides = type(method).eval_metrics is not methods.Model.eval_metrics
         self.every = cfg.train.eval_every if overrides else 0
         self.last, self.seed, self.batch = cfg.train.steps, cfg.train.seed, cfg.train.batch_size
         self.x = data.eval_batch(cfg.train.eval_samples) if self.every else None
         self.seconds = 0.0
 
-    def __call__(self, step: int, method: methods.Method, ema: EMA) -> dict[str, float]:
+    def __call__(self, step: int, method: methods.Model, ema: EMA) -> dict[str, float]:
         if not self.every or (step % self.every and step != self.last):
             return {}
         t0 = time.perf_counter()
@@ -490,7 +490,7 @@ def rank_state(stream: IndexStream) -> dict:
             "data_stream": stream.state_dict()}
 
 
-def _check_ranks_agree(accelerator: Accelerator, method: methods.Method, step: int) -> None:
+def _check_ranks_agree(accelerator: Accelerator, method: methods.Model, step: int) -> None:
     """Every rank must hold the same weights after a step (DDP averaged every gradient); a parameter
     whose gradient was not synchronised makes them drift apart, and that is an error, not a checkpoint."""
     if accelerator.num_processes == 1:
@@ -504,7 +504,7 @@ def _check_ranks_agree(accelerator: Accelerator, method: methods.Method, step: i
                          " across processes; this is a bug, please report it")
 
 
-def _check_finite_weights(method: methods.Method, ema: EMA, step: int, run_dir: Path) -> None:
+def _check_finite_weights(method: methods.Model, ema: EMA, step: int, run_dir: Path) -> None:
     """A step can leave the weights non-finite while its loss was finite (an update that overflows):
     such weights are never saved, so the latest checkpoint is always a good one."""
     bad = next((name for name, t in [*method.state_dict().items(), *ema.weights().items()]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from methods.base import LoopSampler, Method, StepRange
+from methods.base import LoopSampler, Model, StepRange
 from methods.grids import Grid
 
 MAX_CONTINUOUS_STEPS = 100_000
@@ -75,7 +75,7 @@ class SamplerDef:
         return dataclasses.asdict(opts)
 
     @classmethod
-    def runs_on(cls, model_cls: type[Method]) -> str | None:
+    def runs_on(cls, model_cls: type[Model]) -> str | None:
         """None if this sampler can sample `model_cls`, else the one-line reason it cannot."""
         if not model_cls.samplable:
             return (f"{model_cls.name} is a stage, not a generative model (no sampler runs on it): train a model in its"
@@ -92,18 +92,18 @@ class SamplerDef:
         return steps
 
     @classmethod
-    def valid_steps(cls, model_cls: type[Method], model_cfg: Any, opts: Any, grid: Grid | None = None) -> StepRange:
+    def valid_steps(cls, model_cls: type[Model], model_cfg: Any, opts: Any, grid: Grid | None = None) -> StepRange:
         T = model_cls.num_timesteps(model_cfg)
         if T is None:
             return StepRange(1, MAX_CONTINUOUS_STEPS, "continuous time: any number of steps")
         return StepRange(1, T, f"at most the T = {T} timesteps of the {model_cls.name} schedule")
 
     @classmethod
-    def default_steps(cls, model_cls: type[Method], model_cfg: Any) -> int:
+    def default_steps(cls, model_cls: type[Model], model_cfg: Any) -> int:
         return min(50, cls.valid_steps(model_cls, model_cfg, cls.Options()).hi)
 
     @classmethod
-    def steps_for_nfe(cls, budget: int, model_cls: type[Method], model_cfg: Any, opts: Any,
+    def steps_for_nfe(cls, budget: int, model_cls: type[Model], model_cfg: Any, opts: Any,
                       grid: Grid | None = None) -> int | None:
         """The most steps whose NFE stays within `budget`; None when even the fewest steps exceed it."""
         rng = cls.valid_steps(model_cls, model_cfg, opts, grid)
@@ -118,11 +118,11 @@ class SamplerDef:
         """Raise ValueError naming the option when a value is out of range (checked before any work)."""
 
     @classmethod
-    def build(cls, model: Method, steps: int, opts: Any, grid: Grid | None = None) -> LoopSampler:
+    def build(cls, model: Model, steps: int, opts: Any, grid: Grid | None = None) -> LoopSampler:
         raise NotImplementedError
 
     @classmethod
-    def check(cls, model: Method, steps: int, opts: Any, grid: Grid | None = None) -> Any:
+    def check(cls, model: Model, steps: int, opts: Any, grid: Grid | None = None) -> Any:
         """Shared validation of build(): the model kind, the grid and the step count; returns the options."""
         opts = cls.Options() if opts is None else opts
         cls.validate(opts)

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from methods.base import LoopSampler, Method, StepRange
+from methods.base import LoopSampler, Model, StepRange
 from methods.prediction import Prediction
 from methods.grids import Grid
 from methods.samplers.base import SamplerDef
@@ -146,7 +146,7 @@ class DiffusersSampler(SamplerDef):
         return super().valid_steps(model_cls, model_cfg, opts, grid)
 
     @classmethod
-    def build(cls, model: Method, steps: int, opts: Any = None, grid: Grid | None = None) -> LoopSampler:
+    def build(cls, model: Model, steps: int, opts: Any = None, grid: Grid | None = None) -> LoopSampler:
         opts = cls.check(model, steps, opts, grid)
         spacing = grid.name if grid is not None and grid.is_spacing else None
         if grid is not None and not grid.is_spacing:

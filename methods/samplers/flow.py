@@ -23,7 +23,7 @@ import functools
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from methods.base import LoopSampler, Method, StepRange
+from methods.base import LoopSampler, Model, StepRange
 from methods.prediction import Prediction
 from methods.registry import register_sampler
 from methods.samplers.base import SamplerDef
@@ -110,14 +110,14 @@ class FlowSampler(SamplerDef):
         return {"solver": cls.name, "time_grid": GRID}
 
     @classmethod
-    def build(cls, model: Method, steps: int, opts=None, grid=None) -> LoopSampler:
+    def build(cls, model: Model, steps: int, opts=None, grid=None) -> LoopSampler:
         opts = cls.check(model, steps, opts)
         loop = functools.partial(cls.loop, model.prediction(), steps=steps)
         return LoopSampler(loop, steps=steps, nfe=cls.nfe(steps, opts), label=f"{cls.name}-{steps}",
                            settings=cls.settings(opts))
 
 
-def build_on_flow(name: str, model: Method, steps: int, nfe: int) -> LoopSampler:
+def build_on_flow(name: str, model: Model, steps: int, nfe: int) -> LoopSampler:
     """`euler` / `heun` asked of a flow model: the loop of this file, labelled with the asked name and
     declaring the asked sampler's own call count."""
     loop = {"euler": euler, "heun": heun}[name]
@@ -174,7 +174,7 @@ class Dopri5(FlowSampler):
             raise ValueError(f"dopri5: rtol and atol must be > 0, got {opts.rtol}, {opts.atol}")
 
     @classmethod
-    def build(cls, model: Method, steps: int, opts=None, grid=None) -> LoopSampler:
+    def build(cls, model: Model, steps: int, opts=None, grid=None) -> LoopSampler:
         opts = cls.check(model, steps, opts)
         loop = functools.partial(dopri5, model.prediction(), rtol=opts.rtol, atol=opts.atol)
         settings = {"solver": "dopri5", "library": "torchdiffeq", "rtol": opts.rtol, "atol": opts.atol,
@@ -199,7 +199,7 @@ class FMEuler(FlowSampler):
             raise ValueError(f"fm-euler: shift must be > 0, got {opts.shift}")
 
     @classmethod
-    def build(cls, model: Method, steps: int, opts=None, grid=None) -> LoopSampler:
+    def build(cls, model: Model, steps: int, opts=None, grid=None) -> LoopSampler:
         opts = cls.check(model, steps, opts)
         template = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=opts.shift,
                                                    use_dynamic_shifting=False, stochastic_sampling=False,

@@ -25,7 +25,7 @@ from typing import Any, Callable, ClassVar
 
 import torch
 
-from methods.base import LoopSampler, Method, StepRange
+from methods.base import LoopSampler, Model, StepRange
 from methods.grids import Grid, spacing_sigmas
 from methods.sigma import Denoiser, denoiser_of
 from methods.samplers.base import SamplerDef
@@ -88,13 +88,13 @@ class SigmaGridSampler(SamplerDef):
         raise NotImplementedError
 
     @classmethod
-    def valid_steps(cls, model_cls: type[Method], model_cfg: Any, opts: Any, grid: Grid | None = None) -> StepRange:
+    def valid_steps(cls, model_cls: type[Model], model_cfg: Any, opts: Any, grid: Grid | None = None) -> StepRange:
         if cls.grid_of(grid).is_spacing:
             return super().valid_steps(model_cls, model_cfg, opts, grid)
         return StepRange(1, MAX_SIGMA_STEPS, "a sigma grid: at most 1000 steps")
 
     @classmethod
-    def build(cls, model: Method, steps: int, opts: Any = None, grid: Grid | None = None) -> LoopSampler:
+    def build(cls, model: Model, steps: int, opts: Any = None, grid: Grid | None = None) -> LoopSampler:
         grid = cls.grid_of(grid)
         if grid.is_spacing:
             return cls.spacing_build(model, steps, opts, grid)
@@ -104,7 +104,7 @@ class SigmaGridSampler(SamplerDef):
     grid_kinds: ClassVar[tuple[str, ...]] = ("sigma", "spacing")
 
     @classmethod
-    def spacing_build(cls, model: Method, steps: int, opts: Any, grid: Grid) -> LoopSampler:
+    def spacing_build(cls, model: Model, steps: int, opts: Any, grid: Grid) -> LoopSampler:
         """On a diffusers spacing: the sigmas of its integer timesteps (methods/grids.py spacing_sigmas), then 0."""
         opts = cls.check(model, steps, opts, grid)
         schedule = model.prediction().discrete().schedule if model.kind != "velocity" else None
@@ -119,7 +119,7 @@ class SigmaGridSampler(SamplerDef):
                            settings=settings)
 
 
-def build_on_sigmas(cls, model: Method, steps: int, opts: Any, grid: Grid) -> LoopSampler:
+def build_on_sigmas(cls, model: Model, steps: int, opts: Any, grid: Grid) -> LoopSampler:
     """A LoopSampler of `cls.solve` on `grid` for `model`'s sigma-space view."""
     try:
         D = denoiser_of(model)

@@ -13,7 +13,7 @@ import math
 
 import pandas as pd
 
-from bench.results.schema import FLOOR_METHOD, METRIC
+from bench.results.schema import FLOOR, METRIC
 
 # the first of these columns with values ranks the samplers (names and directions: bench/schema.py METRICS)
 PRIMARY = ["fid", "swd", "fd_classifier", "kid"]
@@ -57,7 +57,7 @@ def model_name(df: pd.DataFrame, group: str) -> str:
 def sampler_of(row: pd.Series) -> str:
     """A row's sampler, or its variant's name when it has one."""
     variant = row.get("variant")
-    return variant if isinstance(variant, str) and variant else row["method"]
+    return variant if isinstance(variant, str) and variant else row["sampler"]
 
 
 def rank_rows(rows: pd.DataFrame, col: str, lower: bool) -> pd.DataFrame:
@@ -67,7 +67,7 @@ def rank_rows(rows: pd.DataFrame, col: str, lower: bool) -> pd.DataFrame:
 def best_table(df: pd.DataFrame) -> str | None:
     """Markdown: for each budget and model, the best row within the budget and its metric."""
     metric, found = primary_metric(df), budgets(df)
-    rows = df[(df["method"] != FLOOR_METHOD) & df["model"].notna()] if "model" in df else df.iloc[0:0]
+    rows = df[(df["sampler"] != FLOOR) & df["model"].notna()] if "model" in df else df.iloc[0:0]
     if metric is None or not found or rows.empty:
         return None
     col, name, lower = metric
@@ -92,10 +92,10 @@ def budget_reading(df: pd.DataFrame) -> list[str]:
     if metric is None or not found or "model" not in df:
         return []
     col, name, lower = metric
-    rows = with_groups(df[(df["method"] != FLOOR_METHOD) & df["model"].notna()])
+    rows = with_groups(df[(df["sampler"] != FLOOR) & df["model"].notna()])
     models = list(dict.fromkeys(rows["group"]))
     out = []
-    floor = df.loc[df["method"] == FLOOR_METHOD, col].dropna()
+    floor = df.loc[df["sampler"] == FLOOR, col].dropna()
     if len(floor):
         near = rows[rows[col] <= 1.1 * floor.iloc[0]]
         out.append(f"Real data scores {name} {floor.iloc[0]:.4g} at this sample count (the floor row):"

@@ -12,7 +12,7 @@ import pandas as pd
 
 import methods
 from bench.report.readings.budgets import primary_metric, rank_rows
-from bench.results.schema import FLOOR_METHOD, METRIC
+from bench.results.schema import FLOOR, METRIC
 
 SOLVER_KINDS = {"eps", "x0", "v", "velocity"}  # a prediction an ODE/SDE solver integrates
 
@@ -21,7 +21,7 @@ def _registration(model) -> tuple[str, str] | None:
     """(kind, time) of a registered model; None for names this version lacks (a foreign folder)."""
 
     try:
-        cls = methods.get_method(str(model))
+        cls = methods.get_model(str(model))
     except Exception:
         return None
     return cls.kind, cls.time
@@ -76,7 +76,7 @@ def fewstep_reading(df: pd.DataFrame, cols: list[str]) -> list[str]:
     differences the intervals resolve)."""
     if "model" not in df or "nfe_measured" not in df:
         return []
-    rows = df[(df["method"] != FLOOR_METHOD) & df["model"].notna()]
+    rows = df[(df["sampler"] != FLOOR) & df["model"].notna()]
     g = _groups(rows)
     if g["consistency"].empty or (g["gan"].empty and g["solver"].empty):
         return []

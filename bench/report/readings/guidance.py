@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report.plots import plt
-from bench.results.schema import FLOOR_METHOD, METRIC
+from bench.results.schema import FLOOR, METRIC
 
 QUALITY = ("fid", "swd", "fd_classifier")  # the first one present is drawn against w
 SCORES = ("is_classifier", "is", "cond_accuracy")
@@ -22,7 +22,7 @@ def guided_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Rows of a conditional model at a numeric w, with columns `w` and `line` (the row without its w)."""
     if "guidance_scale" not in df:
         return df.iloc[0:0]
-    rows = df[(df["method"] != FLOOR_METHOD) & pd.to_numeric(df["guidance_scale"], errors="coerce").notna()].copy()
+    rows = df[(df["sampler"] != FLOOR) & pd.to_numeric(df["guidance_scale"], errors="coerce").notna()].copy()
     rows["w"] = pd.to_numeric(rows["guidance_scale"]) - 1.0
     rows["line"] = [str(label).rsplit("-w", 1)[0] for label in rows["label"]]
     return rows
@@ -40,7 +40,7 @@ def plot_vs_guidance(df: pd.DataFrame, path: Path) -> bool:
     panels = (_present(rows, QUALITY)[:1] + _present(rows, ("hq_fraction", "precision"))[:1] + _present(rows, SCORES)
               + _present(rows, ("recall", "classes_covered", "modes"))[:1])
     fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), squeeze=False)
-    floor = df[df["method"] == FLOOR_METHOD]
+    floor = df[df["sampler"] == FLOOR]
     for ax, col in zip(axes[0], panels):
         for line, g in rows.groupby("line", sort=True):
             g = g.sort_values("w")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.results.schema import FLOOR_METHOD
+from bench.results.schema import FLOOR
 
 QUALITY = (("fid", "FID (Inception)"), ("fd_classifier", "FD (classifier features)"))  # lower is better
 
@@ -42,14 +42,14 @@ def latent_section(df: pd.DataFrame) -> list[str]:
     latent = _is_latent(df)
     if not latent.any():
         return []
-    floors = df[df["method"] == FLOOR_METHOD]
-    rows = df[df["method"] != FLOOR_METHOD]
+    floors = df[df["sampler"] == FLOOR]
+    rows = df[df["sampler"] != FLOOR]
     lat, pix = rows[latent[rows.index]], rows[~latent[rows.index]]
     out = ["## Latent space", ""]
     for name, g in df[latent].groupby("latent"):
         first = g.iloc[0]
         ae_s = first.get("latent_train_s")
-        users = g.loc[g["method"] != FLOOR_METHOD, "run_id"].nunique() if "run_id" in g else 0
+        users = g.loc[g["sampler"] != FLOOR, "run_id"].nunique() if "run_id" in g else 0
         out.append(f"- autoencoder `{name}`: scaling factor s = {_num(first.get('latent_scale'), '{:.4f}')} (1 / std of"
                    f" its training latents), trained in {_num(ae_s, '{:.0f}')} s, shared by {users} latent model"
                    f"{'s' if users != 1 else ''} (each latent row's training time counts it whole). Latent samples are decoded before"
@@ -60,7 +60,7 @@ def latent_section(df: pd.DataFrame) -> list[str]:
     head = ["row", "space", "NFE", *cols, "ms / 100 samples", "of which decoder", "training s (model + autoencoder)"]
     out += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in pd.concat([floors, pix, lat]).iterrows():
-        floor = r["method"] == FLOOR_METHOD
+        floor = r["sampler"] == FLOOR
         space = "latent" if latent[r.name] else "pixel"
         train = _train(r)
         ae = r.get("latent_train_s")
@@ -100,8 +100,8 @@ def latent_reading(df: pd.DataFrame) -> list[str]:
         return ["No quality metric was measured: latent and pixel rows cannot be compared here."]
     col, name = quality
     latent = _is_latent(df)
-    floors = df[df["method"] == FLOOR_METHOD]
-    rows = df[(df["method"] != FLOOR_METHOD) & df[col].notna()]
+    floors = df[df["sampler"] == FLOOR]
+    rows = df[(df["sampler"] != FLOOR) & df[col].notna()]
     lat, pix = rows[latent[rows.index]], rows[~latent[rows.index]]
     out = []
     real = floors[~latent[floors.index]]
@@ -111,7 +111,7 @@ def latent_reading(df: pd.DataFrame) -> list[str]:
         out.append(f"The autoencoder `{rec['latent']}` costs quality before any model: its reconstructions of real test"
                    f" images score {name} {rec[col]:.2f}{base}, the best a latent row can reach.")
     for _, r in lat.iterrows():
-        twin = pix[(pix["method"] == r["method"]) & (pix["nfe_measured"] == r["nfe_measured"])]
+        twin = pix[(pix["sampler"] == r["sampler"]) & (pix["nfe_measured"] == r["nfe_measured"])]
         if not len(twin):
             continue
         p = twin.iloc[0]

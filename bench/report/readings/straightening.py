@@ -35,7 +35,7 @@ def _pairs(spec: dict) -> list[tuple[tuple[str, str, int], tuple[str, str, int],
 def _row(df: pd.DataFrame, key: tuple[str, str, int]) -> pd.Series | None:
     method, variant, steps = key
     v = df["variant"].fillna("").astype(str) if "variant" in df else pd.Series("", index=df.index)
-    hit = df[(df["method"] == method) & (v == variant) & (df["steps"] == steps)]
+    hit = df[(df["sampler"] == method) & (v == variant) & (df["steps"] == steps)]
     return hit.iloc[0] if len(hit) else None
 
 
