@@ -1,7 +1,7 @@
 """The first stage of latent diffusion (Rombach et al. 2022): a KL-regularised autoencoder on
 diffusers' AutoencoderKL. It is trained by the harness like any model, but it is a stage, not a
 generative model: it has no sampler (`samplable = False`). Other runs train and sample in its
-latent space with `data.latent` (bench/latent.py scales the latents and decodes samples).
+latent space with `data.latent` (bench/runs/stage.py scales the latents and decodes samples).
 
 code            paper (LDM, appendix G; the reference's LPIPSWithDiscriminator, without LPIPS)
 E, D            encoder E(x) = q(z | x), a diagonal Gaussian; decoder D(z)
@@ -120,7 +120,7 @@ class Autoencoder(Model):
             groups["disc"] = ParamGroup(list(self.disc.parameters()), lr=self.cfg.lr_d, betas=(0.5, 0.9))
         return groups
 
-    # --- the stage: what bench/latent.py calls --------------------------------------------------------
+    # --- the stage: what bench/runs/stage.py calls --------------------------------------------------------
     def encode(self, x: torch.Tensor):
         """q(z | x) of images in model space ([-1, 1]), padded with background (-1) first."""
         p = self.cfg.pad

@@ -63,7 +63,8 @@ class DDGANConfig:
     lazy_reg: int = 15  # R1 on steps where step % lazy_reg == 0 (not rescaled by the interval)
     gen: GenConfig = GenConfig()
     disc: DiscConfig = DiscConfig()
-    num_classes: int = 0  # K > 0: class-conditional generator and discriminator (labels from the data)
+    # K > 0: class-conditional generator and discriminator (labels from the data)
+    num_classes: int = dataclasses.field(default=0, metadata={"id": "omit_default"})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,8 +36,10 @@ class DDPMConfig:
     beta_end: float = 0.02
     lr: float = 2e-4
     net: NetConfig = NetConfig()
-    num_classes: int = 0  # K > 0: class-conditional (labels from the data), for classifier-free guidance
-    p_uncond: float = 0.1  # label dropout of a conditional model (Ho & Salimans: 0.1 or 0.2)
+    # K > 0: class-conditional (labels from the data), for classifier-free guidance
+    num_classes: int = dataclasses.field(default=0, metadata={"id": "omit_default"})
+    # label dropout of a conditional model (Ho & Salimans: 0.1 or 0.2)
+    p_uncond: float = dataclasses.field(default=0.1, metadata={"id": "with:num_classes"})
 
 
 @register_model("ddpm")

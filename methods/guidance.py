@@ -16,7 +16,7 @@ silent unconditional sample.
 
 NFE counts network evaluations per sample: a guided step (w != 0) evaluates the network on the
 conditional and the unconditional half, batched as one call of 2B rows, and costs 2. The
-runner's hooks count rows per sample (bench/timing.py), so the measured NFE says the same.
+runner's hooks count rows per sample (bench/measure/timing.py), so the measured NFE says the same.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ class OracleConfig:
     T: int = 1000
     beta_start: float = 1e-4
     beta_end: float = 0.02
-    num_classes: int = 0  # K > 0: class-conditional (the class is the mixture component; K must be their number)
+    # K > 0: class-conditional (the class is the mixture component; K must be their number)
+    num_classes: int = dataclasses.field(default=0, metadata={"id": "omit_default"})
 
 
 class MixtureEps(nn.Module):

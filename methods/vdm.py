@@ -69,8 +69,9 @@ class VDMConfig:
     lr: float = 2e-4
     weight_decay: float = 0.01
     net: NetConfig = NetConfig()
-    num_classes: int = 0  # K > 0: class-conditional eps_theta(z_t; gamma_t, c), for classifier-free guidance
-    p_uncond: float = 0.1  # label dropout of a conditional model
+    # K > 0: class-conditional eps_theta(z_t; gamma_t, c), for classifier-free guidance
+    num_classes: int = dataclasses.field(default=0, metadata={"id": "omit_default"})
+    p_uncond: float = dataclasses.field(default=0.1, metadata={"id": "with:num_classes"})  # label dropout
 
 
 def sample_times(n: int, *, antithetic: bool, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -16,37 +16,39 @@ different child, never a silent mix.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import math
 import sys
-import typing
 from pathlib import Path
 from typing import Any
 
 import methods
-from bench.data.registry import get_dataset_info
+from bench.config.datasets import get_dataset_info
+from bench.config.identity import NOT_MEASURED, identity, never_fields, short_hash
+from bench.config.presets import load_config_file, load_preset
+from bench.config.values import build, deep_update, flatten, qualify, unflatten
 from bench.errors import BenchError
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover
-    import tomli as tomllib
-
-PRESETS_DIR = Path(__file__).parent / "suites" / "presets"
+    pass
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     name: str = "gaussians25"
-    root: str = ""  # image datasets: folder holding the files (else BENCH_DATA_DIR)
+    # image datasets: folder holding the files (else BENCH_DATA_DIR)
+    root: str = dataclasses.field(default="", metadata=NOT_MEASURED)
     num_train: int = 100_000  # toy data: size of the seeded training set
     seed: int = 0  # toy data: seed of the training set
     resolution: int = 0  # images: side length after padding/resizing; 0 keeps the native size
-    download: bool = False  # images: let torchvision download missing files (needs a network)
+    # images: let torchvision download missing files (needs a network)
+    download: bool = dataclasses.field(default=False, metadata=NOT_MEASURED)
     hflip: bool = False  # images: random horizontal flips while training
-    latent: str = ""  # images: "" pixel space; "autoencoder" (the preset's autoencoder on this data, trained
-    # first) or an autoencoder run folder: train and sample in its scaled latent space (bench/latent.py)
+    # images: "" pixel space; "autoencoder" (the preset's autoencoder on this data, trained first) or an
+    # autoencoder run folder: train and sample in its scaled latent space (bench/runs/stage.py). Out of the run
+    # id: a latent run is named by its autoencoder's run id (parents.autoencoder)
+    latent: str = dataclasses.field(default="", metadata=NOT_MEASURED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,25 +62,29 @@ class TrainConfig:
     ema_decay: float = 0.999
     seed: int = 0
     mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
-    ckpt_every: int = 1000
-    keep_checkpoints: int = 2
-    log_every: int = 100
-    preview_samples: int = 1000  # samples drawn for preview.png at the end; 0 skips
-    preview_steps: int = 0  # sampler steps for the preview; 0: the method's largest valid count
-    eval_every: int = 0  # steps between held-out evaluations of the method's eval_metrics (VDM: bits/dim); 0 disables
-    eval_samples: int = 1000  # held-out examples per evaluation (images: the first n of the test split)
-    log_with: str = ""  # "" | tensorboard: also log every stats.jsonl record to an Accelerate tracker (run_dir/logs)
+    ckpt_every: int = dataclasses.field(default=1000, metadata=NOT_MEASURED)
+    keep_checkpoints: int = dataclasses.field(default=2, metadata=NOT_MEASURED)
+    log_every: int = dataclasses.field(default=100, metadata=NOT_MEASURED)
+    # samples drawn for preview.png at the end; 0 skips
+    preview_samples: int = dataclasses.field(default=1000, metadata=NOT_MEASURED)
+    # sampler steps for the preview; 0: the method's largest valid count
+    preview_steps: int = dataclasses.field(default=0, metadata=NOT_MEASURED)
+    # steps between held-out evaluations of the method's eval_metrics (VDM: bits/dim); 0 disables
+    eval_every: int = dataclasses.field(default=0, metadata=NOT_MEASURED)
+    # held-out examples per evaluation (images: the first n of the test split)
+    eval_samples: int = dataclasses.field(default=1000, metadata=NOT_MEASURED)
+    # "" | tensorboard: also log every stats.jsonl record to an Accelerate tracker (run_dir/logs)
+    log_with: str = dataclasses.field(default="", metadata=NOT_MEASURED)
 
 
-# Fields that do not change what is trained: left out of the run id and of mismatch checks.
-CADENCE_KEYS = frozenset({"data.root", "data.download", "train.ckpt_every", "train.keep_checkpoints",
-                          "train.log_every", "train.preview_samples", "train.preview_steps", "train.eval_every",
-                          "train.eval_samples", "train.log_with"})
+# Fields that do not change what is trained (their metadata says "never"): out of the run id and of mismatch checks.
+CADENCE_KEYS = frozenset([f"data.{k}" for k in never_fields(DataConfig)]
+                         + [f"train.{k}" for k in never_fields(TrainConfig)])
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    method: str
+    model_name: str  # the model's registry name; config.json and the run id keep the key "method"
     preset: str
     model: Any  # the method's Config dataclass
     data: DataConfig
@@ -86,7 +92,7 @@ class RunConfig:
     parents: tuple[tuple[str, "RunConfig"], ...] = ()  # (role, config) of the runs this one is built from
 
     def own_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "preset": self.preset, "model": dataclasses.asdict(self.model),
+        return {"method": self.model_name, "preset": self.preset, "model": dataclasses.asdict(self.model),
                 "data": dataclasses.asdict(self.data), "train": dataclasses.asdict(self.train)}
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,32 +105,23 @@ class RunConfig:
         return dict(self.parents)[role]
 
     def semantic_dict(self) -> dict[str, Any]:
-        """What determines the trained weights: everything but cadence and paths, and each parent's
-        run id (runs without parents keep the ids they had before parents existed). An unconditional
-        model leaves out its class options, and a network without a diffusers config or Fourier features its
-        empty `net.unet_config` and `net.fourier_freqs`, so their ids are the ones they had before those options existed."""
-        flat = {k: v for k, v in flatten(self.own_dict()).items() if k not in CADENCE_KEYS}
-        if not flat.get("model.num_classes", 1):
-            flat.pop("model.num_classes")
-            flat.pop("model.p_uncond", None)
-        if flat.get("model.net.unet_config", None) == "":  # only imported diffusers UNets have one
-            flat.pop("model.net.unet_config")
-        if "model.net.fourier_freqs" in flat and not flat["model.net.fourier_freqs"]:  # an option added later
-            flat.pop("model.net.fourier_freqs")
-        flat.pop("data.latent", None)  # a latent run is named by its autoencoder's run id (parents.autoencoder)
+        """What determines the trained weights, flat: every field the identity rule keeps (bench/config/identity.py:
+        no paths or cadence, fields added later only when set) and each parent's run id."""
+        own = {"method": self.model_name, "preset": self.preset, "model": identity(self.model),
+               "data": identity(self.data), "train": identity(self.train)}
+        flat = flatten(own)
         flat.update({f"parents.{role}": p.run_id() for role, p in self.parents})
         return {k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()}
 
     def run_id(self) -> str:
-        blob = json.dumps(self.semantic_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:8]
+        return short_hash(self.semantic_dict())
 
     def run_name(self, key_params: tuple[str, ...] = ()) -> str:
         """`<run id>-<method>-<dataset slug><key params>`: one path component, whatever the dataset name
         holds (`folder:PATH` becomes `folder-<last part of PATH>`; the run id hashes the full path)."""
         keys = "".join(f"-{k}{getattr(self.model, k)}" for k in key_params)
         latent = "-latent" if self.data.latent else ""
-        return _slug(f"{self.run_id()}-{self.method}-{dataset_slug(self.data.name)}{latent}{keys}")
+        return _slug(f"{self.run_id()}-{self.model_name}-{dataset_slug(self.data.name)}{latent}{keys}")
 
 
 def _slug(text: str, limit: int = 120) -> str:
@@ -141,199 +138,6 @@ def dataset_slug(name: str) -> str:
     return _slug(f"{kind}-{last[-1] if last else 'root'}", 40)
 
 
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def valid_keys(cls: type, prefix: str = "") -> list[str]:
-    """All dotted keys of a (nested) config dataclass."""
-    keys = []
-    for name, tp in _field_types(cls).items():
-        if dataclasses.is_dataclass(tp):
-            keys += valid_keys(tp, f"{prefix}{name}.")
-        else:
-            keys.append(f"{prefix}{name}")
-    return keys
-
-
-def coerce(value: Any, tp: Any, key: str) -> Any:
-    """Convert a TOML/JSON value or a --set string to the field's type, or raise BenchError."""
-    origin = typing.get_origin(tp)
-    try:
-        if origin is tuple:
-            (item_tp, *_rest) = typing.get_args(tp)
-            if isinstance(value, str):
-                value = [v for v in value.strip("()[] ").split(",") if v.strip()]
-            if not isinstance(value, (list, tuple)):
-                raise ValueError
-            return tuple(coerce(v, item_tp, key) for v in value)
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in {"true", "1", "yes", "false", "0", "no"}:
-                return value.lower() in {"true", "1", "yes"}
-            raise ValueError
-        if tp is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value) if not isinstance(value, str) else int(value.strip())
-        if tp is float:
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)
-            if not math.isfinite(number):
-                raise BenchError(f"{key}={value!r} is not a finite number; give e.g. {key}={_example(tp)}")
-            return number
-        if tp is str:
-            if not isinstance(value, str):
-                raise ValueError
-            return value
-    except (TypeError, ValueError):
-        pass
-    else:
-        raise BenchError(f"config key {key!r} has unsupported type {tp}")
-    name = getattr(tp, "__name__", str(tp))
-    raise BenchError(f"{key}={value!r} is not a valid {name}; give e.g. {key}={_example(tp)}")
-
-
-def _example(tp: Any) -> str:
-    if typing.get_origin(tp) is tuple:
-        return "64,128,128"
-    return {int: "100", float: "0.5", bool: "true", str: "text"}.get(tp, "...")
-
-
-def build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    """Instantiate a (nested) frozen config dataclass from a nested dict, strictly."""
-    types = _field_types(cls)
-    unknown = sorted(set(values) - set(types))
-    if unknown:
-        raise BenchError(f"unknown config key {prefix + unknown[0]!r}; valid keys: {', '.join(valid_keys(cls, prefix))}")
-    kwargs = {}
-    for name, tp in types.items():
-        if name not in values:
-            continue
-        if dataclasses.is_dataclass(tp):
-            sub = values[name]
-            if dataclasses.is_dataclass(sub):
-                sub = dataclasses.asdict(sub)
-            if not isinstance(sub, dict):
-                raise BenchError(f"{prefix}{name} is a section; set its keys, e.g. {valid_keys(tp, prefix + name + '.')[0]}=...")
-            kwargs[name] = build(tp, sub, f"{prefix}{name}.")
-        else:
-            kwargs[name] = coerce(values[name], tp, prefix + name)
-    return cls(**kwargs)
-
-
-def deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in new.items():
-        out[k] = deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, v in flat.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = v
-    return out
-
-
-def parse_sets(items: list[str] | tuple[str, ...]) -> dict[str, str]:
-    """['train.steps=100', ...] -> {'train.steps': '100'}; malformed items are errors."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise BenchError(f"--set {item!r} is malformed; write --set key=value, e.g. --set train.steps=1000")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def qualify(flat: dict[str, Any], sections: dict[str, type]) -> dict[str, Any]:
-    """Give bare keys their section when exactly one section has them; reject unknown keys."""
-    full = [f"{s}.{k}" for s, cls in sections.items() for k in valid_keys(cls)]
-    out = {}
-    for key, v in flat.items():
-        if key in full:
-            out[key] = v
-            continue
-        matches = [f for f in full if f.endswith("." + key)]
-        if len(matches) == 1:
-            out[matches[0]] = v
-        elif matches:
-            raise BenchError(f"config key {key!r} is ambiguous; write one of: {', '.join(matches)}")
-        else:
-            raise BenchError(f"unknown config key {key!r}; valid keys: {', '.join(full)}")
-    return out
-
-
-def load_toml(path: Path, what: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise BenchError(f"{what} {str(path)!r} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise BenchError(f"{what} {str(path)!r} is not valid TOML: {e}") from None
-
-
-def list_presets() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
-
-
-def load_preset(name: str, method: str) -> dict[str, Any]:
-    """A preset's common sections merged with its section for `method` (nested dict).
-    `name` is a preset in bench/suites/presets/ or a path to your own TOML file."""
-    path = Path(name) if name.endswith(".toml") else PRESETS_DIR / f"{name}.toml"
-    if not path.exists():
-        raise BenchError(f"unknown preset {name!r}; choose from: {', '.join(list_presets())}, or a path to a .toml file")
-    raw = load_toml(path, "preset")
-    unknown = sorted(set(raw) - {"description", "data", "train"} - set(_method_names()))
-    if unknown:
-        raise BenchError(f"preset {str(path)!r} has unknown section {unknown[0]!r}; use data, train or a method name")
-    common = {k: raw[k] for k in ("data", "train") if k in raw}
-    specific = raw.get(method, {})
-    return deep_update(common, specific)
-
-
-def _method_names() -> list[str]:
-
-    return methods.list_models()
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """--config FILE: TOML with [model]/[data]/[train] tables, or a run's config.json."""
-    path = Path(path)
-    if path.suffix == ".json":
-        try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise BenchError(f"config file {str(path)!r} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise BenchError(f"config file {str(path)!r} is not valid JSON: {e}") from None
-    else:
-        raw = load_toml(path, "config file")
-    extra = sorted(set(raw) - {"model", "data", "train", "method", "preset"})
-    if extra:
-        raise BenchError(f"config file {str(path)!r} has unknown section {extra[0]!r}; use model, data, train")
-    return {k: raw[k] for k in ("model", "data", "train") if k in raw}
-
-
 def resolve_run_config(method: str, *, model_cls: type, preset: str, dataset: str | None = None,
                        config_file: str | Path | None = None, flags: dict[str, Any] | None = None,
                        sets: dict[str, Any] | None = None) -> RunConfig:
@@ -346,7 +150,7 @@ def resolve_run_config(method: str, *, model_cls: type, preset: str, dataset: st
         values = deep_update(values, {"data": {"name": dataset}})
     for layer in (flags or {}, sets or {}):
         values = deep_update(values, unflatten(qualify(layer, sections)))
-    cfg = RunConfig(method=method, preset=preset, model=build(model_cls, values.get("model", {}), "model."),
+    cfg = RunConfig(model_name=method, preset=preset, model=build(model_cls, values.get("model", {}), "model."),
                     data=build(DataConfig, values.get("data", {}), "data."),
                     train=build(TrainConfig, values.get("train", {}), "train."))
     return dataclasses.replace(cfg, parents=_resolve_parents(cfg))
@@ -356,9 +160,9 @@ def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
     """Each parent named by the method, on the child's preset and data, with its own overrides."""
 
     try:
-        wanted = methods.get_model(cfg.method).parents(cfg.model)
+        wanted = methods.get_model(cfg.model_name).parents(cfg.model)
     except ValueError as e:
-        raise BenchError(f"{cfg.method}: {e}") from None
+        raise BenchError(f"{cfg.model_name}: {e}") from None
     data = {f"data.{k}": v for k, v in dataclasses.asdict(cfg.data).items()}
     out = []
     if cfg.data.latent:
@@ -368,7 +172,7 @@ def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
         try:
             cls = methods.get_model(method)
         except ValueError as e:
-            raise BenchError(f"{cfg.method}'s {role}: {e}") from None
+            raise BenchError(f"{cfg.model_name}'s {role}: {e}") from None
         out.append((role, resolve_run_config(method, model_cls=cls.Config, preset=cfg.preset,
                                              sets={**data, **sets})))
     return tuple(out)
@@ -379,7 +183,7 @@ def run_config_from_dict(d: dict[str, Any], model_cls: type) -> RunConfig:
 
     parents = tuple((role, run_config_from_dict(p, methods.get_model(p["method"]).Config))
                     for role, p in d.get("parents", {}).items())
-    return RunConfig(method=d["method"], preset=d.get("preset", ""), model=build(model_cls, d["model"], "model."),
+    return RunConfig(model_name=d["method"], preset=d.get("preset", ""), model=build(model_cls, d["model"], "model."),
                      data=build(DataConfig, d["data"], "data."), train=build(TrainConfig, d["train"], "train."),
                      parents=parents)
 
@@ -442,23 +246,6 @@ def validate_train(cfg: TrainConfig) -> None:
             raise BenchError(msg)
 
 
-def run_dir_for(cfg: RunConfig, runs_dir: Path) -> Path:
-    return Path(runs_dir) / cfg.run_name(methods.get_model(cfg.method).key_params)
-
-
-def read_run_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / "config.json"
-    try:
-        raw = json.loads(path.read_text())
-        return run_config_from_dict(raw, methods.get_model(raw["method"]).Config)
-    except FileNotFoundError:
-        raise BenchError(f"{run_dir} is not a training run (no config.json); train one with `bench train`") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
-        raise BenchError(f"{path} is corrupt ({e}); delete the run folder and train again") from None
-    except ValueError as e:
-        raise BenchError(f"{path}: {e}") from None
-
-
 def is_path(latent: str) -> bool:
     return latent != "autoencoder"
 
@@ -474,7 +261,7 @@ def autoencoder_parent(cfg):
     autoencoder on the same data (in pixel space); a run folder gives its own config.json."""
 
     latent = cfg.data.latent
-    if cfg.method == "autoencoder":
+    if cfg.model_name == "autoencoder":
         raise BenchError("an autoencoder trains in pixel space: drop data.latent (--latent) from its run")
     path = Path(latent).expanduser()
     if is_path(latent) and not (path / "config.json").is_file():
@@ -487,9 +274,42 @@ def autoencoder_parent(cfg):
         return resolve_run_config("autoencoder", model_cls=methods.get_model("autoencoder").Config,
                                   preset=cfg.preset, sets={**data, "data.latent": ""})
     ae = read_run_config(path)
-    if ae.method != "autoencoder":
-        raise BenchError(f"data.latent={latent}: that run is a {ae.method}, not an autoencoder")
+    if ae.model_name != "autoencoder":
+        raise BenchError(f"data.latent={latent}: that run is a {ae.model_name}, not an autoencoder")
     if ae.data.name != cfg.data.name or ae.data.resolution != cfg.data.resolution:
         raise BenchError(f"data.latent={latent}: that autoencoder was trained on {ae.data.name} at resolution"
                          f" {ae.data.resolution}, not on {cfg.data.name} at {cfg.data.resolution}")
     return dataclasses.replace(ae, data=dataclasses.replace(ae.data, root=cfg.data.root))
+
+
+def run_dir_for(cfg: RunConfig, runs_dir: Path) -> Path:
+    return Path(runs_dir) / cfg.run_name(methods.get_model(cfg.model_name).key_params)
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.json"
+    try:
+        raw = json.loads(path.read_text())
+        return run_config_from_dict(raw, methods.get_model(raw["method"]).Config)
+    except FileNotFoundError:
+        raise BenchError(f"{run_dir} is not a training run (no config.json); train one with `bench train`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise BenchError(f"{path} is corrupt ({e}); delete the run folder and train again") from None
+    except ValueError as e:
+        raise BenchError(f"{path}: {e}") from None
+
+
+CKPT_DIR = "checkpoints"
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first (temporary folders of interrupted saves are ignored)."""
+    root = Path(run_dir) / CKPT_DIR
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = list_checkpoints(run_dir)
+    return ckpts[-1] if ckpts else None

@@ -3,7 +3,7 @@
 Each top-level key has a type (and a range where one applies); unknown keys are errors that
 list the valid ones. Sections whose keys belong to a dataclass (`[metrics]`, `[timing]`,
 `[sampler.<name>]`, a variant's `set`) are checked by that dataclass when the grid is built
-(bench/config.py `build`), which rejects unknown keys and non-finite numbers; `[timing]` also
+(bench/config/run.py `build`), which rejects unknown keys and non-finite numbers; `[timing]` also
 gets its ranges here.
 """
 
@@ -146,7 +146,7 @@ CHECKS = {
     "guidance": _guidance,
     "grid": _grids,
     "classes": _classes,
-    "precision": lambda v: _str(v, "precision"),  # fp32 | bf16, checked with the grid (bench/runtime.py)
+    "precision": lambda v: _str(v, "precision"),  # fp32 | bf16, checked with the grid (bench/measure/runtime.py)
     "compile": lambda v: _bool(v, "compile"),
     "sample_batch": lambda v: _int(v, "sample_batch", 1, MAX_SAMPLES),
     "bpd_images": lambda v: _int(v, "bpd_images", 1, MAX_SAMPLES),
@@ -161,7 +161,7 @@ CHECKS = {
 def check_suite(raw: dict[str, Any], where: str) -> dict[str, Any]:
     """`raw` unchanged if it is a well-formed suite, else a one-line BenchError naming the key."""
     if not raw:
-        raise BenchError(f"{where} is empty: a suite needs at least `methods = [...]` (see bench/suites/toy.toml)")
+        raise BenchError(f"{where} is empty: a suite needs at least `methods = [...]` (see bench/config/suites/toy.toml)")
     unknown = sorted(set(raw) - set(CHECKS))
     if unknown:
         raise BenchError(f"{where}: unknown key {unknown[0]!r}; a suite takes: {', '.join(CHECKS)}")

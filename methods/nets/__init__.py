@@ -23,12 +23,14 @@ class NetConfig:
     hidden: int = 256  # mlp width
     depth: int = 3  # mlp residual blocks
     emb_dim: int = 128  # mlp condition-embedding width
-    fourier_freqs: tuple[float, ...] = ()  # mlp: append sin/cos(pi f x) of the input for each f
+    # mlp: append sin/cos(pi f x) of the input for each f
+    fourier_freqs: tuple[float, ...] = dataclasses.field(default=(), metadata={"id": "omit_default"})
     channels: tuple[int, ...] = (64, 128, 128)  # unet block widths, one per resolution
     layers_per_block: int = 2  # unet
     attn_levels: tuple[int, ...] = (1,)  # unet levels (0 = full resolution) with self-attention
     dropout: float = 0.0
-    unet_config: str = ""  # kind=diffusers: a UNet2DModel config (JSON) built verbatim, e.g. an imported model
+    # kind=diffusers: a UNet2DModel config (JSON) built verbatim, e.g. an imported model
+    unet_config: str = dataclasses.field(default="", metadata={"id": "omit_default"})
 
 
 def build_net(cfg: NetConfig, data_shape: tuple[int, ...], *, in_extra: int = 0, t_scale: float = 1.0,

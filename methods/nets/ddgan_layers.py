@@ -1,4 +1,5 @@
-"""DDGAN's network layers and configs, shared by its generators and discriminators (ddgan_nets.py builds them; ddgan_unet.py and ddgan_disc.py are the image networks)."""
+"""DDGAN's network layers and configs, shared by its generators and discriminators (ddgan_nets.py builds them;
+ddgan_unet.py and ddgan_disc.py are the image networks)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The datasets bench knows: name, kind, shape, default preset and suite. Imports nothing from the rest of bench, so every layer can ask."""
+"""The datasets bench knows: name, kind, shape, default preset and suite. Imports nothing from the rest of bench, so
+every layer can ask."""
 
 from __future__ import annotations
 
