@@ -66,19 +66,28 @@ def user_errors():
         raise typer.Exit(130) from None
 
 
+def _api():
+    """bench.api, imported when a command runs rather than when the CLI loads: it pulls in torch and diffusers
+    (about 7 s), which `bench --help` and a usage error should not wait for. The one import inside a function
+    in bench/ (tests/test_architecture.py)."""
+    import bench.api
+
+    return bench.api
+
+
 def _progress(flag: Optional[bool]) -> bool:
     return sys.stderr.isatty() if flag is None else flag
 
 
 @app.command()
 def train(
-    method: str = typer.Argument(..., help="Model to train (see `bench list`)."),
+    model: str = typer.Argument(..., help="Model to train (see `bench list`)."),
     dataset: Optional[str] = typer.Option(None, help="Dataset (default: the preset's, gaussians25 for toy)."),
     preset: Optional[str] = typer.Option(None, help="Training preset (default: the dataset's)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML with [model]/[data]/[train], or a config.json."),
-    T: Optional[int] = typer.Option(None, "--T", help="Number of diffusion steps T (methods with a discrete T)."),
+    T: Optional[int] = typer.Option(None, "--T", help="Number of diffusion steps T (models with a discrete T)."),
     set_: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key: --set train.steps=1000."),
-    out: Optional[Path] = typer.Option(None, help="Run folder (default: RUNS_DIR/<id>-<method>-<dataset>...)."),
+    out: Optional[Path] = typer.Option(None, help="Run folder (default: RUNS_DIR/<id>-<model>-<dataset>...)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's latest checkpoint."),
     log_with: Optional[str] = typer.Option(None, "--log-with", help="Also log to an Accelerate tracker: tensorboard"
                                                                    " (event files in RUN/logs; off by default)."),
@@ -88,19 +97,20 @@ def train(
     progress: Optional[bool] = PROGRESS,
 ):
     """Train one model; checkpoints, stats.jsonl and preview.png go into its run folder."""
-    from bench.api import train_command
-
+    api = _api()
     with user_errors():
-        run_dir = train_command(method, dataset=dataset, preset=preset, config=config, T=T, sets=set_ or [],
-                                out=out, resume=resume, runs_dir=runs_dir, data_dir=data_dir,
-                                progress=_progress(progress), log=typer.echo, log_with=log_with, latent=latent)
-        typer.echo(f"run: {run_dir}")
+        req = api.TrainRequest(model=model, dataset=dataset, preset=preset, config=config, T=T, sets=tuple(set_ or ()),
+                               out=out, resume=resume, log_with=log_with, latent=latent, runs_dir=runs_dir,
+                               data_root=data_dir, progress=_progress(progress))
+        typer.echo(f"run: {api.train(req, log=typer.echo)}")
 
 
 @app.command()
 def compare(
     suite: Optional[str] = typer.Option(None, help="Benchmark suite (default: toy, or the dataset's suite)."),
-    methods: Optional[str] = typer.Option(None, help="Comma-separated samplers or suite variants (see `bench list`)."),
+    samplers: Optional[str] = typer.Option(None, "--samplers", "--methods",
+                                           help="Comma-separated samplers or suite variants (see `bench list`);"
+                                                " --methods is the same option."),
     model: Optional[str] = typer.Option(None, "--model",
                                         help="Comma-separated models every sampler runs on: registry names (e.g. "
                                              "oracle) or run folders, such as one `bench import` wrote (default: "
@@ -139,23 +149,16 @@ def compare(
     progress: Optional[bool] = PROGRESS,
 ):
     """Train missing checkpoints, sample every (sampler, model, steps) cell, measure, and write a report."""
-    from bench.api import compare_command, metric_resources
-
+    api = _api()
     with user_errors():
-        resources = metric_resources(fid_weights=fid_weights, vgg16_weights=vgg16_weights, cache_dir=cache_dir,
-                                     offline=offline)
-        results_dir, report = compare_command(suite=suite, methods=methods, model=model, dataset=dataset, steps=steps,
-                                              nfe=nfe,
-                                              num_samples=num_samples, seed=seed, seeds=seeds,
-                                              bootstrap=bootstrap, guidance=guidance, classes=classes,
-                                              precision=precision, compile_=compile_, latent=latent, out=out,
-                                              grid=grid,
-                                              device=device,
-                                              runs_dir=runs_dir, data_dir=data_dir, progress=_progress(progress),
-                                              log=typer.echo, resources=resources)
-        from bench.measure.shard import Shard
-
-        if Shard.current().main:  # under `accelerate launch`, one process speaks for the launch
+        req = api.CompareRequest.from_text(
+            suite=suite, samplers=samplers, models=model, dataset=dataset, steps=steps, nfe=nfe, num_samples=num_samples,
+            seed=seed, seeds=seeds, bootstrap=bootstrap, guidance=guidance, classes=classes, precision=precision,
+            compile=compile_, latent=latent, grids=grid, data_root=data_dir, out=out, runs_dir=runs_dir,
+            device=device, progress=_progress(progress), fid_weights=fid_weights, vgg16_weights=vgg16_weights,
+            cache_dir=str(cache_dir) if cache_dir else "", offline=offline)
+        results_dir, report = api.compare(req, log=typer.echo)
+        if api.Shard.current().main:  # under `accelerate launch`, one process speaks for the launch
             typer.echo(f"results: {results_dir / 'results.csv'}\nreport: {report}")
 
 
@@ -172,7 +175,8 @@ def sample(
     grid: Optional[str] = typer.Option(None, "--grid", help="Time grid, e.g. karras or 'karras(rho=5)' or trailing"
                                                             " (default: the sampler's own)."),
     seed: int = typer.Option(0, help="Sampling seed (block b of --batch samples uses seed*1000003+b)."),
-    batch: int = typer.Option(500, help="Samples per network batch."),
+    batch: int = typer.Option(1000, help="Samples per network batch; block b uses seed*1000003+b, so a suite's"
+                                         " sample_batch (1000 by default) gives the samples its rows were measured on."),
     guidance: Optional[str] = typer.Option(None, help="Class-conditional runs: guidance w (0 = conditional, no"
                                                       " guidance; diffusers' guidance_scale is 1 + w) or 'uncond'."),
     classes: str = typer.Option("uniform", help="Class-conditional runs: 'uniform' (seeded per block) or one class."),
@@ -180,13 +184,13 @@ def sample(
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the networks while sampling."),
     device: str = DEVICE,
 ):
-    """Draw samples from a trained run into an .npz file (to score here or on another machine)."""
-    from bench.api import sample_command
-
+    """Draw samples from a trained run into an .npz file (to score here or on another machine); with the suite's
+    seed and batch, the samples a `bench compare` row of the same cell was measured on."""
+    api = _api()
     with user_errors():
-        path = sample_command(run, steps=steps, num=num, out=out, method=method, seed=seed, batch=batch,
-                              sampler_opts=opt or [], device=device, log=typer.echo, guidance=guidance,
-                              classes=classes, precision=precision, compile_=compile_, grid=grid)
+        path = api.sample(run, steps=steps, num=num, out=out, sampler=method, seed=seed, batch=batch,
+                          sampler_opts=opt or [], device=device, log=typer.echo, guidance=guidance, classes=classes,
+                          precision=precision, compile_=compile_, grid=grid)
         typer.echo(f"samples: {path}")
 
 
@@ -205,14 +209,13 @@ def evaluate(
     offline: bool = OFFLINE,
 ):
     """Score a sample file with every applicable metric; writes a one-row results.csv (compare's columns)."""
-    from bench.api import evaluate_command, metric_resources
-
+    api = _api()
     with user_errors():
-        resources = metric_resources(fid_weights=fid_weights, vgg16_weights=vgg16_weights, cache_dir=cache_dir,
-                                     offline=offline)
-        out, row = evaluate_command(file, dataset=dataset, out=out, data_dir=data_dir, suite=suite, seed=seed,
-                                    device=device, resources=resources, log=typer.echo)
-        typer.echo(row_summary(row) + f"\nresults: {out / 'results.csv'}")
+        resources = api.metric_resources(fid_weights=fid_weights, vgg16_weights=vgg16_weights, cache_dir=cache_dir,
+                                         offline=offline)
+        out, row = api.evaluate(file, dataset=dataset, out=out, data_dir=data_dir, suite=suite, seed=seed,
+                                device=device, resources=resources, log=typer.echo)
+        typer.echo(api.row_summary(row) + f"\nresults: {out / 'results.csv'}")
 
 
 @app.command()
@@ -224,20 +227,12 @@ def classifier(
     cache_dir: Path = CACHE_DIR,
 ):
     """Train the domain classifier used by MNIST-family metrics (cached; reused while its version matches)."""
-    from bench.api import classifier_command
-
+    api = _api()
     with user_errors():
-        info = classifier_command(dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, retrain=retrain,
-                                  device=device, log=typer.echo)
+        info = api.classifier(dataset=dataset, data_dir=data_dir, cache_dir=cache_dir, retrain=retrain, device=device,
+                              log=typer.echo)
         typer.echo(f"{dataset} classifier v{info['version']}: test accuracy {info['test_accuracy']:.4f}"
                    f" ({info['test_images']} test images), cached in {cache_dir}")
-
-
-def row_summary(row: dict) -> str:
-    """The metric values of a results row, one `name value` pair each."""
-    from bench.results.schema import IMAGE, TOY
-
-    return "  ".join(f"{k} {row[k]:.4g}" for k in TOY + IMAGE if isinstance(row.get(k), (int, float)))
 
 
 @app.command("import")
@@ -251,11 +246,10 @@ def import_(
 ):
     """Turn a diffusers UNet2DModel + DDPMScheduler into a `ddpm` run that every eps sampler and
     `bench compare --model RUN` sample."""
-    from bench.runs.diffusers_io import import_pipeline
-
+    api = _api()
     with user_errors():
-        run_dir = import_pipeline(source, dataset=dataset, runs_dir=runs_dir, data_root=data_dir, out=out,
-                                  log=typer.echo)
+        run_dir = api.import_pipeline(source, dataset=dataset, runs_dir=runs_dir, data_root=data_dir, out=out,
+                                      log=typer.echo)
         typer.echo(f"run: {run_dir}")
 
 
@@ -265,10 +259,9 @@ def export(
     out: Path = typer.Argument(..., help="Folder to write (new or empty): DDPMPipeline.from_pretrained(OUT) loads it."),
 ):
     """Write a trained ddpm run (EMA weights) as a diffusers DDPMPipeline folder."""
-    from bench.runs.diffusers_io import export_run
-
+    api = _api()
     with user_errors():
-        export_run(run, out, log=typer.echo)
+        api.export_run(run, out, log=typer.echo)
 
 
 @app.command()
@@ -277,18 +270,15 @@ def report(
     out: Optional[Path] = typer.Option(None, help="Report folder (default: the one recorded in spec.json)."),
 ):
     """Re-render report.md and figures from results only (samples nothing)."""
-    from bench.report.render import render_report
-
+    api = _api()
     with user_errors():
-        typer.echo(f"report: {render_report(results_dir, out)}")
+        typer.echo(f"report: {api.report(results_dir, out)}")
 
 
 @app.command("list")
 def list_():
     """Models, samplers (and which runs on which), datasets, suites and presets."""
-    from bench.api import listing
-
-    typer.echo(listing())
+    typer.echo(_api().listing())
 
 
 def main() -> None:

@@ -57,3 +57,8 @@ def check_writable(path: Path) -> None:
     except OSError as e:
         raise BenchError(f"cannot write to {path}: {probe} is not writable ({e.strerror}); choose another output"
                          " folder") from None
+
+
+def safe_name(label: str) -> str:
+    """A row label (or any name) as a file-name part: results/<suite>/samples/<safe_name(label)>.npz."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)

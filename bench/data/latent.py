@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from bench.runs.stage import Stage
 
 
 class LatentData:
@@ -14,7 +13,8 @@ class LatentData:
 
     mixture = None
 
-    def __init__(self, pixels, stage: Stage):
+    def __init__(self, pixels, stage):
+        """`stage`: the autoencoder and its scaling factor (bench/runs/stage.py Stage): encode, decode, latent_shape."""
         self.pixels, self.stage = pixels, stage
         self.name = pixels.name
 

@@ -1,4 +1,4 @@
-"""Dataset registry: names, their default preset and suite, and loaders.
+"""Loading a dataset by its config (the names and their facts are in bench/config/datasets.py).
 
 Every loaded dataset offers `shape` (one sample in model space), `len()`,
 `batch(idx)` (model-space float tensor), `eval_batch(n)` (a fixed held-out batch in
@@ -13,7 +13,7 @@ import torch
 
 from bench.config.run import DataConfig
 from bench.data.images import load_images
-from bench.data.registry import get_dataset_info
+from bench.config.datasets import get_dataset_info
 from bench.data.toy2d import load_toy
 from bench.errors import BenchError
 

@@ -15,16 +15,17 @@ from bench.data.images import to_model
 from bench.data.latent import LatentData
 from bench.errors import BenchError
 from bench.measure import runtime
-from bench.measure.latent import DecodedSampler, latent_bpd, latent_columns
-from bench.measure.sampling import draw_samples, kept, save_diagnostics
-from bench.measure.shard import SINGLE, Shard
+from bench.measure.latent import latent_bpd, latent_columns
+from bench.measure.sampling import cell_sampler, draw_samples, kept, save_diagnostics
+from bench.shard import SINGLE, Shard
 from bench.measure.timing import time_sampler
 from bench.metrics.evaluate import evaluate, floor_samples, is_image_data
 from bench.metrics.likelihood import bits_per_dim
 from bench.results import stats
-from bench.results.schema import FLOOR, safe_name
+from bench.results.schema import FLOOR
+from bench.files import safe_name
 from bench.results.store import model_column
-from bench.runs.folders import build_sampler, load_model, training_seconds
+from bench.runs.folders import load_model, training_seconds
 from bench.runs.stage import Stage
 
 
@@ -40,7 +41,7 @@ def cell_label(cell: Cell, sampler_label: str) -> str:
 def load_cell_model(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: torch.device):
     """The model a cell samples: a trained checkpoint, or one built from the data (the oracle)."""
     expected = spec.run_config(cell)
-    cls = methods.get_model(expected.method)
+    cls = methods.get_model(expected.model_name)
     if not cls.trainable:
         return cls.from_data(expected.model, data).to(device).eval(), expected, {"step": None}
     method, cfg, meta = load_model(run_dir, device=device)
@@ -78,17 +79,16 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     runtime.prepare(method.denoisers(), precision=spec.precision, compile_=spec.compile, device=device)
     seed = spec.sampling_seed(cell)
     if diagnostics_dir is not None and cell.seed in (None, spec.seed_list[0]) and shard.main:
-        save_diagnostics(method, diagnostics_dir / f"{safe_name(cell.variant or cfg.method)}.npz")
-    key = (str(run_dir), cfg.method, seed)
+        save_diagnostics(method, diagnostics_dir / f"{safe_name(cell.variant or cfg.model_name)}.npz")
+    key = (str(run_dir), cfg.model_name, seed)
     cache = per_checkpoint if per_checkpoint is not None else {}
     if key not in cache:
         cache[key] = latent_bpd(method) if stage else bits_per_dim(
-            method, data, name=cfg.method, num_images=spec.bpd_images, seed=seed, device=device)
+            method, data, name=cfg.model_name, num_images=spec.bpd_images, seed=seed, device=device)
     likelihood, bpd_notes = cache[key]
     guidance = cell.guidance_spec()
-    sampler = build_sampler(cell.sampler, method, cell.steps, cell.options(), guidance=guidance, grid=cell.grid_spec())
-    if stage is not None:
-        sampler = DecodedSampler(sampler, stage)
+    sampler = cell_sampler(method, cell.sampler, cell.steps, cell.options(), guidance=guidance, grid=cell.grid_spec(),
+                           stage=stage)
     x, nfe, labels = draw_samples(sampler, method, n=spec.num_samples, seed=seed, batch=spec.sample_batch,
                                   device=device, to_data=data.to_data, classes=spec.classes, shard=shard)
     unconditional = guidance is not None and guidance.w is None  # the null class: no class was asked for
@@ -133,7 +133,7 @@ def conditioning_columns(g, spec: CompareSpec) -> dict:
 
 
 def timing_columns(t) -> dict:
-    """A Timing as results columns (bench/schema.py); `timing_flag` is empty unless it is an error."""
+    """A Timing as results columns (bench/results/schema.py); `timing_flag` is empty unless it is an error."""
     return {"sample_ms_per_100": t.sample_ms, "sample_ms_per_100_iqr": t.sample_iqr_ms,
             "forward_ms_per_100": t.forward_ms, "sampler_efficiency": t.efficiency,
             "sampler_efficiency_iqr": t.efficiency_iqr, "sample_ref_per_100": t.sample_ref,

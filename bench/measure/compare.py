@@ -1,4 +1,5 @@
-"""compare(spec): train what is missing, then sample and measure every cell into results.csv.
+"""compare(spec): train what is missing, then sample and measure every cell into results.csv (the report is
+rendered from it by the caller, bench/api.py).
 
 Results are written per cell, atomically (the whole CSV is rewritten to a temporary
 file and renamed), so an interrupted comparison resumes where it stopped: a cell whose row
@@ -28,10 +29,10 @@ from bench.measure.cell import floor_row, measure_cell
 from bench.measure.latent import load_stages, reconstruction_floor
 from bench.measure.orders import exact, measure_orders, write_orders
 from bench.measure.sampling import kept
-from bench.measure.shard import Shard
-from bench.measure.timing import block_noise, cpu_affinity
+from bench.shard import Shard
+from bench.measure.timing import block_noise
+from bench.results.provenance import cpu_affinity
 from bench.metrics.evaluate import MetricResources, evaluate, image_evaluator
-from bench.report.render import render_report
 from bench.results import stats
 from bench.results.provenance import device_name, git_sha, resolve_device, versions
 from bench.results.schema import FLOOR
@@ -59,7 +60,7 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     data_cfg = next(iter(run_cfgs.values())).data if run_cfgs else None
     data = load_dataset(data_cfg) if run_cfgs else None
     for cfg in run_cfgs.values():  # a conditional model on unlabelled data (or with the wrong K) fails here, first
-        check_labels(cfg.method, methods.get_model(cfg.method).num_classes(cfg.model), data)
+        check_labels(cfg.model_name, methods.get_model(cfg.model_name).num_classes(cfg.model), data)
     # image metrics: networks, weights and the classifier are set up (and checked) before any training
     images = image_evaluator(data, options=spec.metrics, resources=resources, num_samples=spec.num_samples,
                              data_cfg=data_cfg, device=dev, log=log, shard=shard) if run_cfgs else None
@@ -76,7 +77,38 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
     store = ResultsStore(results_dir, spec, run_cfgs, weights, code=code, device=dev, writer=shard.main, log=log)
     shard.barrier()  # every process has read the results before the main one adds to them
 
-    per_checkpoint: dict = {}
+    _floors(spec, store, data, images, stages, log)
+    per_checkpoint: dict = {}  # what depends on the checkpoint only (bits/dim), across the cells that sample it
+    for i, cell in enumerate(spec.cells, 1):
+        if cell_key(cell, spec, run_cfgs) in store.done:
+            log(f"[cell {i}/{len(spec.cells)}] {_describe(cell)}: already measured, skipped")
+            continue
+        log(f"[cell {i}/{len(spec.cells)}] {_describe(cell)}: sampling {spec.num_samples}, timing")
+        measured = measure_cell(cell, spec, run_dirs[cell], data, dev,
+                                diagnostics_dir=results_dir / "diagnostics", per_checkpoint=per_checkpoint,
+                                images=images, shard=shard, stage=stages[cell])
+        if measured is not None:
+            row, samples = measured
+            store.save({**row, "weights_sha256": weights[cell]}, samples)
+        shard.barrier()  # the next cell starts together: timing never overlaps another process's sampling
+    if shard.main:
+        _orders(spec, run_cfgs, data, results_dir, log)
+        stats.write_summary(results_dir)
+    shard.barrier()
+    return read_results(results_dir)
+
+
+def _describe(cell) -> str:
+    """A cell as the progress log names it."""
+    name = f"{cell.variant or cell.sampler}{'@' + cell.model_label if cell.model_label else ''} steps={cell.steps}"
+    name += f" seed={cell.seed}" if cell.seed is not None else ""
+    name += f" guidance={cell.guidance}" if cell.guidance else ""
+    return name + (f" grid={cell.grid}" if cell.grid else "")
+
+
+def _floors(spec: CompareSpec, store: ResultsStore, data, images, stages: dict, log: Callable[[str], None]) -> None:
+    """The floor rows not yet measured, per sampling seed: real data scored like a model, and each autoencoder's
+    reconstructions of it (the best a latent model can score)."""
     for seed in spec.seed_list:
         seed = spec.seed if seed is None else seed
         if row_key(FLOOR, "", "", "", seed) not in store.done:
@@ -89,35 +121,11 @@ def compare(spec: CompareSpec, *, runs_dir: Path, results_dir: Path, report_dir:
                 metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap,
                                           labels=labels if spec.conditional else None)
                 store.save({**row, **metrics, "notes": "; ".join([row["notes"]] + notes)}, kept(data, x))
-    for i, cell in enumerate(spec.cells, 1):
-        name = f"{cell.variant or cell.sampler}{'@' + cell.model_label if cell.model_label else ''} steps={cell.steps}"
-        name += f" seed={cell.seed}" if cell.seed is not None else ""
-        name += f" guidance={cell.guidance}" if cell.guidance else ""
-        name += f" grid={cell.grid}" if cell.grid else ""
-        if cell_key(cell, spec, run_cfgs) in store.done:
-            log(f"[cell {i}/{len(spec.cells)}] {name}: already measured, skipped")
-            continue
-        log(f"[cell {i}/{len(spec.cells)}] {name}: sampling {spec.num_samples}, timing")
-        measured = measure_cell(cell, spec, run_dirs[cell], data, dev,
-                                diagnostics_dir=results_dir / "diagnostics", per_checkpoint=per_checkpoint,
-                                images=images, shard=shard, stage=stages[cell])
-        if measured is not None:
-            row, samples = measured
-            store.save({**row, "weights_sha256": weights[cell]}, samples)
-        shard.barrier()  # the next cell starts together: timing never overlaps another process's sampling
-
-    if shard.main:
-
-        _orders(spec, run_cfgs, data, results_dir, log)
-        stats.write_summary(results_dir)
-        render_report(results_dir, report_dir)
-    shard.barrier()
-    return read_results(results_dir)
 
 
 def _orders(spec: CompareSpec, run_cfgs: dict, data, results_dir: Path, log: Callable[[str], None]) -> None:
-    """orders.csv when the grid holds an exact-score model (bench/orders.py)."""
-    exact_cells = [c for c in spec.cells if exact(methods.get_model(run_cfgs[c].method))]
+    """orders.csv when the grid holds an exact-score model (bench/measure/orders.py)."""
+    exact_cells = [c for c in spec.cells if exact(methods.get_model(run_cfgs[c].model_name))]
     if not exact_cells:
         return
     log(f"[orders] solving the probability-flow ODE to high accuracy for {len(exact_cells)} exact-score cells")
@@ -127,7 +135,7 @@ def _orders(spec: CompareSpec, run_cfgs: dict, data, results_dir: Path, log: Cal
         cfg = run_cfgs[cell]
         key = cfg.run_id()
         if key not in models:
-            models[key] = methods.get_model(cfg.method).from_data(cfg.model, data).eval()
+            models[key] = methods.get_model(cfg.model_name).from_data(cfg.model, data).eval()
         return models[key]
 
     def noise_for(cell, model):
@@ -159,10 +167,10 @@ def ensure_checkpoints(run_cfgs: dict, run_dirs: dict, *, runs_dir: Path, progre
                        log: Callable[[str], None]) -> None:
     """Train every checkpoint the grid samples that is missing or unfinished (all processes of a launch
     train it together). `run_cfgs` / `run_dirs`: each cell's config and run folder; parents go to runs_dir."""
-    pending = {run_dirs[cell]: cfg for cell, cfg in run_cfgs.items() if methods.get_model(cfg.method).trainable}
+    pending = {run_dirs[cell]: cfg for cell, cfg in run_cfgs.items() if methods.get_model(cfg.model_name).trainable}
     for i, (run_dir, cfg) in enumerate(pending.items(), 1):
         ensure_trained(cfg, run_dir, runs_dir=runs_dir, progress=progress, log=log,
-                       what=f"[train {i}/{len(pending)}] {cfg.method} on {cfg.data.name} -> {run_dir}")
+                       what=f"[train {i}/{len(pending)}] {cfg.model_name} on {cfg.data.name} -> {run_dir}")
 
 
 def seeding(spec: CompareSpec) -> str:
@@ -179,8 +187,9 @@ def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, run_cfgs
     cells = []
     for cell in spec.cells:
         cfg = run_cfgs[cell]
-        cls = methods.get_model(cfg.method)
-        cells.append({**dataclasses.asdict(cell), "model": cfg.method,
+        cls = methods.get_model(cfg.model_name)
+        fields = {f.metadata.get("id_key", f.name): getattr(cell, f.name) for f in dataclasses.fields(cell)}
+        cells.append({**fields, "model": cfg.model_name,  # every field under its hashed name, as spec.json always had
                       "run_dir": str(run_dirs[cell]) if cls.trainable else None, "run_id": cfg.run_id(),
                       "key_params": {k: getattr(cfg.model, k) for k in cls.key_params},
                       "parents": {role: p.run_id() for role, p in cfg.parents}})

@@ -1,4 +1,5 @@
-"""Latent models at measurement time: the decoder as part of sampling, the latent columns and the reconstruction floor."""
+"""Latent models at measurement time: the decoder as part of sampling, the latent columns and the reconstruction
+floor."""
 
 from __future__ import annotations
 

@@ -16,18 +16,7 @@ import functools
 
 import torch
 
-from bench.errors import BenchError
-
-PRECISIONS = ("fp32", "bf16")
-
-
-def check(precision: str, compile_: bool) -> None:
-
-    if precision not in PRECISIONS:
-        raise BenchError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if not isinstance(compile_, bool):
-        raise BenchError(f"compile must be true or false, got {compile_!r}")
-
+from bench.config.axes import check_runtime
 
 def _autocast(forward, device_type: str):
     @functools.wraps(forward)
@@ -41,7 +30,7 @@ def _autocast(forward, device_type: str):
 def prepare(networks: list[torch.nn.Module], *, precision: str = "fp32", compile_: bool = False,
             device: torch.device | str = "cpu") -> None:
     """Set how `networks` (a model's denoisers) run, in place, for sampling only (never for training)."""
-    check(precision, compile_)
+    check_runtime(precision, compile_)
     device_type = torch.device(device).type
     if precision == "fp32" and not compile_:
         return

@@ -1,4 +1,5 @@
-"""The one sampling path of `bench compare` and `bench sample`: a cell's sampler built on a model, and its samples drawn in seeded blocks."""
+"""The one sampling path of `bench compare` and `bench sample`: a cell's sampler built on a model, and its
+samples drawn in seeded blocks (block b of `batch` samples uses seed * 1000003 + b)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import torch
 
 import methods
 from bench.errors import BenchError
-from bench.measure.shard import SINGLE, Shard
-from bench.measure.timing import block_labels, block_noise, call_sampler, count_calls
+from bench.measure.latent import DecodedSampler
+from bench.shard import SINGLE, Shard
+from bench.measure.timing import block_labels, block_noise, count_calls
+from bench.runs.folders import call_sampler
 from bench.metrics.evaluate import is_image_data
+from bench.runs.folders import build_sampler
 
 SAMPLES_KEPT = 2000  # samples per cell saved for figures (2-D points)
-
-
 IMAGES_KEPT = 64  # images per cell saved for the report's sample grids (uint8)
 
 
@@ -65,3 +67,11 @@ def save_diagnostics(method: methods.Model, path: Path) -> None:
 def kept(data, x: torch.Tensor) -> np.ndarray:
     """What samples/<label>.npz keeps for the report: a grid's worth of images, or 2-D points."""
     return x[:IMAGES_KEPT if is_image_data(data) else SAMPLES_KEPT].numpy()
+
+
+def cell_sampler(model: methods.Model, name: str, steps: int, options, *, guidance=None, grid=None, stage=None):
+    """The sampler of one cell: `name` at `steps` on `model`, with its options, guidance and time grid; for a
+    latent model (`stage`: its autoencoder) followed by the decoder, so what is drawn and timed are images.
+    `bench compare` and `bench sample` both build it here, so their samples of one cell are the same."""
+    sampler = build_sampler(name, model, steps, options, guidance=guidance, grid=grid)
+    return DecodedSampler(sampler, stage) if stage is not None else sampler

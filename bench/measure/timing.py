@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import statistics
 import time
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+from bench.config.spec import TimingSpec
+from bench.runs.folders import call_sampler
 
 MAX_BURST = 32  # a round times min(calls, MAX_BURST) consecutive forwards of each network, as the sampler makes them
 MAX_EFFICIENCY = 1.0
@@ -100,21 +102,6 @@ def block_labels(num_classes: int, *, batch: int, seed: int, classes: str = "uni
     if classes != "uniform":
         return torch.full((batch,), int(classes), dtype=torch.long)
     return torch.randint(0, num_classes, (batch,), generator=torch.Generator().manual_seed(seed + LABEL_STREAM))
-
-
-def call_sampler(sampler, noise: torch.Tensor, generator: torch.Generator, labels: torch.Tensor | None):
-    """One sampler call; labels only for a conditional model's sampler."""
-    if labels is None:
-        return sampler(noise, generator=generator)
-    return sampler(noise, generator=generator, labels=labels.to(noise.device))
-
-
-@dataclasses.dataclass(frozen=True)
-class TimingSpec:
-    batch: int = 100
-    warmup: int = 10  # untimed rounds
-    repeats: int = 20  # timed rounds (one sampler call and the forwards of each network)
-    max_seconds: float = 30.0  # per measurement; 0 = no cap
 
 
 @dataclasses.dataclass(frozen=True)
@@ -262,17 +249,3 @@ def _forward(net: nn.Module, call: dict) -> Callable[[], Any]:
     return fwd
 
 
-def cpu_affinity() -> str:
-    """The CPUs this process may run on, as ranges ("0-1"); "unknown" where the OS does not say."""
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return "unknown"
-    ranges, start = [], None
-    for i, c in enumerate(cpus):
-        if start is None:
-            start = c
-        if i + 1 == len(cpus) or cpus[i + 1] != c + 1:
-            ranges.append(str(start) if start == c else f"{start}-{c}")
-            start = None
-    return ",".join(ranges)
