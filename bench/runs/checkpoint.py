@@ -24,10 +24,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from bench.config.run import CKPT_DIR, list_checkpoints
 from bench.errors import BenchError
 from bench.files import fsync_dir, file_sha256
 
-CKPT_DIR = "checkpoints"
 FILES = ("model.safetensors", "ema.safetensors", "state.pt")
 
 
@@ -61,19 +61,6 @@ def save_checkpoint(run_dir: Path, step: int, *, model: dict[str, torch.Tensor],
     for stale in root.glob(".tmp-step-*"):
         shutil.rmtree(stale, ignore_errors=True)
     return final
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first (temporary folders of interrupted saves are ignored)."""
-    root = Path(run_dir) / CKPT_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = list_checkpoints(run_dir)
-    return ckpts[-1] if ckpts else None
 
 
 def read_meta(ckpt: Path) -> dict[str, Any]:

@@ -33,12 +33,13 @@ from typing import Any, Callable
 from bench.files import atomic_write_text, check_writable, file_sha256
 from bench.config.run import DataConfig, run_config_from_dict
 from bench.data.load import load_dataset
-from bench.data.registry import get_dataset_info
+from bench.config.datasets import get_dataset_info
 from bench.errors import BenchError
 import methods
 from bench.results.provenance import environment
 from bench.config.run import run_dir_for
-from bench.runs.train import EMA, _save_state  # the one checkpoint writer
+from bench.runs.ema import EMA
+from bench.runs.state import save_state  # the one checkpoint writer
 from safetensors.torch import load_file
 from bench.config.run import read_run_config
 from diffusers import DDPMPipeline, DDPMScheduler
@@ -110,6 +111,16 @@ def _unet_config(folder: Path) -> dict[str, Any]:
     return {k: v for k, v in raw.items() if not k.startswith("_")}  # not the version stamps: they do not change weights
 
 
+def _unet_weights(folder: Path) -> Path:
+    """The pipeline's UNet weights file: safetensors only, since a pickled checkpoint could run code when loaded."""
+    weights = folder / "unet" / WEIGHTS
+    if not weights.exists():
+        found = sorted(p.name for p in (folder / "unet").glob("*")) if (folder / "unet").is_dir() else []
+        raise BenchError(f"{folder / 'unet'} has no {WEIGHTS} (found: {', '.join(found) or 'nothing'}); only"
+                         " safetensors are read: save with safe_serialization=True")
+    return weights
+
+
 def import_pipeline(source: str, *, dataset: str, runs_dir: Path, data_root: str = "", out: Path | None = None,
                     log: Callable[[str], None] = print) -> Path:
     """Turn a DDPMPipeline folder (or hub id) into a complete `ddpm` run; returns its folder."""
@@ -118,11 +129,7 @@ def import_pipeline(source: str, *, dataset: str, runs_dir: Path, data_root: str
     if info.kind != "image":
         raise BenchError(f"{dataset} is not an image dataset: diffusers UNet2DModels sample images")
     folder = _resolve_source(source, log)
-    weights = folder / "unet" / WEIGHTS
-    if not weights.exists():
-        found = sorted(p.name for p in (folder / "unet").glob("*")) if (folder / "unet").is_dir() else []
-        raise BenchError(f"{folder / 'unet'} has no {WEIGHTS} (found: {', '.join(found) or 'nothing'}); only"
-                         " safetensors are read: save with safe_serialization=True")
+    weights = _unet_weights(folder)
     unet = _unet_config(folder)
     schedule = schedule_from_scheduler(_read_json(folder / "scheduler" / "scheduler_config.json",
                                                   "the scheduler's config"))
@@ -163,7 +170,7 @@ def import_pipeline(source: str, *, dataset: str, runs_dir: Path, data_root: str
         env = {**environment("cpu"), "imported_from": str(source), "imported_weights_sha256": sha}
         atomic_write_text(tmp / "env.json", json.dumps(env, indent=2))
         ema = EMA(method, 0.0)  # a pipeline's one set of weights is the EMA too
-        _save_state(tmp, 0, method, {}, {}, ema, _NoStream(), cfg, data.shape, 0.0)
+        save_state(tmp, 0, method, {}, {}, ema, _NoStream(), cfg, data.shape, 0.0)
     log(f"imported {folder} as {run_dir} (ddpm, T={schedule['T']}, betas {schedule['beta_start']}..{schedule['beta_end']})")
     return run_dir
 
@@ -196,8 +203,8 @@ def export_run(run_dir: Path, dst: Path, *, log: Callable[[str], None] = print) 
 
 
     method, cfg, meta = load_model(run_dir)
-    if cfg.method != "ddpm":
-        raise BenchError(f"{run_dir} is a {cfg.method} run: only ddpm runs export to a DDPMPipeline")
+    if cfg.model_name != "ddpm":
+        raise BenchError(f"{run_dir} is a {cfg.model_name} run: only ddpm runs export to a DDPMPipeline")
     if not isinstance(method.net, UNet):
         raise BenchError(f"{run_dir} has a {type(method.net).__name__} network: DDPMPipeline needs a UNet2DModel"
                          " (an image ddpm run)")

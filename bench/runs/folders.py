@@ -1,6 +1,6 @@
-"""Run folders: naming, config.json, completion, and loading a trained method for sampling.
+"""Run folders: completion, their weights, and loading a trained model and building a sampler on it.
 
-    <runs_dir>/<run id>-<method>-<dataset>[-<key params>]/
+    <runs_dir>/<run id>-<model>-<dataset>[-<key params>]/
         config.json  env.json  stats.jsonl  checkpoints/step-XXXXXXXX/  preview.png
 """
 
@@ -14,8 +14,10 @@ from typing import Any
 import torch
 
 import methods
-from bench.runs.checkpoint import latest_checkpoint, load_weights, read_meta
-from bench.config.run import RunConfig, read_run_config
+from bench.runs.checkpoint import load_weights, read_meta
+from bench.config.run import latest_checkpoint
+from bench.config.run import RunConfig
+from bench.config.run import read_run_config
 from bench.errors import BenchError
 from methods.guidance import condition
 
@@ -34,7 +36,7 @@ def load_model(run_dir: Path, *, device: torch.device | str = "cpu",
                 use_ema: bool = True) -> tuple[methods.Model, RunConfig, dict[str, Any]]:
     """The trained model of a run, from its latest checkpoint (EMA weights by default)."""
     cfg = read_run_config(run_dir)
-    cls = methods.get_model(cfg.method)
+    cls = methods.get_model(cfg.model_name)
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
         raise BenchError(f"{run_dir} has no checkpoint yet; train it with `bench train ... --resume`")
@@ -48,7 +50,7 @@ def load_model(run_dir: Path, *, device: torch.device | str = "cpu",
                 getattr(method, name).load_state_dict(sub)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
-        raise BenchError(f"checkpoint {ckpt} does not match the {cfg.method} architecture in its config.json"
+        raise BenchError(f"checkpoint {ckpt} does not match the {cfg.model_name} architecture in its config.json"
                          f" ({first}); the run folder was modified: train again") from None
     return method.to(device).eval(), cfg, meta
 
@@ -66,7 +68,7 @@ def build_sampler(sampler: str, model: methods.Model, steps: int, options: Any, 
 def weights_sha256(run_dir: Path, cfg) -> str:
     """What identifies the weights a cell samples: the sha256 of the latest checkpoint's weight files
     (from its meta.json), or "exact" for a model built from the data."""
-    if not methods.get_model(cfg.method).trainable:
+    if not methods.get_model(cfg.model_name).trainable:
         return "exact"
     ckpt = latest_checkpoint(run_dir)
     if ckpt is None:
@@ -92,3 +94,9 @@ def training_seconds(run_dir: Path) -> float | None:
             return float(value)
     return None
 
+
+def call_sampler(sampler, noise: torch.Tensor, generator: torch.Generator, labels: torch.Tensor | None):
+    """One sampler call; labels only for a conditional model's sampler."""
+    if labels is None:
+        return sampler(noise, generator=generator)
+    return sampler(noise, generator=generator, labels=labels.to(noise.device))

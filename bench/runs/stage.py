@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from bench.errors import BenchError
-from bench.config.run import is_path, run_dir_for
+from bench.config.run import is_path
+from bench.config.run import run_dir_for
 from bench.data.images import to_model
 from bench.files import atomic_write_text
 from bench.runs.folders import load_model, weights_sha256
@@ -105,8 +106,8 @@ def load_stage(ae_dir: Path, pixel_data, device: torch.device | str = "cpu", *, 
 
     ae_dir = Path(ae_dir)
     ae, cfg, meta = load_model(ae_dir, device=device)
-    if cfg.method != "autoencoder":
-        raise BenchError(f"{ae_dir} holds a {cfg.method}, not an autoencoder")
+    if cfg.model_name != "autoencoder":
+        raise BenchError(f"{ae_dir} holds a {cfg.model_name}, not an autoencoder")
     if pixel_data is not None and tuple(meta["data_shape"]) != tuple(pixel_data.shape):
         raise BenchError(f"{ae_dir} was trained on images of shape {meta['data_shape']}, not {list(pixel_data.shape)}")
     weights = weights_sha256(ae_dir, cfg)

@@ -1,0 +1,100 @@
+"""preview.png, written when training ends: a look at what the run learned, from its EMA weights.
+
+It draws its own figure (as bench/report/plots.py draws a report's: same scatter limits, same grid),
+because the runs layer does not depend on the report layer.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import methods  # noqa: E402
+from bench.runs.folders import call_sampler  # noqa: E402
+from methods.guidance import condition  # noqa: E402
+
+TOY_LIMIT = 5.5  # axis half-width for 2-D scatters (gaussians25 spans +-4)
+
+
+def preview(method, ema, data, cfg, run_dir, device, log) -> None:
+    """preview.png: samples from the EMA weights. `train.preview_steps` picks the step count; the
+    model's native sampler is used when it takes that many steps, else the first registered sampler
+    of this model that does (e.g. ddim-50 for a ddpm run), so previews of slow samplers stay cheap. A
+    class-conditional model previews conditional samples (w = 0) of classes 0, 1, 2, ... in turn."""
+
+    cls = type(method)
+    if not cls.samplable:
+        return preview_reconstructions(method, ema, data, cfg, run_dir, device)
+    names = methods.samplers_for(cls.name)
+    native = methods.get_sampler(names[0])
+    steps = cfg.train.preview_steps or native.default_steps(cls, cfg.model)
+    usable = [n for n in names
+              if methods.get_sampler(n).valid_steps(cls, cfg.model, methods.get_sampler(n).Options()).error(steps) is None]
+    if not usable:
+        log(f"preview skipped: no sampler of {cls.name} takes {steps} steps")
+        return
+    sampling = cls(cfg.model, method.data_shape).to(device)
+    sampling.load_state_dict(method.state_dict())
+    ema.apply_to(sampling)
+    sampler = condition(methods.get_sampler(usable[0]).build(sampling.eval(), steps, None), sampling, None)
+    gen = torch.Generator().manual_seed(cfg.train.seed)
+    noise = torch.randn(cfg.train.preview_samples, *data.shape, generator=gen).to(device)
+    k = cls.num_classes(cfg.model)
+    labels = torch.arange(len(noise)) % k if k else None
+    x = data.to_data(call_sampler(sampler, noise, gen, labels).cpu())
+    save_preview(x, run_dir / "preview.png", title=f"{run_dir.name}: {sampler.label}, {cfg.train.steps} steps")
+
+
+def preview_reconstructions(method, ema, data, cfg, run_dir, device) -> None:
+    """A stage's preview.png (the autoencoder): test images above their reconstructions (EMA weights)."""
+
+    scoring = copy.deepcopy(method).to(device).eval()
+    ema.apply_to(scoring)
+    x = data.eval_batch(max(1, cfg.train.preview_samples // 2)).to(device)
+    with torch.no_grad():
+        x_hat = scoring.reconstruct(x, torch.Generator().manual_seed(cfg.train.seed))
+    images = data.to_data(torch.cat([x, x_hat]).cpu())
+    save_preview(images, run_dir / "preview.png", title=f"{run_dir.name}: test images, then reconstructions")
+
+
+def save_preview(x: torch.Tensor, path: Path, *, title: str) -> None:
+    """A scatter (2-D data) or an image grid (uint8 images) of samples."""
+    arr = x.detach().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if arr.ndim == 2:
+        _scatter(ax, arr, title)
+    else:
+        _show_grid(ax, arr[:64], title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _scatter(ax, x: np.ndarray, title: str, *, limit: float = TOY_LIMIT) -> None:
+    ax.scatter(x[:, 0], x[:, 1], s=1.0, alpha=0.5, linewidths=0)
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
+
+
+def _show_grid(ax, images: np.ndarray, title: str, ncol: int = 8) -> None:
+    """uint8 (N, C, H, W) as one image with 1-px white gaps (torchvision's make_grid)."""
+    from torchvision.utils import make_grid
+
+    c = images.shape[1]
+    grid = make_grid(torch.from_numpy(np.ascontiguousarray(images)), nrow=min(ncol, len(images)), padding=1,
+                     pad_value=255).numpy().transpose(1, 2, 0)
+    grid = grid[..., :1] if c == 1 else grid  # make_grid repeats one channel into three
+    ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray" if grid.shape[2] == 1 else None)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8)
