@@ -1,13 +1,11 @@
-"""Figures shared by training previews and reports (matplotlib, Agg backend)."""
+"""Figures shared by the report and its readings (matplotlib, Agg backend)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402, F401  (the report modules draw with it, Agg set)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -39,16 +37,3 @@ def show_grid(ax, images: np.ndarray, title: str, ncol: int = 8) -> None:
     ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray" if grid.shape[2] == 1 else None)
     ax.set_axis_off()
     ax.set_title(title, fontsize=8)
-
-
-def save_preview(x: torch.Tensor, path: Path, *, title: str) -> None:
-    """A scatter (2-D data) or an image grid (uint8 images) of samples."""
-    arr = x.detach().cpu().numpy()
-    fig, ax = plt.subplots(figsize=(5, 5))
-    if arr.ndim == 2:
-        scatter(ax, arr, title)
-    else:
-        show_grid(ax, arr[:64], title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

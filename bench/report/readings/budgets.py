@@ -1,5 +1,6 @@
 """Samplers compared at equal cost: the best sampler within each NFE budget, per model, and where
-the exact-score oracle and a trained model rank the samplers differently.
+the exact-score oracle and a trained model rank the samplers differently (a section with its table and
+figure, and bullet lines under ## Reading).
 
 A pure function of a results table. A budget B admits every row that made at most B network
 calls (measured); the rows of one model are ranked by the table's primary quality metric. Rows
@@ -10,12 +11,17 @@ ranking is each sampler's discretisation error alone.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pandas as pd
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
+from bench.report.plots import plt
+from bench.report.readings.registry import Figure, Results, as_bullets, register
+from bench.report.tables import markdown_table
 from bench.results.schema import FLOOR, METRIC
 
-# the first of these columns with values ranks the samplers (names and directions: bench/schema.py METRICS)
+# the first of these columns with values ranks the samplers (names and directions: bench/results/schema.py METRICS)
 PRIMARY = ["fid", "swd", "fd_classifier", "kid"]
 
 
@@ -74,15 +80,15 @@ def best_table(df: pd.DataFrame) -> str | None:
     rows = with_groups(rows)
     models = list(dict.fromkeys(rows["group"]))
     head = ["NFE budget"] + [f"best on {model_name(rows, m)}" for m in models]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table = []
     for b in found:
         cells = [f"≤ {b}"]
         for m in models:
             ranked = rank_rows(rows[(rows["group"] == m) & (rows["nfe_measured"] <= b)], col, lower)
             cells.append("–" if ranked.empty else
                          f"{ranked.iloc[0]['label']} ({name} {ranked.iloc[0][col]:.4g})")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        table.append(cells)
+    return markdown_table(head, table)
 
 
 def budget_reading(df: pd.DataFrame) -> list[str]:
@@ -132,3 +138,70 @@ def kendall_tau(a: list[str], b: list[str]) -> float:
             score += 1 if pos[a[i]] < pos[a[j]] else -1
     pairs = n * (n - 1) / 2
     return score / pairs if pairs else math.nan
+
+
+def plot_by_model(df: pd.DataFrame, path: Path) -> bool:
+    """The primary quality metric against measured NFE, one panel per model, one line per sampler
+    (the same colour on every panel): a solver's discretisation error (exact-score panel) next to
+    discretisation plus network error (trained panels). Only for grids with NFE budgets."""
+    metric = primary_metric(df)
+    models = df[(df["sampler"] != FLOOR) & df["model"].notna() & (df["nfe_measured"] > 0)] \
+        if "model" in df else df.iloc[0:0]
+    if metric is None or not budgets(df) or models.empty:
+        return False
+    col, name, _ = metric
+    models = with_groups(models)
+    names = list(dict.fromkeys(models["group"]))
+    colours = {s: plt.cm.tab20(i % 20) for i, s in enumerate(sorted(set(models.apply(sampler_of, axis=1))))}
+    floor = df[df["sampler"] == FLOOR]
+    ncols = min(4, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.8 * nrows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for ax, model in zip(axes.flat, names):
+        rows = models[models["group"] == model]
+        for sampler, g in rows.groupby(rows.apply(sampler_of, axis=1), sort=True):
+            g = g.sort_values("nfe_measured")
+            ax.plot(g["nfe_measured"], g[col], marker="o", ms=3, color=colours[sampler], label=sampler)
+        if len(floor) and pd.notna(floor[col].iloc[0]):
+            ax.axhline(floor[col].iloc[0], color="k", ls="--", lw=1, label="data (floor)")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        if (models[col].dropna() > 0).all():
+            ax.set_yscale("log")
+        ax.set_title(model_name(models, model), fontsize=9)
+        ax.set_xlabel("network function evaluations (measured)")
+    for row in axes:
+        row[0].set_ylabel(f"{name} (lower is better)")
+    handles = {}
+    for ax in axes.flat[:len(names)]:  # every sampler once, whichever panel it is on
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def solvers_vs_nfe(results: Results, spec: dict, path: Path) -> bool:
+    return plot_by_model(results.rows, path)
+
+
+@register("best-per-budget", order=20, title="Best sampler within each NFE budget",
+          figures=(Figure("solvers_vs_nfe.png", solvers_vs_nfe, 30),))
+def best_section(results: Results, spec: dict) -> str | None:
+    """The best-sampler-at-each-budget table, when the grid was chosen by NFE budgets."""
+    table = best_table(results.rows)
+    if table is None:
+        return None
+    return ("Each budget admits every row that made at most that many network calls (measured). Rows on a model"
+            " with no network (exact score) show each sampler's discretisation error alone; rows on a trained"
+            " model add the network's error.\n\n" + table)
+
+
+@register("budgets", order=50)
+def budgets_reading(results: Results, spec: dict) -> str | None:
+    return as_bullets(budget_reading(results.rows))

@@ -12,6 +12,8 @@ import pandas as pd
 
 import methods
 from bench.report.readings.budgets import primary_metric, rank_rows
+from bench.report.readings.registry import Results, as_bullets, register
+from bench.report.tables import sampler_columns
 from bench.results.schema import FLOOR, METRIC
 
 SOLVER_KINDS = {"eps", "x0", "v", "velocity"}  # a prediction an ODE/SDE solver integrates
@@ -102,3 +104,7 @@ def fewstep_reading(df: pd.DataFrame, cols: list[str]) -> list[str]:
                    f" **{best['label']}** on {best['model']} ({_nfe(best)}): {_compare(r, best, cols)}.")
     return out if len(out) > 1 else []
 
+
+@register("fewstep", order=40)
+def fewstep(results: Results, spec: dict) -> str | None:
+    return as_bullets(fewstep_reading(results.rows, sampler_columns(results.rows, spec)))

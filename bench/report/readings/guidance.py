@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.report.plots import plt
+from bench.report.readings.registry import Figure, Results, as_bullets, register
 from bench.results.schema import FLOOR, METRIC
 
 QUALITY = ("fid", "swd", "fd_classifier")  # the first one present is drawn against w
@@ -105,3 +106,12 @@ def _best(g: pd.DataFrame) -> str:
     values = pd.to_numeric(g[cols[0]])
     best = g.loc[values.idxmax() if m.higher_is_better else values.idxmin()]
     return f"; best {m.header} at w = {best['w']:g} ({m.fmt.format(best[cols[0]])})"
+
+
+def _figure(results: Results, spec: dict, path: Path) -> bool:
+    return plot_vs_guidance(results.rows, path)
+
+
+@register("guidance", order=10, figures=(Figure("guidance.png", _figure, 20),))
+def guidance(results: Results, spec: dict) -> str | None:
+    return as_bullets(guidance_reading(results.rows))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bench.report.readings.registry import Results, register
+from bench.report.tables import markdown_table
 from bench.results.schema import FLOOR
 
 QUALITY = (("fid", "FID (Inception)"), ("fd_classifier", "FD (classifier features)"))  # lower is better
@@ -37,15 +39,15 @@ def _train(row: pd.Series) -> float | None:
     return float(own) + (float(ae) if ae is not None and pd.notna(ae) else 0.0)
 
 
-def latent_section(df: pd.DataFrame) -> list[str]:
-    """Markdown lines (empty when no row is in latent space)."""
+def latent_lines(df: pd.DataFrame) -> list[str]:
+    """The section's markdown lines (empty when no row is in latent space)."""
     latent = _is_latent(df)
     if not latent.any():
         return []
     floors = df[df["sampler"] == FLOOR]
     rows = df[df["sampler"] != FLOOR]
     lat, pix = rows[latent[rows.index]], rows[~latent[rows.index]]
-    out = ["## Latent space", ""]
+    out = []
     for name, g in df[latent].groupby("latent"):
         first = g.iloc[0]
         ae_s = first.get("latent_train_s")
@@ -58,7 +60,7 @@ def latent_section(df: pd.DataFrame) -> list[str]:
     cols = [c for c, _ in QUALITY if c in df and df[c].notna().any()] + [
         c for c in ("precision", "recall") if c in df and df[c].notna().any()]
     head = ["row", "space", "NFE", *cols, "ms / 100 samples", "of which decoder", "training s (model + autoencoder)"]
-    out += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table = []
     for _, r in pd.concat([floors, pix, lat]).iterrows():
         floor = r["sampler"] == FLOOR
         space = "latent" if latent[r.name] else "pixel"
@@ -66,15 +68,19 @@ def latent_section(df: pd.DataFrame) -> list[str]:
         ae = r.get("latent_train_s")
         train_text = "–" if train is None else (f"{train:.0f} ({r['train_s']:.0f} + {ae:.0f})" if space == "latent"
                                                 and pd.notna(ae) else f"{train:.0f}")
-        out.append("| " + " | ".join([
+        table.append([
             f"**{r['label']}**" if floor else r["label"], space if not floor else ("real" if space == "pixel" else
                                                                                  "reconstructed"),
             "–" if floor else _num(r.get("nfe_measured"), "{:.0f}"),
             *[_num(r.get(c), "{:.3f}" if c in ("precision", "recall") else "{:.2f}") for c in cols],
             "–" if floor else _num(r.get("sample_ms_per_100"), "{:.1f}"),
-            _num(r.get("decode_ms_per_100"), "{:.1f}") if not floor else "–", train_text]) + " |")
-    out += ["", *[f"- {line}" for line in latent_reading(df)], ""]
-    return out
+            _num(r.get("decode_ms_per_100"), "{:.1f}") if not floor else "–", train_text])
+    return out + ["", markdown_table(head, table), "", *[f"- {line}" for line in latent_reading(df)]]
+
+
+@register("latent", order=10, title="Latent space")
+def latent_section(results: Results, spec: dict) -> str | None:
+    return "\n".join(latent_lines(results.rows)) or None
 
 
 COMPARED = (("fid", "FID", False, "{:.2f}"), ("fd_classifier", "FD (classifier)", False, "{:.2f}"),

@@ -11,6 +11,7 @@ import json
 import pandas as pd
 
 from bench.report.readings.budgets import primary_metric
+from bench.report.readings.registry import Results, as_bullets, register
 
 
 def _pairs(spec: dict) -> list[tuple[tuple[str, str, int], tuple[str, str, int], int]]:
@@ -64,3 +65,8 @@ def straightening_reading(df: pd.DataFrame, spec: dict) -> list[str]:
                    f" {'lower' if lower else 'higher'} is better{extra}, the {k + 2}-rectified flow first);"
                    " one training seed each.")
     return out
+
+
+@register("straightening", order=30)
+def straightening(results: Results, spec: dict) -> str | None:
+    return as_bullets(straightening_reading(results.rows, spec))
