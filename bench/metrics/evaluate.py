@@ -1,8 +1,9 @@
-"""Metrics behind one entry point with fixed result keys (columns in bench/schema.py).
+"""Metrics behind one entry point with fixed result keys (columns in bench/results/schema.py).
 
 `evaluate(data, samples, seed=..., images=...)` scores samples in data space and returns
 (metrics, notes): a metric that does not apply is absent, and a note says why. Toy data
-is scored directly (bench/metrics/toy.py); image data by an `ImageEvaluator`
+is scored by every registered toy metric (bench/metrics/registry.py; the modules in
+bench/metrics/catalog.py), so a new one needs no edit here; image data by an `ImageEvaluator`
 (bench/metrics/images.py) built once per comparison with `image_evaluator`.
 """
 
@@ -13,15 +14,15 @@ from typing import Callable
 import torch
 
 from bench.metrics import bootstrap as boot
+from bench.metrics.catalog import ToyTarget, list_metrics, score_toy
 from bench.metrics.conditional import toy_conditional
 from bench.metrics.images import ImageEvaluator, floor_images
-from bench.metrics.options import MetricOptions, MetricResources
-from bench.metrics.toy import mixture_metrics, sliced_wasserstein
+from bench.config.metric_options import MetricOptions, MetricResources
 
 EVAL_SEED_OFFSET = 10_000  # fresh reference data never shares a seed with training data or samples
 
 __all__ = ["EVAL_SEED_OFFSET", "MetricOptions", "MetricResources", "evaluate", "floor_samples", "image_evaluator",
-           "is_image_data"]
+           "is_image_data", "toy_metrics"]
 
 
 def is_image_data(data) -> bool:
@@ -54,21 +55,28 @@ def evaluate(data, samples: torch.Tensor, *, seed: int, images=None, bootstrap: 
     if not bool(finite.all()):  # a diverging sampler or checkpoint: no metric of part of the samples
         return {}, [f"no toy metrics: {int((~finite).sum())} of {len(samples)} samples are NaN or inf"]
     reference = data.sample_data(len(samples), torch.Generator().manual_seed(EVAL_SEED_OFFSET + seed))
+    target = ToyTarget(reference=reference, mixture=data.mixture)
+    applicable, skipped = toy_metrics(data)
 
     def toy(x: torch.Tensor) -> dict[str, float]:
-        out = {"swd": sliced_wasserstein(x, reference)}
-        if data.mixture is not None:
-            out.update(mixture_metrics(x, data.mixture))
-        return out
+        return {col: v for m in applicable for col, v in score_toy(m, x, target).items()}
 
     metrics = toy(samples)
-    if data.mixture is None:
-        notes.append(f"modes/hq_fraction/mode_kl: {data.name} is not a mixture")
+    if skipped:
+        notes.append(f"{'/'.join(m.column for m in skipped)}: {data.name} is not a mixture")
     if labels is not None and data.mixture is not None:
         metrics.update(toy_conditional(samples, labels, data.mixture))
     if bootstrap:
         metrics.update(boot.columns(boot.interval(toy, samples, resamples=bootstrap), bootstrap))
     return metrics, notes
+
+
+def toy_metrics(data) -> tuple[list, list]:
+    """(the registered toy metrics that apply to `data`, those that need a mixture it is not)."""
+    applicable, skipped = [], []
+    for m in list_metrics("toy"):
+        (skipped if "mixture" in m.needs and data.mixture is None else applicable).append(m)
+    return applicable, skipped
 
 
 def floor_samples(data, n: int, *, seed: int, labelled: bool = False):

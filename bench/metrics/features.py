@@ -25,7 +25,7 @@ from torch import nn
 
 from bench.errors import BenchError
 from bench.files import file_sha256
-from bench.metrics.options import MetricResources
+from bench.config.metric_options import MetricResources
 
 INCEPTION = "inception-v3-compat"
 POOL3 = "2048"

@@ -26,10 +26,10 @@ import torch
 from bench.config.run import DataConfig
 from bench.data.images import STACKED_TEST_SIZE
 from bench.data.load import load_dataset
-from bench.data.registry import DatasetInfo, get_dataset_info
+from bench.config.datasets import DatasetInfo, get_dataset_info
 from bench.errors import BenchError
 from bench.files import check_writable
-from bench.measure.shard import SINGLE
+from bench.shard import SINGLE
 from bench.metrics import bootstrap as boot
 from bench.metrics import domain, fidelity
 from bench.metrics.classifier import Classifier, fingerprint, load_or_train
@@ -44,8 +44,8 @@ from bench.metrics.features import (
     Unavailable,
     load_extractor,
 )
-from bench.metrics.options import MetricOptions, MetricResources, validate_options
-from bench.results.schema import safe_name
+from bench.config.metric_options import MetricOptions, MetricResources, validate_options
+from bench.files import safe_name
 
 REFERENCE_SEED = 0
 PAPER_MODE_SAMPLES = STACKED_TEST_SIZE  # the paper counts modes over 26,000 samples

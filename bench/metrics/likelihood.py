@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from bench.metrics.registry import register_metric
+
 BLOCK = 100  # images per bpd call: the discretised decoder holds (BLOCK, D, 256) logits
 
 
@@ -39,3 +41,8 @@ def bits_per_dim(method, data, *, name: str, num_images: int, seed: int,
         notes.append(f"bpd: on {h}x{w} images padded from {native}x{native} with a constant border, which the bound"
                      f" counts: not comparable with bits/dim of native {native}x{native} digits")
     return {"bpd": float(v.mean())}, notes
+
+
+register_metric("bpd", header="bits/dim (test)", kind="likelihood", position=1, group="likelihood", better="lower",
+                fmt="{:.3f}", per_sampler=False, needs=("images", "likelihood"),
+                features="data space: the test split under the model's likelihood bound")

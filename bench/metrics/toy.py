@@ -12,6 +12,8 @@ Distance (any toy data):
 - swd: sliced Wasserstein-1 distance between the N samples and N fresh data samples,
   averaged over 512 random unit directions with a fixed seed, in data units.
   Sorting the 1-D projections gives each direction's exact W1 for equal sizes.
+
+Each registers below (bench/metrics/registry.py); evaluate() computes every registered toy metric.
 """
 
 from __future__ import annotations
@@ -21,29 +23,47 @@ import math
 import torch
 
 from bench.data.toy2d import Mixture
+from bench.metrics.registry import register_metric
 
 HQ_STDS = 3.0
 COVER_SHARE = 0.2
 SWD_PROJECTIONS = 512
 SWD_SEED = 1234
+MODE_SPACE = ("2-D coordinates: high-quality samples (within 3 std) per nearest mixture mean; StackedMNIST:"
+              " digit triples read by bench's MNIST classifier")
+
+
+def _histogram(x: torch.Tensor, mixture: Mixture) -> tuple[torch.Tensor, torch.Tensor]:
+    """(which samples are high quality, the high-quality samples of each mode), in float64."""
+    means = mixture.means.double()
+    dist, nearest = torch.cdist(x.double(), means).min(dim=1)
+    hq = dist < HQ_STDS * mixture.std
+    return hq, torch.bincount(nearest[hq], minlength=len(means)).double()
+
+
+def covered_modes(x: torch.Tensor, mixture: Mixture) -> int:
+    _, counts = _histogram(x, mixture)
+    return int((counts >= COVER_SHARE * len(x) / len(counts)).sum())
+
+
+def hq_fraction(x: torch.Tensor, mixture: Mixture) -> float:
+    hq, _ = _histogram(x, mixture)
+    return float(hq.double().mean())
+
+
+def mode_kl(x: torch.Tensor, mixture: Mixture) -> float:
+    _, counts = _histogram(x, mixture)
+    total = counts.sum()
+    if total == 0:
+        return math.nan  # no high-quality sample: the histogram is undefined
+    p = counts / total
+    nz = p > 0
+    return float((p[nz] * (p[nz] * len(counts)).log()).sum())
 
 
 def mixture_metrics(x: torch.Tensor, mixture: Mixture) -> dict[str, float]:
-    x = x.double()
-    means = mixture.means.double()
-    dist, nearest = torch.cdist(x, means).min(dim=1)
-    hq = dist < HQ_STDS * mixture.std
-    k = len(means)
-    counts = torch.bincount(nearest[hq], minlength=k).double()
-    modes = int((counts >= COVER_SHARE * len(x) / k).sum())
-    total = counts.sum()
-    if total > 0:
-        p = counts / total
-        nz = p > 0
-        kl = float((p[nz] * (p[nz] * k).log()).sum())
-    else:
-        kl = math.nan  # no high-quality sample: the histogram is undefined
-    return {"modes": modes, "hq_fraction": float(hq.double().mean()), "mode_kl": kl}
+    """The three mixture metrics at once (tests and quick checks; evaluate() goes through the registry)."""
+    return {"modes": covered_modes(x, mixture), "hq_fraction": hq_fraction(x, mixture), "mode_kl": mode_kl(x, mixture)}
 
 
 def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, *, projections: int = SWD_PROJECTIONS,
@@ -56,3 +76,16 @@ def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, *, projections: int = S
     px = torch.sort(x.double() @ theta.T, dim=0).values
     py = torch.sort(y.double() @ theta.T, dim=0).values
     return float((px - py).abs().mean())
+
+
+register_metric("modes", header="modes covered", kind="toy", position=1, group="coverage", better="higher",
+                fmt="{:.0f}", features=MODE_SPACE, needs=("mixture",), integer=("modes",),
+                compute=lambda x, target: covered_modes(x, target.mixture))
+register_metric("hq_fraction", header="high-quality fraction", kind="toy", position=2, group="quality",
+                better="higher", fmt="{:.3f}", features="2-D coordinates: distance to the nearest mixture mean",
+                needs=("mixture",), compute=lambda x, target: hq_fraction(x, target.mixture))
+register_metric("mode_kl", header="mode KL", kind="toy", position=3, group="coverage", better="lower", fmt="{:.3f}",
+                features=MODE_SPACE, needs=("mixture",), compute=lambda x, target: mode_kl(x, target.mixture))
+register_metric("swd", header="sliced W1 to data", kind="toy", position=4, group="quality", better="lower",
+                fmt="{:.3f}", log_scale=True, features="2-D coordinates, data units: 512 fixed random directions",
+                compute=lambda x, target: sliced_wasserstein(x, target.reference))

@@ -18,13 +18,15 @@ import numpy as np
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.results.schema import COLUMNS, INTEGER, METRICS, SPEED, safe_name, upgrade_columns
+from bench.results.schema import COLUMNS, INTEGER, METRICS, SPEED, upgrade_columns
+from bench.files import safe_name
 
 REQUIRED = ["sampler", "label"]
 TEXT_SPEED = {"timing_flag"}
-# numeric columns: the schema's (and the std column of results written before the interleaved timing)
-NUMERIC = sorted(set(INTEGER) | {m.column for m in METRICS} | (set(SPEED) - TEXT_SPEED)
-                 | {"kid_std", "is_std", "sample_ms_per_100_std"})
+# numeric columns: the schema's, every column a registered metric writes (kid_std, ...), and the std
+# column of results written before the interleaved timing
+NUMERIC = sorted(set(INTEGER) | {c for m in METRICS for c in m.columns} | (set(SPEED) - TEXT_SPEED)
+                 | {"sample_ms_per_100_std"})
 SPEC_TYPES = {"name": str, "suite": str, "dataset": str, "preset": str, "report_dir": str, "grid": dict,
               "notes": list, "versions": dict, "metrics": (dict, type(None)), "seeding": str, "device": str,
               "git_sha": str, "cells": list}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -17,7 +18,7 @@ LIBRARIES = ("torch", "torchvision", "diffusers", "accelerate", "torch-fidelity"
 
 def git_sha() -> str:
     """The commit of the bench source tree ('+dirty' with local changes), or 'unknown'."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]  # bench/results/provenance.py -> the repository root
     try:
         sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo, capture_output=True, text=True,
                              timeout=10).stdout.strip()
@@ -65,3 +66,19 @@ def device_name(device: torch.device | str) -> str:
 def environment(device: torch.device | str) -> dict:
     return {"git_sha": git_sha(), "versions": versions(), "device": device_name(device),
             "platform": platform.platform()}
+
+
+def cpu_affinity() -> str:
+    """The CPUs this process may run on, as ranges ("0-1"); "unknown" where the OS does not say."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return "unknown"
+    ranges, start = [], None
+    for i, c in enumerate(cpus):
+        if start is None:
+            start = c
+        if i + 1 == len(cpus) or cpus[i + 1] != c + 1:
+            ranges.append(str(start) if start == c else f"{start}-{c}")
+            start = None
+    return ",".join(ranges)

@@ -1,6 +1,7 @@
 """The columns of results.csv, defined once. One row per (sampler, model, steps) cell, long format.
 
-Identity       method (the sampler's registry name), label, variant, model (the model's registry
+Identity       sampler (the sampler's registry name; `method` in results written before the rename, read
+               through RENAMED), label, variant, model (the model's registry
                name: a trained checkpoint, or the exact-score oracle with no checkpoint_step), steps,
                nfe_target (the NFE budget the steps were chosen for; empty when steps were asked for),
                seed, num_samples
@@ -17,15 +18,16 @@ Speed          nfe_declared (what the sampler says), nfe_measured (network calls
                over rounds of network time / sampler time; 1.0 = all time in the networks; + _iqr),
                sample_ref_per_100 (median over rounds of sampler time / a fixed reference workload's
                time in the same round: machine-speed units, for speed-ups that survive drift between
-               minutes), reference_ms (that workload's median time; bench/timing.py),
+               minutes), reference_ms (that workload's median time; bench/measure/timing.py),
                timing_flag ("measurement error" when the efficiency came out above 1 twice: the
-               timing is not a result; bench/timing.py), decode_ms_per_100 (a latent row's decoder
+               timing is not a result; bench/measure/timing.py), decode_ms_per_100 (a latent row's decoder
                alone, batch 100, same protocol: the part of sample_ms_per_100 that decoding costs),
                train_s (the checkpoint's training wall-clock in seconds, from its stats.jsonl; parents and
                the autoencoder not included)
 Toy quality    hq_fraction (share within 3 std of a mode), swd (sliced Wasserstein-1 to fresh
                data, data units)
-Toy coverage   modes (covered modes), mode_kl (KL of the mode histogram to uniform, nats)
+Toy coverage   modes (covered modes), mode_kl (KL of the mode histogram to uniform, nats); every toy metric
+               registered in bench/metrics/ has its columns in this block, in the order its kind and position give
 Conditional    guidance (a class-conditional model's w, or "uncond" for the null class; empty for
                unconditional models; part of a row's identity), guidance_scale (diffusers' convention,
                1 + w), classes (what was asked: uniform, class k, null class), cond_accuracy (share of
@@ -51,37 +53,40 @@ Domain         fd_classifier (Frechet distance in the bench MNIST-family classif
                classifier's softmax): MNIST-family only, NOT Inception FID/IS
 Intervals      bootstrap (resamples, when the grid asks for them), bootstrap_ci (JSON {metric: [lo,
                hi]}: 95% percentile interval over resampled samples of this row; training noise is
-               the seeds axis, summarised in summary.csv by bench/stats.py)
+               the seeds axis, summarised in summary.csv by bench/results/stats.py)
 Latent         latent (the autoencoder run a latent row's model trains and samples in; empty in pixel
                space), latent_scale (its scaling factor s = 1 / std of the training latents,
-               bench/latent.py), latent_train_s (the autoencoder's training wall-clock, seconds). The floor row `reconstructions (floor)` (model = the autoencoder run)
+               bench/runs/stage.py), latent_train_s (the autoencoder's training wall-clock, seconds). The floor row `reconstructions (floor)` (model = the autoencoder run)
                scores the autoencoder's reconstructions of the data floor's real test images
 Provenance     run_id, checkpoint_step, weights_sha256 (of the checkpoint's weight files; a row is
                reused by a later `bench compare` only when it matches the checkpoint there; "exact"
                for a model with no weights), sampler_settings (JSON), network_precision (fp32 | bf16: how the
                networks ran while sampling) and network_compile (torch.compile of their forwards;
-               bench/runtime.py), device,
+               bench/measure/runtime.py), device,
                torch_threads, cpu_affinity
                (the CPUs the process could run on), git_sha,
                timestamp, notes (why a metric is empty)
 Empty cells mean "does not apply / unavailable"; `notes` says which and why.
-METRICS registers each metric column's header, group, direction and format (the report reads them).
+The metric columns, METRICS and INTEGER's metric part are derived from the metric registry
+(bench/metrics/registry.py): each metric registers its header, group, direction, format and
+feature space once, and its columns take their place in their kind's block below.
 """
 
-import dataclasses
 import math
+
+from bench.metrics.catalog import Metric, integer_columns, list_metrics, metric_columns, report_key
 
 IDENTITY = ["sampler", "label", "variant", "model", "steps", "guidance", "grid_axis", "nfe_target", "seed", "num_samples"]
 GRID = ["grid", "final_sigma"]
 SPEED = ["nfe_declared", "nfe_measured", "sample_ms_per_100", "sample_ms_per_100_iqr", "forward_ms_per_100",
          "sampler_efficiency", "sampler_efficiency_iqr", "sample_ref_per_100", "reference_ms", "timing_warmup",
          "timing_repeats", "timing_flag", "decode_ms_per_100", "train_s"]
-TOY = ["modes", "hq_fraction", "mode_kl", "swd"]
-CONDITIONAL = ["guidance_scale", "classes", "cond_accuracy", "classes_covered", "classes_asked"]
-LIKELIHOOD = ["bpd"]
+TOY = metric_columns("toy")
+CONDITIONAL = ["guidance_scale", "classes"] + metric_columns("conditional")
+LIKELIHOOD = metric_columns("likelihood")
 INTERVALS = ["bootstrap", "bootstrap_ci"]
-IMAGE = ["fid", "kid", "kid_std", "is", "is_std", "precision", "recall", "fd_classifier", "is_classifier",
-         "inception_samples", "reference_samples", "nn_dist"]
+SET_SIZES = ["inception_samples", "reference_samples"]  # the set sizes the Inception metrics used
+IMAGE = metric_columns("image") + metric_columns("classifier") + SET_SIZES + metric_columns("exact")
 LATENT = ["latent", "latent_scale", "latent_train_s"]
 PROVENANCE = ["run_id", "checkpoint_step", "weights_sha256", "sampler_settings", "network_precision", "network_compile",
               "device",
@@ -90,45 +95,17 @@ PROVENANCE = ["run_id", "checkpoint_step", "weights_sha256", "sampler_settings",
 
 COLUMNS = IDENTITY + GRID + SPEED + TOY + IMAGE + CONDITIONAL + LIKELIHOOD + INTERVALS + LATENT + PROVENANCE
 
-INTEGER = ["steps", "nfe_target", "seed", "num_samples", "nfe_declared", "nfe_measured", "timing_warmup", "timing_repeats", "modes",
-           "inception_samples", "reference_samples", "checkpoint_step", "torch_threads", "bootstrap",
-           "classes_covered", "classes_asked"]
+# integer columns: these, and the metric columns registered as integers (modes, classes_covered, ...)
+FIXED_INTEGER = {"steps", "nfe_target", "seed", "num_samples", "nfe_declared", "nfe_measured", "timing_warmup",
+                 "timing_repeats", "inception_samples", "reference_samples", "checkpoint_step", "torch_threads",
+                 "bootstrap"}
+_integer = FIXED_INTEGER | integer_columns()
+INTEGER = [c for c in COLUMNS if c in _integer]  # in COLUMNS order
 
-
-
-@dataclasses.dataclass(frozen=True)
-class Metric:
-    """A metric column's registration: how the report heads, groups, orders and formats it."""
-
-    column: str
-    header: str
-    group: str  # quality | coverage | likelihood
-    higher_is_better: bool
-    fmt: str
-    per_sampler: bool = True  # False: a property of the checkpoint (same at every step count), not plotted vs NFE
-    log_scale: bool = False  # a distance spanning decades: drawn on a log axis
-
-
-METRICS = [
-    Metric("fid", "FID", "quality", False, "{:.2f}", log_scale=True),
-    Metric("kid", "KID", "quality", False, "{:.4f}", log_scale=True),
-    Metric("is", "IS", "quality", True, "{:.2f}"),
-    Metric("precision", "precision", "quality", True, "{:.3f}"),
-    Metric("fd_classifier", "FD (classifier features)", "quality", False, "{:.2f}", log_scale=True),
-    Metric("is_classifier", "IS (classifier labels)", "quality", True, "{:.2f}"),
-    Metric("nn_dist", "L2 to nearest training image", "quality", False, "{:.3f}"),
-    Metric("hq_fraction", "high-quality fraction", "quality", True, "{:.3f}"),
-    Metric("swd", "sliced W1 to data", "quality", False, "{:.3f}", log_scale=True),
-    Metric("recall", "recall", "coverage", True, "{:.3f}"),
-    Metric("modes", "modes covered", "coverage", True, "{:.0f}"),
-    Metric("mode_kl", "mode KL", "coverage", False, "{:.3f}"),
-    Metric("cond_accuracy", "conditional accuracy", "quality", True, "{:.3f}"),
-    Metric("classes_covered", "classes covered", "coverage", True, "{:.0f}"),
-    Metric("bpd", "bits/dim (test)", "likelihood", False, "{:.3f}", per_sampler=False),
-]
+METRICS: list[Metric] = sorted(list_metrics(), key=report_key)  # the report's order
 METRIC = {m.column: m for m in METRICS}
-for _m in METRICS:
-    assert _m.column in COLUMNS, f"metric {_m.column} has no results column"
+assert len(set(COLUMNS)) == len(COLUMNS), "a registered metric column repeats a results column"
+assert {c for m in METRICS for c in m.columns} <= set(COLUMNS), "a metric kind has no block in COLUMNS"
 
 FLOOR = "data"  # the floor row: fresh real data scored like a method
 
@@ -141,11 +118,6 @@ def key_text(v) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v)
-
-
-def safe_name(label: str) -> str:
-    """A row label (or any name) as a file-name part: results/<suite>/samples/<safe_name(label)>.npz."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
 
 
 RENAMED = {"method": "sampler"}  # columns of results written before a rename: old name -> new name

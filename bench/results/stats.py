@@ -3,7 +3,7 @@
 results.csv keeps one row per (sampler, model, steps, seed). `summarise` groups the rows of one
 sampler cell over its seeds and gives, per metric, the mean, the standard deviation (ddof 1), the
 number of seeds n and a 95% Student-t interval, mean ± t(0.975, n-1) * std / sqrt(n), which
-summary.csv holds. A timing flagged as a measurement error (bench/timing.py) never enters a mean:
+summary.csv holds. A timing flagged as a measurement error (bench/measure/timing.py) never enters a mean:
 its efficiency is dropped, and the row says how many seeds were flagged.
 
 Two rows differ significantly in a metric only when their intervals do not overlap; otherwise
@@ -29,7 +29,7 @@ LEVEL = 0.95
 GROUP = ["sampler", "label", "variant", "model", "steps", "guidance", "nfe_target"]
 SPEED = ["nfe_measured", "sample_ms_per_100", "forward_ms_per_100", "sampler_efficiency", "sample_ref_per_100"]
 SUFFIXES = ("_std", "_n", "_lo", "_hi")
-FLAG = "measurement error"  # timing_flag of a run whose efficiency came out above 1 twice (bench/timing.py)
+FLAG = "measurement error"  # timing_flag of a run whose efficiency came out above 1 twice (bench/measure/timing.py)
 
 
 def half_width(std: float, n: int) -> float:
@@ -56,7 +56,7 @@ def flagged(df: pd.DataFrame) -> pd.Series:
 
 
 def _text(col: pd.Series) -> pd.Series:
-    """A grouping key, as results rows are keyed (bench/schema.py key_text)."""
+    """A grouping key, as results rows are keyed (bench/results/schema.py key_text)."""
     return col.map(key_text)
 
 

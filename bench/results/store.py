@@ -15,9 +15,10 @@ import torch
 from bench.config.spec import Cell, CompareSpec
 from bench.errors import BenchError
 from bench.files import atomic_write_text
-from bench.measure.timing import cpu_affinity
+from bench.results.provenance import cpu_affinity
 from bench.results.provenance import device_name
-from bench.results.schema import COLUMNS, FLOOR, INTEGER, key_text, safe_name, upgrade_columns
+from bench.results.schema import COLUMNS, FLOOR, INTEGER, key_text, upgrade_columns
+from bench.files import safe_name
 
 
 def read_spec(results_dir: Path) -> dict | None:
@@ -102,7 +103,7 @@ def model_column(cell: Cell, cfg) -> str:
     run's folder name (two imported pipelines are two models)."""
     if cell.run:
         return Path(cell.run).name
-    return f"{cfg.method}-latent" if cfg.data.latent else cfg.method
+    return f"{cfg.model_name}-latent" if cfg.data.latent else cfg.model_name
 
 
 def cell_key(cell: Cell, spec: CompareSpec, run_cfgs: dict) -> tuple[str, ...]:
@@ -111,7 +112,7 @@ def cell_key(cell: Cell, spec: CompareSpec, run_cfgs: dict) -> tuple[str, ...]:
 
 
 def row_key(method, model, variant, steps, seed, guidance="", grid="") -> tuple[str, ...]:
-    """Identity of a row within one grid (bench/schema.py key_text); `grid` is the cell's grid axis value
+    """Identity of a row within one grid (bench/results/schema.py key_text); `grid` is the cell's grid axis value
     (empty for the sampler's default grid)."""
     return tuple(key_text(v) for v in (method, model, variant, steps, seed, guidance, grid))
 
