@@ -22,15 +22,10 @@ from pathlib import Path
 import torch
 
 import methods
-from bench.config.run import (
-    PRESETS_DIR,
-    RunConfig,
-    load_preset,
-    load_toml,
-    resolve_run_config,
-    run_dir_for,
-    valid_keys,
-)
+from bench.config.run import RunConfig, resolve_run_config
+from bench.config.run import run_dir_for
+from bench.config.presets import PRESETS_DIR, load_preset
+from bench.config.values import load_toml, valid_keys
 from bench.data.images import to_uint8
 from bench.measure import runtime
 from bench.measure.sampling import draw_samples

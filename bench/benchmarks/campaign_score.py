@@ -26,7 +26,8 @@ import pandas as pd
 import torch
 import typer
 
-from bench.api import evaluate_command, metric_resources
+from bench.api import metric_resources
+from bench.measure.score_file import score_file
 from bench.cli import user_errors
 from bench.errors import BenchError
 from bench.files import atomic_write_text
@@ -63,7 +64,7 @@ def score(files: list[Path], out: Path, *, data_dir: str, suite: str, resources,
 
     rows = []
     for path in files:
-        _, row = evaluate_command(path, dataset="mnist", out=Path(out) / "evaluate" / path.stem, data_dir=data_dir,
+        _, row = score_file(path, dataset="mnist", out=Path(out) / "evaluate" / path.stem, data_dir=data_dir,
                                   suite=suite, seed=0, device=device, resources=resources, log=log)
         rows.append(row)
         write_results(Path(out), rows)

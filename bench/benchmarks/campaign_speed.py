@@ -4,7 +4,7 @@ where the sampler allows it.
 
 Each (precision, mode) configuration builds each architecture once and times all its samplers on it (DDPM-1000,
 DDIM-50 and DPM-Solver++(2M)-10 share the DDPM UNet, so torch.compile compiles it once per configuration).
-Timing is bench's protocol (bench/timing.py): sampler and network forwards in interleaved rounds, medians, and
+Timing is bench's protocol (bench/measure/timing.py): sampler and network forwards in interleaved rounds, medians, and
 `sampler_efficiency` = network time / sampler time. Samplers of 200 or more network calls (DDPM-1000) get one
 warm-up and one timed round after the counting call: a round takes seconds there, and the budget is minutes.
 
@@ -31,15 +31,8 @@ from bench.benchmarks.campaign_quality import (
 from bench.benchmarks.gpu_timing import Case
 from bench.config.run import resolve_run_config
 from bench.measure import runtime
-from bench.measure.timing import (
-    TimingSpec,
-    _forward,
-    block_noise,
-    capture_first_call,
-    count_calls,
-    measure,
-    time_sampler,
-)
+from bench.measure.timing import _forward, block_noise, capture_first_call, count_calls, measure, time_sampler
+from bench.config.spec import TimingSpec
 from bench.runs.folders import build_sampler
 
 PAPER_SPEEDUP = 80.5 / 0.21  # DDGAN T = 4 over DDPM-1000 on one V100, CIFAR-10 (Xiao et al. 2022, Table 1): 383x
@@ -165,16 +158,21 @@ def run_config(config: Config, case_list: list[Case], *, small: bool, device: to
                          "wall_s": round(time.perf_counter() - t0, 1)})
             log(f"  {base['label']} {config.precision} {config.mode}: {note}")
             continue
-        scale = 100 / spec.batch / 1000  # ms per batch -> s per 100 images
-        add({**base, "nfe_declared": sampler.nfe, "sample_s_per_100": t.sample_ms * scale,
-                     "sample_s_per_100_iqr": t.sample_iqr_ms * scale,
-                     "forward_ms_per_100": t.forward_ms * 100 / spec.batch, "sampler_efficiency": t.efficiency,
-                     "timing_warmup": t.warmup, "timing_repeats": t.repeats,
-                     "notes": "; ".join(n for n in (t.flag, note) if n),
-                     "wall_s": round(time.perf_counter() - t0, 1)})
+        add(timed_row(base, sampler.nfe, t, note, spec, t0))
         log(f"  {label} {config.precision} {config.mode}: {rows[-1]['sample_s_per_100']:.4g} s / 100 images,"
             f" efficiency {t.efficiency:.2f} ({rows[-1]['wall_s']} s)")
     return rows
+
+
+def timed_row(base: dict, nfe: int, t, note: str, spec: TimingSpec, t0: float) -> dict:
+    """A timed case's row: times per 100 images (the papers' unit), whatever the batch it was timed at."""
+    scale = 100 / spec.batch / 1000  # ms per batch -> s per 100 images
+    return {**base, "nfe_declared": nfe, "sample_s_per_100": t.sample_ms * scale,
+            "sample_s_per_100_iqr": t.sample_iqr_ms * scale,
+            "forward_ms_per_100": t.forward_ms * 100 / spec.batch, "sampler_efficiency": t.efficiency,
+            "timing_warmup": t.warmup, "timing_repeats": t.repeats,
+            "notes": "; ".join(n for n in (t.flag, note) if n),
+            "wall_s": round(time.perf_counter() - t0, 1)}
 
 
 def time_graph(sampler, model: methods.Model, device: torch.device, spec: TimingSpec, *, stochastic: bool):

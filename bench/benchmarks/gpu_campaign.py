@@ -40,9 +40,9 @@ from bench.benchmarks import campaign_speed as speed
 from bench.benchmarks.campaign_files import Outbox, check_folder
 from bench.cli import user_errors
 from bench.config.run import read_run_config
+from bench.config.axes import check_runtime
 from bench.errors import BenchError
-from bench.measure import runtime
-from bench.measure.timing import TimingSpec
+from bench.config.spec import TimingSpec
 from bench.results.provenance import device_name, git_sha, resolve_device, versions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -331,7 +331,7 @@ def check(s: Settings) -> None:
     if not set(s.modes) <= {"eager", "graph", "compile"} or not s.modes:
         raise BenchError(f"--modes takes eager, graph and/or compile, got {','.join(s.modes)!r}")
     for p in s.precisions:
-        runtime.check(p, False)
+        check_runtime(p, False)
     if s.num_samples < 1 or s.train_s <= 0 or s.deadline_s <= 0 or any(n < 1 for n in s.nfe):
         raise BenchError("--num-samples, --train-seconds, --deadline and --nfe must be positive")
     resolve_device(s.device)

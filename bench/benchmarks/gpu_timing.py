@@ -5,9 +5,9 @@
 
 Times DDGAN T = 4 (its CIFAR-10 generator), the DDPM UNet (35.7M parameters) with ancestral
 sampling at 1000 steps, DDIM-50 and DPM-Solver++(2M)-10 on it, each in fp32 and bf16
-(bench/runtime.py: autocast networks, fp32 solver arithmetic), with and without torch.compile.
+(bench/measure/runtime.py: autocast networks, fp32 solver arithmetic), with and without torch.compile.
 Weights are random: speed does not depend on them. Each configuration is timed by bench's
-protocol (bench/timing.py: warm-up rounds, then the median of interleaved rounds; compilation
+protocol (bench/measure/timing.py: warm-up rounds, then the median of interleaved rounds; compilation
 happens in the warm-up). Rows go to OUT/results.csv (+ OUT/timing.md) with the paper's seconds
 per 100 images on a V100 where it gives one (DDGAN 0.21 s, DDPM 80.5 s, DDIM-50 4.01 s; Xiao et
 al. 2022, Table 1 / Song et al. 2021); a row of a configuration that fails (e.g. compile on a
@@ -28,10 +28,12 @@ import typer
 import methods
 from bench.cli import user_errors
 from bench.config.run import resolve_run_config
+from bench.config.axes import check_runtime
 from bench.errors import BenchError
 from bench.files import atomic_write_text, check_writable
 from bench.measure import runtime
-from bench.measure.timing import TimingSpec, time_sampler
+from bench.measure.timing import time_sampler
+from bench.config.spec import TimingSpec
 from bench.results.provenance import device_name, git_sha, resolve_device, versions
 from bench.runs.folders import build_sampler
 
@@ -114,7 +116,7 @@ def main(out: Path = typer.Option(Path("results/gpu-timing"), help="Folder for r
         precs = [p.strip() for p in precisions.split(",") if p.strip()]
         modes = [m.strip() for m in compile_modes.split(",") if m.strip()]
         for p in precs:
-            runtime.check(p, False)
+            check_runtime(p, False)
         if not set(modes) <= {"off", "on"} or not modes:
             raise BenchError(f"--compile-modes takes off and/or on, got {compile_modes!r}")
         check_writable(out)
