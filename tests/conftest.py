@@ -15,7 +15,7 @@ settings.register_profile("bench", max_examples=30, derandomize=True, deadline=N
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "bench"))
 
 import methods
-from bench.config.run import build
+from bench.config.values import build
 
 # Small model configs per trained method and data kind (merged over the method's Config defaults).
 TINY_MODEL: dict[str, dict] = {

@@ -11,11 +11,13 @@ import pytest
 import torch
 
 import methods
-from bench.config.run import resolve_run_config, run_dir_for
+from bench.config.run import resolve_run_config
+from bench.config.run import run_dir_for
 from bench.data.toy2d import gaussians25
 from bench.measure.timing import count_calls
 from bench.metrics.toy import mixture_metrics
-from bench.runs.train import train, update_targets
+from bench.runs.ema import update_targets
+from bench.runs.train import train
 from methods.cm import CMConfig, ConsistencyModel, discretisation, target_decay
 from methods.nets import NetConfig
 from methods.oracle import Oracle, OracleConfig

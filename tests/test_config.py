@@ -7,7 +7,8 @@ import json
 import pytest
 
 import methods
-from bench.config.run import parse_sets, resolve_run_config
+from bench.config.run import resolve_run_config
+from bench.config.values import parse_sets
 from bench.errors import BenchError
 
 DDPM = methods.get_model("ddpm").Config
@@ -69,22 +70,24 @@ def test_run_id_ignores_cadence_and_changes_with_semantics():
 
 
 def test_a_variant_named_in_methods_is_one_cell_not_two(tmp_path):
-    from bench.config.spec import resolve_compare_spec
+    from bench.config.requests import CompareRequest
+    from bench.config.resolve import resolve_compare_spec
 
     suite = tmp_path / "grid.toml"
     suite.write_text('dataset = "gaussians25"\nmethods = ["ddpm", "fast", "ddpm"]\n[steps]\nddpm = [1000]\n'
                      '[variants.fast]\nmethod = "ddim"\nsteps = [2]\n')
-    spec = resolve_compare_spec(suite=str(suite))
+    spec = resolve_compare_spec(CompareRequest(suite=str(suite)))
     assert [(c.sampler, c.variant, c.steps) for c in spec.cells] == [("ddpm", "", 1000), ("ddim", "fast", 2)]
 
 
 def test_a_variant_that_sets_a_list_option_gives_hashable_cells_and_the_listed_config(tmp_path):
-    from bench.config.spec import resolve_compare_spec
+    from bench.config.requests import CompareRequest
+    from bench.config.resolve import resolve_compare_spec
 
     suite = tmp_path / "grid.toml"
     suite.write_text('dataset = "gaussians25"\nmethods = ["ff"]\n[variants.ff]\nmethod = "flow"\nsteps = [4]\n'
                      'set = { "model.net.fourier_freqs" = [1, 2] }\n')
-    spec = resolve_compare_spec(suite=str(suite))
+    spec = resolve_compare_spec(CompareRequest(suite=str(suite)))
     (cell,) = spec.cells
     assert {cell: 1}[cell] == 1  # a list value used to make the cell unhashable (TypeError in compare)
     assert spec.run_config(cell).model.net.fourier_freqs == (1.0, 2.0)

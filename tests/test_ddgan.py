@@ -12,7 +12,7 @@ import methods
 from bench.config.run import resolve_run_config
 from bench.errors import DivergenceError
 from bench.measure.timing import count_calls
-from bench.runs.checkpoint import list_checkpoints
+from bench.config.run import list_checkpoints
 from bench.runs.train import train
 from methods.ddgan import DDGAN, Coefs, make_coefs
 from methods.schedules import vp_discretised_betas

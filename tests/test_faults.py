@@ -22,7 +22,7 @@ import methods
 from bench.cli import app
 from bench.config.run import resolve_run_config
 from bench.errors import DivergenceError
-from bench.runs.checkpoint import latest_checkpoint, list_checkpoints
+from bench.config.run import latest_checkpoint, list_checkpoints
 from bench.runs.train import train
 from tests.conftest import files_under, invoke, one_error_line
 

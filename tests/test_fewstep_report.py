@@ -1,20 +1,23 @@
 """The few-step reading: consistency rows against the GAN rows and the best solver within their NFE."""
 
+from pathlib import Path
+
 import pandas as pd
 
-from bench.report.readings.fewstep import fewstep_reading
+from bench.report.readings.fewstep import fewstep, fewstep_reading
+from bench.report.readings.registry import Results
 
 COLS = ["hq_fraction", "swd", "modes"]
 
 
-def _row(label, method, model, nfe, hq, swd, modes, ms, step=1000):
-    return dict(label=label, method=method, model=model, nfe_measured=nfe, hq_fraction=hq, swd=swd,
+def _row(label, sampler, model, nfe, hq, swd, modes, ms, step=1000):
+    return dict(label=label, sampler=sampler, model=model, nfe_measured=nfe, hq_fraction=hq, swd=swd,
                 modes=modes, sample_ms_per_100=ms, checkpoint_step=step, variant=None)
 
 
 def _table():
     return pd.DataFrame([
-        dict(label="data (floor)", method="data", model=None, nfe_measured=None, hq_fraction=0.99, swd=0.08,
+        dict(label="data (floor)", sampler="data", model=None, nfe_measured=None, hq_fraction=0.99, swd=0.08,
              modes=25, sample_ms_per_100=None, checkpoint_step=None, variant=None),
         _row("cm-1", "cm", "cm", 1, 0.55, 0.12, 25, 1.0),
         _row("ddgan-T4", "ddgan", "ddgan", 4, 0.94, 0.17, 25, 3.0),
@@ -47,3 +50,10 @@ def test_unknown_model_names_from_a_foreign_folder_are_skipped():
     df.loc[df["label"] == "ddgan-T4", "model"] = "not-a-model"
     lines = fewstep_reading(df, COLS)
     assert lines and not any("ddgan-T4" in line for line in lines)
+
+
+def test_the_registered_reading_is_the_same_lines_as_bullets():
+    df = _table()
+    text = fewstep(Results(rows=df, per_seed=df, seeded=False, folder=Path(".")), {})
+    assert text is not None and text.startswith("- Few-step models compared metric by metric")
+    assert fewstep(Results(rows=df[df["model"] != "cm"], per_seed=df, seeded=False, folder=Path(".")), {}) is None

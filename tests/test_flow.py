@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import methods
-from bench.config.run import resolve_run_config, run_dir_for
+from bench.config.run import resolve_run_config
+from bench.config.run import run_dir_for
 from bench.runs.train import train
 from methods.flow import Flow, FlowConfig, draw_couplings
 from methods.oracle import FlowOracle, MixtureVelocity
@@ -127,7 +128,7 @@ def reflow_config(tiny_preset, **sets):
 def test_the_teachers_id_is_part_of_the_students(tiny_preset):
     student = reflow_config(tiny_preset)
     teacher = student.parent("teacher")
-    assert teacher.method == "flow" and teacher.model.reflow == 0 and teacher.model.net == student.model.net
+    assert teacher.model_name == "flow" and teacher.model.reflow == 0 and teacher.model.net == student.model.net
     assert student.semantic_dict()["parents.teacher"] == teacher.run_id()
     plain = resolve_run_config("flow", model_cls=FlowConfig, preset=str(tiny_preset))
     assert plain.parents == () and "parents.teacher" not in plain.semantic_dict()
@@ -192,9 +193,10 @@ def test_compare_records_dopri5s_measured_nfe_and_tolerances(tmp_path):
 ])
 def test_bad_flow_input_is_one_line(args, message, tmp_path):
     if message is None:  # a valid pairing: euler runs on flows (checked without training: resolve only)
-        from bench.config.spec import resolve_compare_spec
+        from bench.config.requests import CompareRequest
+        from bench.config.resolve import resolve_compare_spec
 
-        spec = resolve_compare_spec(methods_=["euler"], models_=["flow"], steps=[5])
+        spec = resolve_compare_spec(CompareRequest(samplers=["euler"], models=["flow"], steps=[5]))
         assert [c.model_name for c in spec.cells] == ["flow"]
         return
     result = invoke(args, tmp_path)

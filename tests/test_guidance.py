@@ -15,7 +15,8 @@ import torch
 
 import methods
 from bench.config.run import DataConfig, resolve_run_config
-from bench.config.spec import resolve_compare_spec
+from bench.config.requests import CompareRequest
+from bench.config.resolve import resolve_compare_spec
 from bench.data.load import load_dataset
 from bench.errors import BenchError
 from bench.measure.sampling import draw_samples
@@ -165,7 +166,7 @@ def test_conditional_accuracy_of_real_mnist_is_near_the_classifiers_test_accurac
 def test_unconditional_runs_keep_the_run_ids_of_the_committed_results(folder):
     """Class options are left out of an unconditional run's id, so every committed checkpoint id still resolves."""
     spec = json.loads((REPO / "results" / folder / "spec.json").read_text())
-    grid = resolve_compare_spec(suite=spec["suite"])
+    grid = resolve_compare_spec(CompareRequest(suite=spec["suite"]))
     assert {c["run_id"] for c in spec["cells"]} == {grid.run_config(c).run_id() for c in grid.cells}
 
 
@@ -210,8 +211,9 @@ def guided_suite(tmp_path, tiny_preset) -> Path:
 
 def test_a_guided_comparison_writes_guidance_rows_accuracy_and_the_guidance_figure(guided_suite, tmp_path):
     from bench.measure.compare import compare
+    from bench.report.render import render_report
 
-    spec = resolve_compare_spec(suite=str(guided_suite))
+    spec = resolve_compare_spec(CompareRequest(suite=str(guided_suite)))
     out = tmp_path / "out"
     df = compare(spec, runs_dir=tmp_path / "runs", results_dir=out, report_dir=out, progress=False,
                  log=lambda s: None)
@@ -225,7 +227,7 @@ def test_a_guided_comparison_writes_guidance_rows_accuracy_and_the_guidance_figu
     assert set(pd.to_numeric(rows["guidance_scale"]).dropna()) == {1.0, 2.0}
     floor = df[df["sampler"] == "data"].iloc[0]
     assert floor["cond_accuracy"] > 0.99  # real data with its true classes
-    report = (out / "report.md").read_text()
+    report = render_report(out, out).read_text()
     assert "guidance.png" in report and (out / "guidance.png").exists()
     assert "w 0 → 1" in report
     again = compare(spec, runs_dir=tmp_path / "runs", results_dir=out, report_dir=out, progress=False,
@@ -249,13 +251,13 @@ def test_a_conditional_model_on_unlabelled_data_or_with_the_wrong_classes_is_a_o
 
 def test_bad_guidance_and_classes_are_one_line_errors(guided_suite, tiny_suite, tmp_path):
     with pytest.raises(BenchError, match="needs a class-conditional model"):
-        resolve_compare_spec(suite=str(tiny_suite), guidance=["1"])
+        resolve_compare_spec(CompareRequest(suite=str(tiny_suite), guidance=["1"]))
     with pytest.raises(BenchError, match="guidance w must be finite and >= 0"):
-        resolve_compare_spec(suite=str(guided_suite), guidance=["-1"])
+        resolve_compare_spec(CompareRequest(suite=str(guided_suite), guidance=["-1"]))
     with pytest.raises(BenchError, match="must be a number w >= 0 or 'uncond'"):
-        resolve_compare_spec(suite=str(guided_suite), guidance=["strong"])
+        resolve_compare_spec(CompareRequest(suite=str(guided_suite), guidance=["strong"]))
     with pytest.raises(BenchError, match="one class in 0..24"):
-        resolve_compare_spec(suite=str(guided_suite), classes="25")
+        resolve_compare_spec(CompareRequest(suite=str(guided_suite), classes="25"))
     line = cli(["compare", "--suite", str(guided_suite), "--guidance", "0,0", "--out", str(tmp_path / "o")], tmp_path)
     assert "guidance repeats 0" in line
     bad = tmp_path / "bad.toml"
@@ -404,7 +406,7 @@ def test_a_grid_with_a_conditional_ddgan_gives_it_guidance_0_only_and_says_why(t
         set = { "model.num_classes" = 25 }
         steps = [2]
     """))
-    spec = resolve_compare_spec(suite=str(suite), guidance=["0", "1"])
+    spec = resolve_compare_spec(CompareRequest(suite=str(suite), guidance=["0", "1"]))
     assert sorted((c.variant, c.guidance) for c in spec.cells) == [
         ("ddgan-cond", "0"), ("ddim-cond", "0"), ("ddim-cond", "1")]
     assert any("ddgan-cond on ddgan: conditional without guidance, so only guidance 0" in n for n in spec.notes)
@@ -412,8 +414,9 @@ def test_a_grid_with_a_conditional_ddgan_gives_it_guidance_0_only_and_says_why(t
 
 def test_the_guidance_reading_skips_a_line_sampled_at_one_w_only():
     from bench.report.readings.guidance import guidance_reading
+    from bench.results.store import read_results
 
-    df = pd.read_csv(REPO / "results" / "toy-guidance" / "results.csv")
+    df = read_results(REPO / "results" / "toy-guidance")  # committed rows, read as the report reads them
     lines = guidance_reading(df)
     assert any(line.startswith("**ddim-cfg-10") for line in lines)
     assert not any("ddgan-cond" in line for line in lines)  # w = 0 only: nothing moves "0 -> 0"

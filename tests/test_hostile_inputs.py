@@ -39,17 +39,17 @@ def _outcome(result) -> None:
 def test_a_folder_dataset_never_puts_its_path_in_a_run_name(name, tmp_path):
     from bench.config.run import run_dir_for
 
-    cfg = RunConfig(method="ddpm", preset="", model=tiny_model_config("ddpm"), data=DataConfig(name=name),
+    cfg = RunConfig(model_name="ddpm", preset="", model=tiny_model_config("ddpm"), data=DataConfig(name=name),
                     train=TrainConfig())
     run_dir = run_dir_for(cfg, tmp_path / "runs")
     assert run_dir.parent == tmp_path / "runs" and ".." not in run_dir.name and "/" not in run_dir.name
     assert len(run_dir.name) <= 120 and run_dir.name.startswith(cfg.run_id())
-    other = RunConfig(method="ddpm", preset="", model=cfg.model, data=DataConfig(name=name + "2"), train=cfg.train)
+    other = RunConfig(model_name="ddpm", preset="", model=cfg.model, data=DataConfig(name=name + "2"), train=cfg.train)
     assert run_dir_for(other, tmp_path / "runs") != run_dir  # the run id hashes the full path
 
 
 def test_ordinary_run_names_are_unchanged():
-    cfg = RunConfig(method="ddgan", preset="toy", model=tiny_model_config("ddgan"), data=DataConfig(),
+    cfg = RunConfig(model_name="ddgan", preset="toy", model=tiny_model_config("ddgan"), data=DataConfig(),
                     train=TrainConfig())
     assert cfg.run_name(("T",)) == f"{cfg.run_id()}-ddgan-gaussians25-T2"
 
@@ -207,12 +207,12 @@ def _toml_value(v) -> str:
 @pytest.fixture
 def no_work(monkeypatch):
     """A valid grid stops right after validation (exit 0): the property is about checking, not running."""
-    import bench.measure.compare
+    import bench.api
 
     def stop(*args, **kwargs):
         raise SystemExit(0)
 
-    monkeypatch.setattr(bench.measure.compare, "compare", stop)
+    monkeypatch.setattr(bench.api, "compare_spec", stop)
 
 
 BASE_SUITE = {"methods": ["ddim"], "dataset": "gaussians25", "num_samples": 10}

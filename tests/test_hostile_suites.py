@@ -1,5 +1,5 @@
 """Hostile suite files: each is one `error:` line, exit code 2 and no file written, before any
-training starts (bench/suite_schema.py, then the grid's own checks)."""
+training starts (bench/config/suite_schema.py, then the grid's own checks)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import torch
 from bench.config.run import DataConfig
 from bench.data.images import read_idx, to_model, to_uint8
 from bench.data.load import load_dataset
-from bench.data.registry import get_dataset_info
+from bench.config.datasets import get_dataset_info
 from bench.errors import BenchError
 
 

@@ -16,13 +16,16 @@ import torch
 from safetensors.torch import load_file
 
 import methods
-from bench.config.run import build, resolve_run_config
+from bench.config.run import resolve_run_config
+from bench.config.values import build
 from bench.data.latent import LatentData
 from bench.errors import BenchError
 from bench.measure.latent import DecodedSampler
-from bench.measure.timing import TimingSpec, count_calls, time_sampler
+from bench.measure.timing import count_calls, time_sampler
+from bench.config.spec import TimingSpec
 from bench.results.schema import COLUMNS
-from bench.runs.checkpoint import latest_checkpoint, load_weights, save_checkpoint
+from bench.runs.checkpoint import load_weights, save_checkpoint
+from bench.config.run import latest_checkpoint
 from bench.runs.stage import Stage, load_stage, measure_scale
 from bench.runs.train import train
 from tests.conftest import invoke, native_sampler, one_error_line, tiny_model_config
@@ -286,16 +289,17 @@ def test_latent_bad_input_is_one_line(shared_data, tmp_path):
 
 @pytest.mark.parametrize("suite", ["mnist-latent-cpu", "cifar10-latent"])
 def test_latent_suites_pair_every_latent_row_with_a_pixel_row(suite):
-    from bench.config.spec import resolve_compare_spec
+    from bench.config.requests import CompareRequest
+    from bench.config.resolve import resolve_compare_spec
 
-    spec = resolve_compare_spec(suite=suite)
+    spec = resolve_compare_spec(CompareRequest(suite=suite))
     latent = [c for c in spec.cells if dict(c.overrides).get("data.latent") == "autoencoder"]
     pixel = [c for c in spec.cells if c not in latent]
     assert latent and {(c.sampler, c.nfe_target) for c in latent} == {(c.sampler, c.nfe_target) for c in pixel}
     for c in latent:
         cfg = spec.run_config(c)
-        assert cfg.parent("autoencoder").method == "autoencoder" and not cfg.parent("autoencoder").data.latent
-        assert dict(c.sampler).get("clip_sample") is not True, "scaled latents have no [-1, 1] range to clip to"
+        assert cfg.parent("autoencoder").model_name == "autoencoder" and not cfg.parent("autoencoder").data.latent
+        assert dict(c.sampler_options).get("clip_sample") is not True, "scaled latents have no [-1, 1] range to clip to"
 
 
 def test_sigkill_in_the_autoencoder_then_in_the_latent_run_resumes_both_exactly(shared_data, tmp_path):
@@ -354,7 +358,7 @@ def test_every_other_model_trains_and_samples_in_the_same_latent_space(method, t
     runs = ae_dir.parent
     cfg = cfg_of(method, latent_preset, shared_data, data__latent=str(ae_dir), train__steps=2,
                  **{k.replace(".", "__"): v for k, v in dotted(TINY_IMAGE_MODEL[method], "model.").items()})
-    assert cfg.parent("autoencoder").method == "autoencoder"
+    assert cfg.parent("autoencoder").model_name == "autoencoder"
     run_dir = train(cfg, run_dir_for(cfg, runs), progress=False, log=quiet, runs_dir=runs)
     assert json.loads((run_dir / "autoencoder.json").read_text())["latent_shape"] == [4, 8, 8]
     out = tmp_path / "s.npz"

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.runs.checkpoint import latest_checkpoint
+from bench.config.run import latest_checkpoint
 from tests.test_faults import assert_same_weights, stats_steps
 
 pytestmark = pytest.mark.multiprocess  # about 2 minutes: `pytest -m multiprocess` (.ci/run runs them)

@@ -80,8 +80,8 @@ def test_clearing_committed_results_to_regenerate_them_is_not_a_dirty_tree(tmp_p
     import subprocess
 
     repo = tmp_path / "repo"
-    (repo / "bench").mkdir(parents=True)
-    shutil.copy(Path(bench.__file__).parent / "provenance.py", repo / "bench" / "provenance.py")
+    (repo / "bench" / "results").mkdir(parents=True)
+    shutil.copy(Path(bench.__file__).parent / "results" / "provenance.py", repo / "bench" / "results" / "provenance.py")
     for folder in ("results/toy", "reports/toy"):
         (repo / folder).mkdir(parents=True)
         (repo / folder / "a.md").write_text("old\n")
@@ -89,7 +89,7 @@ def test_clearing_committed_results_to_regenerate_them_is_not_a_dirty_tree(tmp_p
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run(git + ["add", "-A"], cwd=repo, check=True)
     subprocess.run(git + ["commit", "-qm", "x"], cwd=repo, check=True)
-    spec = importlib.util.spec_from_file_location("prov_copy", repo / "bench" / "provenance.py")
+    spec = importlib.util.spec_from_file_location("prov_copy", repo / "bench" / "results" / "provenance.py")
     prov = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(prov)
     clean = prov.git_sha()
@@ -97,5 +97,6 @@ def test_clearing_committed_results_to_regenerate_them_is_not_a_dirty_tree(tmp_p
     shutil.rmtree(repo / "results" / "toy")
     (repo / "reports" / "toy" / "a.md").write_text("new\n")
     assert prov.git_sha() == clean
-    (repo / "bench" / "provenance.py").write_text((repo / "bench" / "provenance.py").read_text() + "\n# edit\n")
+    source = repo / "bench" / "results" / "provenance.py"
+    source.write_text(source.read_text() + "\n# edit\n")
     assert prov.git_sha() == clean + "+dirty"

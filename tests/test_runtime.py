@@ -1,4 +1,4 @@
-"""Sampling options of the networks (bench/runtime.py): bf16 autocast and torch.compile, recorded in rows;
+"""Sampling options of the networks (bench/measure/runtime.py): bf16 autocast and torch.compile, recorded in rows;
 and the GPU timing script on CPU at small sizes."""
 
 from __future__ import annotations

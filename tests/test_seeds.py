@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from bench.config.run import DataConfig
-from bench.config.spec import resolve_compare_spec
+from bench.config.resolve import resolve_compare_spec
+from bench.config.requests import CompareRequest
 from bench.data.load import load_dataset
 from bench.metrics.evaluate import evaluate
 from bench.results.stats import compare_rows, half_width, significance_lines, summarise
@@ -22,20 +23,20 @@ from tests.conftest import invoke, one_error_line
 def test_a_grid_without_seeds_keeps_its_hash_and_runs():
     """Committed results folders stay valid: the seeds axis and bootstrap enter the hash only when set."""
     committed = json.loads(Path("results/toy/spec.json").read_text())["grid_hash"]
-    assert resolve_compare_spec(suite="toy").grid_hash() == committed
-    assert resolve_compare_spec(suite="toy", seeds=[0, 1]).grid_hash() != committed
+    assert resolve_compare_spec(CompareRequest(suite="toy")).grid_hash() == committed
+    assert resolve_compare_spec(CompareRequest(suite="toy", seeds=[0, 1])).grid_hash() != committed
 
 
 def test_each_seed_trains_its_own_checkpoint_and_samples_with_its_seed(tiny_suite):
-    spec = resolve_compare_spec(suite=str(tiny_suite), seeds=[0, 1, 2])
-    assert len(spec.cells) == 3 * len(resolve_compare_spec(suite=str(tiny_suite)).cells)
+    spec = resolve_compare_spec(CompareRequest(suite=str(tiny_suite), seeds=[0, 1, 2]))
+    assert len(spec.cells) == 3 * len(resolve_compare_spec(CompareRequest(suite=str(tiny_suite))).cells)
     ddpm = [c for c in spec.cells if c.sampler == "ddpm"]
     cfgs = [spec.run_config(c) for c in ddpm]
     assert [c.train.seed for c in cfgs] == [0, 1, 2]
     assert len({c.run_id() for c in cfgs}) == 3
     assert [spec.sampling_seed(c) for c in ddpm] == [0, 1, 2]
     # seed 0 is the preset's own run: a grid with a seeds axis reuses the single-seed checkpoint
-    plain = resolve_compare_spec(suite=str(tiny_suite))
+    plain = resolve_compare_spec(CompareRequest(suite=str(tiny_suite)))
     assert plain.run_config(next(c for c in plain.cells if c.sampler == "ddpm")).run_id() == cfgs[0].run_id()
 
 

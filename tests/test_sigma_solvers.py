@@ -1,6 +1,6 @@
 """Sigma-space solvers on exact denoisers: strict orders, the grid axis, iPNDM, the data oracle.
 
-The reference solution is bench/orders.py's (DOP853 in log sigma, rtol 1e-10) from the same noise; the
+The reference solution is bench/measure/orders.py's (DOP853 in log sigma, rtol 1e-10) from the same noise; the
 measured order is the slope over the three largest of NFE 10, 20, 40, 80 on a smooth 4-mode mixture
 (std 0.5), where the asymptotic regime holds. Two solvers measure below their textbook order, and the
 test pins what they measure so that a further drop still fails:

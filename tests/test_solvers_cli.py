@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.config.spec import list_suites, resolve_compare_spec
+from bench.config.spec import list_suites
+from bench.config.resolve import resolve_compare_spec
+from bench.config.requests import CompareRequest
 from bench.report.readings.budgets import best_table, budget_reading, kendall_tau
 from tests.conftest import invoke
 
@@ -67,9 +69,9 @@ def test_sampling_options_change_rows_but_never_the_checkpoint(tmp_path, tiny_pr
         repeats = 3
         max_seconds = 1
     """))
-    spec = resolve_compare_spec(suite=str(suite))
+    spec = resolve_compare_spec(CompareRequest(suite=str(suite)))
     assert len(spec.cells) == 5 and len({spec.run_config(c).run_id() for c in spec.cells}) == 1
-    plain = resolve_compare_spec(suite=str(suite), methods_=["ddim"])
+    plain = resolve_compare_spec(CompareRequest(suite=str(suite), samplers=["ddim"]))
     assert plain.run_config(plain.cells[0]).run_id() == spec.run_config(spec.cells[0]).run_id()
     assert plain.grid_hash() != spec.grid_hash(), "sampling options change the grid, not the checkpoint"
 
@@ -129,5 +131,5 @@ def test_committed_results_are_the_grids_their_suites_define(folder):
     grid), so each committed folder must hold its suite's current grid."""
     spec = json.loads((REPO / "results" / folder / "spec.json").read_text())
     if spec["suite"] not in list_suites():
-        pytest.skip(f"{folder} was written from a suite file outside bench/suites")
-    assert resolve_compare_spec(suite=spec["suite"]).grid_hash() == spec["grid_hash"], folder
+        pytest.skip(f"{folder} was written from a suite file outside bench/config/suites")
+    assert resolve_compare_spec(CompareRequest(suite=spec["suite"])).grid_hash() == spec["grid_hash"], folder

@@ -14,13 +14,9 @@ import torch
 from torch import nn
 
 from bench.measure.cell import timing_columns
-from bench.measure.timing import (
-    TimingSpec,
-    block_noise,
-    cpu_affinity,
-    measure,
-    time_sampler,
-)
+from bench.measure.timing import block_noise, measure, time_sampler
+from bench.config.spec import TimingSpec
+from bench.results.provenance import cpu_affinity
 from bench.report.render import _efficiency
 from tests.conftest import invoke
 
@@ -137,7 +133,8 @@ def test_the_code_sha_is_taken_before_the_comparison_writes(tiny_suite, tmp_path
     """Regenerating committed results rewrites tracked files; the rows must still name the commit that
     ran, not "+dirty" from the comparison's own writes."""
     import bench.measure.compare
-    from bench.config.spec import resolve_compare_spec
+    from bench.config.requests import CompareRequest
+    from bench.config.resolve import resolve_compare_spec
     from bench.measure.compare import compare
 
     calls = []
@@ -148,7 +145,7 @@ def test_the_code_sha_is_taken_before_the_comparison_writes(tiny_suite, tmp_path
 
     monkeypatch.setattr(bench.measure.compare, "git_sha", sha)
     out = tmp_path / "out"
-    compare(resolve_compare_spec(suite=str(tiny_suite)), runs_dir=tmp_path / "runs", results_dir=out,
+    compare(resolve_compare_spec(CompareRequest(suite=str(tiny_suite))), runs_dir=tmp_path / "runs", results_dir=out,
             report_dir=out, progress=False, log=lambda s: None)
     df = pd.read_csv(out / "results.csv")
     assert (df["git_sha"] == "0123abcd").all()

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 import methods
 from bench.config.run import resolve_run_config
 from bench.errors import BenchError, DivergenceError
-from bench.runs.checkpoint import list_checkpoints
+from bench.config.run import list_checkpoints
 from bench.runs.train import train
 
 

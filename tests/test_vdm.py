@@ -279,11 +279,11 @@ def test_report_shows_bpd_as_a_checkpoint_column_not_a_curve(tmp_path):
     from bench.report.render import render_report
     from bench.results.schema import COLUMNS
 
-    rows = [{"method": "data", "label": "data (floor)", "seed": 0, "num_samples": 10},
-            *({"method": "vdm", "label": f"vdm-{s}", "steps": s, "nfe_measured": s, "nfe_declared": s, "bpd": 1.234,
+    rows = [{"sampler": "data", "label": "data (floor)", "seed": 0, "num_samples": 10},
+            *({"sampler": "vdm", "label": f"vdm-{s}", "steps": s, "nfe_measured": s, "nfe_declared": s, "bpd": 1.234,
                "sample_ms_per_100": 10.0 * s, "sample_ms_per_100_std": 1.0, "sampler_efficiency": 0.9,
                "notes": "bpd: first 100 test images"} for s in (10, 100)),
-            {"method": "ddpm", "label": "ddpm-1000", "steps": 1000, "nfe_measured": 1000, "nfe_declared": 1000,
+            {"sampler": "ddpm", "label": "ddpm-1000", "steps": 1000, "nfe_measured": 1000, "nfe_declared": 1000,
              "sample_ms_per_100": 900.0, "sample_ms_per_100_std": 1.0, "sampler_efficiency": 0.9,
              "notes": "bpd: ddpm defines no likelihood"}]
     pd.DataFrame(rows, columns=COLUMNS).to_csv(tmp_path / "results.csv", index=False)
