@@ -7,7 +7,7 @@ bench/metrics/registry.py alone, where a module nobody imported yet would be mis
 
 from __future__ import annotations
 
-from bench.metrics import conditional, image_facts, likelihood, toy  # noqa: F401  (they register on import)
+from bench.metrics import conditional, image_facts, likelihood, spread, toy  # noqa: F401  (they register on import)
 from bench.metrics.registry import (
     Metric,
     ToyTarget,

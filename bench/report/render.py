@@ -24,6 +24,7 @@ import bench.report.readings.orders  # noqa: F401
 import bench.report.readings.overview  # noqa: F401
 import bench.report.readings.schedules  # noqa: F401
 import bench.report.readings.significance  # noqa: F401
+import bench.report.readings.spread  # noqa: F401
 import bench.report.readings.straightening  # noqa: F401
 from bench.config.datasets import get_dataset_info
 from bench.files import atomic_write_text, check_writable
