@@ -71,8 +71,22 @@ def test_the_reading_names_narrow_and_wide_rows_against_the_floor(tmp_path):
     text = spread(Results(rows=rows, per_seed=rows, seeded=False, folder=tmp_path), {})
     assert "the data floor's 0.990" in text
     assert "- Too narrow: ddim-2 0.55." in text and "- Too wide: euler-a-4 1.40." in text
-    assert "1 of 3 rows" in text
+    assert "- Neither: 1 of 3 rows." in text
     assert spread(Results(rows=rows.drop(columns="mode_spread"), per_seed=rows, seeded=False, folder=tmp_path),
                   {}) is None
     unscored = rows.assign(mode_spread=float("nan"))  # results written before the metric existed
     assert spread(Results(rows=unscored, per_seed=unscored, seeded=False, folder=tmp_path), {}) is None
+
+
+def test_with_intervals_the_reading_names_a_row_only_when_its_interval_clears_the_floors(tmp_path):
+    """Intervals decide, not the 10% rule: a row 5% narrow with a tight interval is named, one 15% narrow whose
+    interval reaches the floor's is not."""
+    ci = lambda lo, hi: f'{{"mode_spread": [{lo}, {hi}]}}'  # noqa: E731  (the bootstrap_ci column's JSON)
+    rows = pd.DataFrame([
+        {"sampler": "data", "label": "data (floor)", "mode_spread": 1.0, "bootstrap_ci": ci(0.98, 1.02)},
+        {"sampler": "ddim", "label": "ddim-1000", "mode_spread": 0.95, "bootstrap_ci": ci(0.93, 0.97)},
+        {"sampler": "ddim", "label": "ddim-3", "mode_spread": 0.85, "bootstrap_ci": ci(0.6, 0.99)},
+    ])
+    text = spread(Results(rows=rows, per_seed=rows, seeded=False, folder=tmp_path), {})
+    assert "- Too narrow: ddim-1000 0.95 [0.93, 0.97]." in text and "ddim-3" not in text
+    assert "the data floor's 1.000 [0.980, 1.020]" in text and "- Neither: 1 of 2 rows." in text
