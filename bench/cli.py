@@ -168,7 +168,7 @@ def sample(
     steps: Optional[int] = typer.Option(None, help="Sampler steps (default: the sampler's default)."),
     num: int = typer.Option(..., "--num", help="Number of samples."),
     out: Path = typer.Option(..., help="Output .npz: one uint8 array `samples`, N x C x H x W (+ FILE.json)."),
-    method: Optional[str] = typer.Option(None, "--method", "--sampler",
+    sampler: Optional[str] = typer.Option(None, "--sampler", "--method",
                                          help="Sampler over this checkpoint, e.g. ddim or dpmpp-2m for a ddpm run"
                                               " (default: the model's own)."),
     opt: Optional[List[str]] = typer.Option(None, "--opt", help="Sampler option, e.g. --opt eta=1 or --opt order=3."),
@@ -188,7 +188,7 @@ def sample(
     seed and batch, the samples a `bench compare` row of the same cell was measured on."""
     api = _api()
     with user_errors():
-        path = api.sample(run, steps=steps, num=num, out=out, sampler=method, seed=seed, batch=batch,
+        path = api.sample(run, steps=steps, num=num, out=out, sampler=sampler, seed=seed, batch=batch,
                           sampler_opts=opt or [], device=device, log=typer.echo, guidance=guidance, classes=classes,
                           precision=precision, compile_=compile_, grid=grid)
         typer.echo(f"samples: {path}")

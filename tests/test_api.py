@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -64,12 +65,36 @@ def test_the_identity_rule_reads_field_metadata():
     assert short_hash(identity(Example(a=2))) != short_hash(identity(Example()))
 
 
+FLAGS = {"--suite": "suite", "--samplers": "samplers", "--model": "models", "--dataset": "dataset", "--steps": "steps",
+         "--nfe": "nfe", "--num-samples": "num_samples", "--seed": "seed", "--seeds": "seeds", "--bootstrap": "bootstrap",
+         "--guidance": "guidance", "--classes": "classes", "--precision": "precision", "--latent": "latent",
+         "--grid": "grids"}
+
+
+def _request(recorded: dict) -> CompareRequest:
+    """The request a committed folder was written for: its recorded command, else its suite's own grid."""
+    words = shlex.split(recorded.get("command", ""))[2:]
+    kwargs = {FLAGS[flag]: value for flag, value in zip(words[::2], words[1::2])}
+    for key in ("num_samples", "seed", "bootstrap"):
+        if key in kwargs:
+            kwargs[key] = int(kwargs[key])
+    return CompareRequest.from_text(**kwargs) if kwargs else CompareRequest(suite=recorded["suite"])
+
+
 @pytest.mark.parametrize("folder", sorted(p.name for p in (ROOT / "results").iterdir() if (p / "spec.json").exists()))
 def test_every_committed_grid_hash_and_run_id_stays(folder):
     """Resolved again from its suite today, each committed grid has the hash its spec.json recorded, and each
     cell the run id its checkpoint was trained under."""
     recorded = json.loads((ROOT / "results" / folder / "spec.json").read_text())
-    spec = resolve_compare_spec(CompareRequest(suite=recorded["suite"]))
+    spec = resolve_compare_spec(_request(recorded))
     assert spec.grid_hash() == recorded["grid_hash"]
     ids = [(spec.run_config(c).run_id(), r["run_id"]) for c, r in zip(spec.cells, recorded["cells"]) if r.get("run_id")]
     assert ids and all(a == b for a, b in ids)
+
+
+def test_the_report_names_the_command_that_asked_for_the_grid(tiny_suite, tmp_path):
+    """A grid other than a suite's own reruns with its own flags, which spec.json records and the report prints."""
+    req = CompareRequest.from_text(suite=str(tiny_suite), samplers="ddim", steps="5", bootstrap=3)
+    assert req.command() == f"bench compare --suite {tiny_suite} --samplers ddim --steps 5 --bootstrap 3"
+    assert resolve_compare_spec(req).command == req.command()
+    assert "command" not in resolve_compare_spec(req).grid_dict()  # where a grid came from is not what it is

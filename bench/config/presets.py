@@ -16,22 +16,22 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
 
 
-def load_preset(name: str, method: str) -> dict[str, Any]:
-    """A preset's common sections merged with its section for `method` (nested dict).
+def load_preset(name: str, model: str) -> dict[str, Any]:
+    """A preset's common sections merged with its section for `model` (nested dict).
     `name` is a preset in bench/config/suites/presets/ or a path to your own TOML file."""
     path = Path(name) if name.endswith(".toml") else PRESETS_DIR / f"{name}.toml"
     if not path.exists():
         raise BenchError(f"unknown preset {name!r}; choose from: {', '.join(list_presets())}, or a path to a .toml file")
     raw = load_toml(path, "preset")
-    unknown = sorted(set(raw) - {"description", "data", "train"} - set(_method_names()))
+    unknown = sorted(set(raw) - {"description", "data", "train"} - set(_model_names()))
     if unknown:
-        raise BenchError(f"preset {str(path)!r} has unknown section {unknown[0]!r}; use data, train or a method name")
+        raise BenchError(f"preset {str(path)!r} has unknown section {unknown[0]!r}; use data, train or a model name")
     common = {k: raw[k] for k in ("data", "train") if k in raw}
-    specific = raw.get(method, {})
+    specific = raw.get(model, {})
     return deep_update(common, specific)
 
 
-def _method_names() -> list[str]:
+def _model_names() -> list[str]:
 
     return methods.list_models()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from pathlib import Path
 
 from bench.errors import BenchError
@@ -61,6 +62,21 @@ class CompareRequest:
     vgg16_weights: str = ""
     cache_dir: str = ""
     offline: bool = False  # True: never download metric weights (without local files those metrics stay empty)
+
+    def command(self) -> str:
+        """The `bench compare` line that asks for this grid (where it runs left out): what a report prints to rerun."""
+        flags = [("--suite", self.suite), ("--samplers", self.samplers), ("--model", self.models),
+                 ("--dataset", self.dataset), ("--steps", self.steps), ("--nfe", self.nfe),
+                 ("--num-samples", self.num_samples), ("--seed", self.seed), ("--seeds", self.seeds),
+                 ("--bootstrap", self.bootstrap), ("--guidance", self.guidance), ("--classes", self.classes),
+                 ("--precision", self.precision), ("--latent", self.latent), ("--grid", self.grids)]
+        words = ["bench", "compare"]
+        for flag, value in flags:
+            if value is not None:
+                words += [flag, ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)]
+        if self.compile is not None:
+            words.append("--compile" if self.compile else "--no-compile")
+        return " ".join(shlex.quote(w) for w in words)
 
     @classmethod
     def from_text(cls, *, samplers: str | None = None, models: str | None = None, steps: str | None = None,

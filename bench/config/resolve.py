@@ -311,7 +311,7 @@ def resolve_compare_spec(req: CompareRequest) -> CompareSpec:
         own = None
     if spec.grid_hash() != own:
         spec = dataclasses.replace(spec, name=f"{spec.name}-{spec.grid_hash()[:6]}")
-    spec = spec.with_run_configs()
+    spec = dataclasses.replace(spec.with_run_configs(), command=req.command())
     for cfg in {spec.run_config(c).run_id(): spec.run_config(c) for c in spec.cells if not c.run}.values():
         validate_run(cfg)  # every checkpoint the grid needs is trainable as configured, before any work
     return spec

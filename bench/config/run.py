@@ -7,7 +7,7 @@ A bare key (`steps`) is accepted when exactly one section has it. Unknown keys a
 values of the wrong type are errors that list what is valid.
 
 Runs may depend on runs (a reflow student on its teacher, a distilled model on its
-diffusion model): a method's `parents(cfg)` names them, and each parent is resolved from
+diffusion model): a model's `parents(cfg)` names them, and each parent is resolved from
 the same preset and data as the child, with the parent's own overrides (never the
 child's flags). The parents' run ids enter the child's run id, so a changed parent is a
 different child, never a silent mix.
@@ -67,9 +67,9 @@ class TrainConfig:
     log_every: int = dataclasses.field(default=100, metadata=NOT_MEASURED)
     # samples drawn for preview.png at the end; 0 skips
     preview_samples: int = dataclasses.field(default=1000, metadata=NOT_MEASURED)
-    # sampler steps for the preview; 0: the method's largest valid count
+    # sampler steps for the preview; 0: the model's largest valid count
     preview_steps: int = dataclasses.field(default=0, metadata=NOT_MEASURED)
-    # steps between held-out evaluations of the method's eval_metrics (VDM: bits/dim); 0 disables
+    # steps between held-out evaluations of the model's eval_metrics (VDM: bits/dim); 0 disables
     eval_every: int = dataclasses.field(default=0, metadata=NOT_MEASURED)
     # held-out examples per evaluation (images: the first n of the test split)
     eval_samples: int = dataclasses.field(default=1000, metadata=NOT_MEASURED)
@@ -86,7 +86,7 @@ CADENCE_KEYS = frozenset([f"data.{k}" for k in never_fields(DataConfig)]
 class RunConfig:
     model_name: str  # the model's registry name; config.json and the run id keep the key "method"
     preset: str
-    model: Any  # the method's Config dataclass
+    model: Any  # the model's Config dataclass
     data: DataConfig
     train: TrainConfig
     parents: tuple[tuple[str, "RunConfig"], ...] = ()  # (role, config) of the runs this one is built from
@@ -117,7 +117,7 @@ class RunConfig:
         return short_hash(self.semantic_dict())
 
     def run_name(self, key_params: tuple[str, ...] = ()) -> str:
-        """`<run id>-<method>-<dataset slug><key params>`: one path component, whatever the dataset name
+        """`<run id>-<model>-<dataset slug><key params>`: one path component, whatever the dataset name
         holds (`folder:PATH` becomes `folder-<last part of PATH>`; the run id hashes the full path)."""
         keys = "".join(f"-{k}{getattr(self.model, k)}" for k in key_params)
         latent = "-latent" if self.data.latent else ""
@@ -138,26 +138,26 @@ def dataset_slug(name: str) -> str:
     return _slug(f"{kind}-{last[-1] if last else 'root'}", 40)
 
 
-def resolve_run_config(method: str, *, model_cls: type, preset: str, dataset: str | None = None,
+def resolve_run_config(model: str, *, model_cls: type, preset: str, dataset: str | None = None,
                        config_file: str | Path | None = None, flags: dict[str, Any] | None = None,
                        sets: dict[str, Any] | None = None) -> RunConfig:
     """Layer defaults < preset < config file < flags < --set and build a RunConfig."""
     sections = {"model": model_cls, "data": DataConfig, "train": TrainConfig}
-    values = load_preset(preset, method)
+    values = load_preset(preset, model)
     if config_file is not None:
         values = deep_update(values, load_config_file(config_file))
     if dataset is not None:
         values = deep_update(values, {"data": {"name": dataset}})
     for layer in (flags or {}, sets or {}):
         values = deep_update(values, unflatten(qualify(layer, sections)))
-    cfg = RunConfig(model_name=method, preset=preset, model=build(model_cls, values.get("model", {}), "model."),
+    cfg = RunConfig(model_name=model, preset=preset, model=build(model_cls, values.get("model", {}), "model."),
                     data=build(DataConfig, values.get("data", {}), "data."),
                     train=build(TrainConfig, values.get("train", {}), "train."))
     return dataclasses.replace(cfg, parents=_resolve_parents(cfg))
 
 
 def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
-    """Each parent named by the method, on the child's preset and data, with its own overrides."""
+    """Each parent named by the model, on the child's preset and data, with its own overrides."""
 
     try:
         wanted = methods.get_model(cfg.model_name).parents(cfg.model)
@@ -168,12 +168,12 @@ def _resolve_parents(cfg: RunConfig) -> tuple[tuple[str, RunConfig], ...]:
     if cfg.data.latent:
 
         out.append(("autoencoder", autoencoder_parent(cfg)))
-    for role, (method, sets) in wanted.items():
+    for role, (model, sets) in wanted.items():
         try:
-            cls = methods.get_model(method)
+            cls = methods.get_model(model)
         except ValueError as e:
             raise BenchError(f"{cfg.model_name}'s {role}: {e}") from None
-        out.append((role, resolve_run_config(method, model_cls=cls.Config, preset=cfg.preset,
+        out.append((role, resolve_run_config(model, model_cls=cls.Config, preset=cfg.preset,
                                              sets={**data, **sets})))
     return tuple(out)
 
@@ -205,7 +205,7 @@ WIDTH_KEYS = {"hidden", "emb_dim", "z_emb_dim", "t_emb_dim", "nz", "nf", "ngf", 
 
 
 def validate_run(cfg: RunConfig) -> None:
-    """What every run needs, whatever its method: a valid train section, data of at least one example,
+    """What every run needs, whatever its model: a valid train section, data of at least one example,
     seeds in range, and positive learning rates (every model field named lr or lr_*)."""
     validate_train(cfg.train)
     if not 0 <= cfg.data.seed <= MAX_SEED:

@@ -107,6 +107,7 @@ class CompareSpec:
     bpd_images: int = 10_000  # test images scored for bits/dim (methods with a likelihood, image data)
     metrics: MetricOptions = MetricOptions()  # image metrics (toy data ignores them)
     notes: tuple[str, ...] = dataclasses.field(default=(), metadata=NOT_MEASURED)  # for the report
+    command: str = dataclasses.field(default="", metadata=NOT_MEASURED)  # the `bench compare` line that asked for it
     # training seeds: each cell is trained and sampled once per seed; () = one run
     seeds: tuple[int, ...] = dataclasses.field(default=(), metadata=LATER)
     # resamples for a bootstrap interval over samples within each row; 0 = none

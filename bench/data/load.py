@@ -27,13 +27,13 @@ def load_dataset(cfg: DataConfig):
     return load_images(cfg)
 
 
-def check_labels(method: str, num_classes: int, data) -> None:
+def check_labels(model: str, num_classes: int, data) -> None:
     """A conditional model (num_classes K > 0) needs data with exactly K classes; one-line error otherwise."""
     if not num_classes:
         return
     have = getattr(data, "num_classes", None)
     if have is None:
-        raise BenchError(f"{data.name} has no class labels, and a conditional {method} (model.num_classes="
+        raise BenchError(f"{data.name} has no class labels, and a conditional {model} (model.num_classes="
                          f"{num_classes}) needs them: use a labelled dataset (gaussians25, gaussians8, the MNIST"
                          " family, cifar10, a folder of class sub-folders) or drop model.num_classes")
     if have != num_classes:

@@ -44,11 +44,11 @@ def load_cell_model(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: 
     cls = methods.get_model(expected.model_name)
     if not cls.trainable:
         return cls.from_data(expected.model, data).to(device).eval(), expected, {"step": None}
-    method, cfg, meta = load_model(run_dir, device=device)
+    model, cfg, meta = load_model(run_dir, device=device)
     if cfg.run_id() != expected.run_id() or tuple(meta["data_shape"]) != tuple(data.shape):
         raise BenchError(f"{run_dir} does not hold the run this cell needs (config or data shape differs:"
                          f" {'; '.join(diff_configs(cfg, expected)[:2]) or meta['data_shape']}); delete it to retrain")
-    return method, cfg, meta
+    return model, cfg, meta
 
 
 def budget_note(cell: Cell, nfe: int) -> list[str]:
@@ -75,31 +75,31 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
     samples its blocks and extracts its share of the features; the main one alone times the sampler
     and returns the row (the others None). A latent cell (`stage`: its autoencoder) samples latents, which
     the decoder turns into images inside the timed sampler call, before any metric."""
-    method, cfg, meta = load_cell_model(cell, spec, run_dir, LatentData(data, stage) if stage else data, device)
-    runtime.prepare(method.denoisers(), precision=spec.precision, compile_=spec.compile, device=device)
+    model, cfg, meta = load_cell_model(cell, spec, run_dir, LatentData(data, stage) if stage else data, device)
+    runtime.prepare(model.denoisers(), precision=spec.precision, compile_=spec.compile, device=device)
     seed = spec.sampling_seed(cell)
     if diagnostics_dir is not None and cell.seed in (None, spec.seed_list[0]) and shard.main:
-        save_diagnostics(method, diagnostics_dir / f"{safe_name(cell.variant or cfg.model_name)}.npz")
+        save_diagnostics(model, diagnostics_dir / f"{safe_name(cell.variant or cfg.model_name)}.npz")
     key = (str(run_dir), cfg.model_name, seed)
     cache = per_checkpoint if per_checkpoint is not None else {}
     if key not in cache:
-        cache[key] = latent_bpd(method) if stage else bits_per_dim(
-            method, data, name=cfg.model_name, num_images=spec.bpd_images, seed=seed, device=device)
+        cache[key] = latent_bpd(model) if stage else bits_per_dim(
+            model, data, name=cfg.model_name, num_images=spec.bpd_images, seed=seed, device=device)
     likelihood, bpd_notes = cache[key]
     guidance = cell.guidance_spec()
-    sampler = cell_sampler(method, cell.sampler, cell.steps, cell.options(), guidance=guidance, grid=cell.grid_spec(),
+    sampler = cell_sampler(model, cell.sampler, cell.steps, cell.options(), guidance=guidance, grid=cell.grid_spec(),
                            stage=stage)
-    x, nfe, labels = draw_samples(sampler, method, n=spec.num_samples, seed=seed, batch=spec.sample_batch,
+    x, nfe, labels = draw_samples(sampler, model, n=spec.num_samples, seed=seed, batch=spec.sample_batch,
                                   device=device, to_data=data.to_data, classes=spec.classes, shard=shard)
     unconditional = guidance is not None and guidance.w is None  # the null class: no class was asked for
     metrics, notes = evaluate(data, x, seed=seed, images=images, bootstrap=spec.bootstrap,
                               labels=None if unconditional else labels)
-    if hasattr(method, "nearest_distance"):  # the data oracle: how far samples land from its training images
-        metrics["nn_dist"] = float(method.nearest_distance(to_model(x) if x.dtype == torch.uint8 else x).mean())
+    if hasattr(model, "nearest_distance"):  # the data oracle: how far samples land from its training images
+        metrics["nn_dist"] = float(model.nearest_distance(to_model(x) if x.dtype == torch.uint8 else x).mean())
     if not shard.main:
         return None  # the main process times the sampler, alone on the machine's cores but for idle waiters
-    timing = time_sampler(sampler, method.denoisers(), method.data_shape, device, spec.timing, seed=seed,
-                          num_classes=method.num_classes(method.cfg), classes=spec.classes)
+    timing = time_sampler(sampler, model.denoisers(), model.data_shape, device, spec.timing, seed=seed,
+                          num_classes=model.num_classes(model.cfg), classes=spec.classes)
     if shard.world > 1:
         notes = notes + [f"sampled by {shard.world} processes; timed on process 0 alone, the others waiting"]
     latent = latent_columns(stage, device, spec.timing, seed) if stage else {}
@@ -111,7 +111,7 @@ def measure_cell(cell: Cell, spec: CompareSpec, run_dir: Path, data, device: tor
         "num_samples": spec.num_samples, "nfe_declared": None if sampler.adaptive else sampler.nfe,
         "nfe_measured": nfe, **timing_columns(timing),
         **metrics, **likelihood,
-        "train_s": training_seconds(run_dir) if type(method).trainable else None,
+        "train_s": training_seconds(run_dir) if type(model).trainable else None,
         **latent, "run_id": cfg.run_id(), "checkpoint_step": meta["step"],
         "sampler_settings": json.dumps(sampler.settings, sort_keys=True, default=str),
         **runtime.describe(spec.precision, spec.compile),

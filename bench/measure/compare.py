@@ -201,6 +201,7 @@ def _write_spec(spec: CompareSpec, results_dir: Path, report_dir: Path, run_cfgs
         "git_sha": code, "versions": versions(),
         "seeding": seeding(spec),
         "notes": list(spec.notes),
+        "command": spec.command,
     }
     if images is not None:
         doc["metrics"] = images.describe()

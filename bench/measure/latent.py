@@ -52,12 +52,12 @@ def load_stages(run_cfgs: dict, run_dirs: dict, *, runs_dir: Path, data, device:
     return out
 
 
-def latent_bpd(method) -> tuple[dict, list[str]]:
+def latent_bpd(model) -> tuple[dict, list[str]]:
     """A latent model's bits/dim: left empty. Its bound is on continuous scaled latents, not on the 8-bit
     pixels the pixel rows' bits/dim count (that would need the decoder's likelihood of the image)."""
 
-    if type(method).bpd is Model.bpd:
-        return {}, [f"bpd: {type(method).name} defines no likelihood"]
+    if type(model).bpd is Model.bpd:
+        return {}, [f"bpd: {type(model).name} defines no likelihood"]
     return {}, ["bpd: empty for a latent model: its bound is on the autoencoder's continuous latents, not on the"
                 " 8-bit pixels of the pixel rows' bits/dim"]
 

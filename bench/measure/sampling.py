@@ -23,7 +23,7 @@ SAMPLES_KEPT = 2000  # samples per cell saved for figures (2-D points)
 IMAGES_KEPT = 64  # images per cell saved for the report's sample grids (uint8)
 
 
-def draw_samples(sampler, method: methods.Model, *, n: int, seed: int, batch: int, device: torch.device,
+def draw_samples(sampler, model: methods.Model, *, n: int, seed: int, batch: int, device: torch.device,
                  to_data: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  require_finite: bool = False, classes: str = "uniform", shard: Shard = SINGLE
                  ) -> tuple[torch.Tensor, int, torch.Tensor | None]:
@@ -33,14 +33,14 @@ def draw_samples(sampler, method: methods.Model, *, n: int, seed: int, batch: in
     `to_data` maps each block to data space as it comes (uint8 images stay small in memory).
     `require_finite`: a NaN or inf sample is an error (before quantising, which would hide it).
     `shard`: under several processes each draws the blocks it owns (bench/shard.py) and all get all of them."""
-    num_classes = method.num_classes(method.cfg)
+    num_classes = model.num_classes(model.cfg)
     mine, error = {}, None
     for b in range(math.ceil(n / batch)):
         if not shard.owns(b) or error:
             continue
-        noise, gen = block_noise(method.data_shape, batch=batch, seed=seed * 1_000_003 + b, device=device)
+        noise, gen = block_noise(model.data_shape, batch=batch, seed=seed * 1_000_003 + b, device=device)
         y = block_labels(num_classes, batch=batch, seed=seed * 1_000_003 + b, classes=classes)
-        with count_calls(method.denoisers(), batch=batch) as counter:
+        with count_calls(model.denoisers(), batch=batch) as counter:
             x = call_sampler(sampler, noise, gen, y).cpu()
         if require_finite and not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x.flatten(1))).any(1).sum())
@@ -56,9 +56,9 @@ def draw_samples(sampler, method: methods.Model, *, n: int, seed: int, batch: in
     return torch.cat(out)[:n], round(sum(calls) / len(calls)), y
 
 
-def save_diagnostics(method: methods.Model, path: Path) -> None:
+def save_diagnostics(model: methods.Model, path: Path) -> None:
     """The method's optional diagnostics (VDM: gamma(t)) as an .npz the report can plot."""
-    arrays = method.diagnostics()
+    arrays = model.diagnostics()
     if arrays:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(path, **{k: v.detach().cpu().numpy() for k, v in arrays.items()})

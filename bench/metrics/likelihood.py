@@ -1,4 +1,4 @@
-"""Bits per dimension of held-out images under a method's likelihood (bound), e.g. VDM's VLB.
+"""Bits per dimension of held-out images under a model's likelihood (bound), e.g. VDM's VLB.
 
 Scored on `data.eval_batch(n)` (the image datasets: the first n images of the test split)
 in blocks of BLOCK images; block b draws its diffusion times and noise from torch seed
@@ -16,7 +16,7 @@ from bench.metrics.registry import register_metric
 BLOCK = 100  # images per bpd call: the discretised decoder holds (BLOCK, D, 256) logits
 
 
-def bits_per_dim(method, data, *, name: str, num_images: int, seed: int,
+def bits_per_dim(model, data, *, name: str, num_images: int, seed: int,
                  device: torch.device) -> tuple[dict[str, float], list[str]]:
     """({'bpd': mean bits/dim}, notes) on image data; ({}, []) on other data, where bpd does not apply."""
     if len(data.shape) != 3:
@@ -26,7 +26,7 @@ def bits_per_dim(method, data, *, name: str, num_images: int, seed: int,
     for b, i in enumerate(range(0, len(x), BLOCK)):
         gen = torch.Generator().manual_seed(seed * 1_000_003 + b)
         with torch.no_grad():
-            bpd = method.bpd(x[i:i + BLOCK].to(device), generator=gen)
+            bpd = model.bpd(x[i:i + BLOCK].to(device), generator=gen)
         if bpd is None:
             return {}, [f"bpd: {name} defines no likelihood"]
         values.append(bpd.detach().double().cpu())

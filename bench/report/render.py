@@ -139,7 +139,8 @@ def _header(results: Results, spec: dict) -> list[str]:
         f"- networks while sampling: {grid.get('precision', 'fp32')}"
         f"{', torch.compile' if grid.get('compile') else ''} (columns network_precision, network_compile)",
         _protocol(grid.get("timing", {}), interleaved=bool(results.per_seed["sample_ms_per_100_iqr"].notna().any())),
-        f"- rerun: `bench compare --suite {spec['suite']}` (training is cached in the runs folder);"
+        f"- rerun: `{spec.get('command') or 'bench compare --suite ' + spec['suite']}` (training is cached in the runs"
+        " folder);"
         f" re-render: `bench report {results.folder}`",
         "",
     ]

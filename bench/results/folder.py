@@ -29,7 +29,7 @@ NUMERIC = sorted(set(INTEGER) | {c for m in METRICS for c in m.columns} | (set(S
                  | {"sample_ms_per_100_std"})
 SPEC_TYPES = {"name": str, "suite": str, "dataset": str, "preset": str, "report_dir": str, "grid": dict,
               "notes": list, "versions": dict, "metrics": (dict, type(None)), "seeding": str, "device": str,
-              "git_sha": str, "cells": list}
+              "git_sha": str, "cells": list, "command": str}
 
 
 def load(results_dir: Path) -> tuple[pd.DataFrame, dict]:

@@ -34,8 +34,8 @@ Conditional    guidance (a class-conditional model's w, or "uncond" for the null
                samples landing in their requested class: toys, the nearest mixture mean; MNIST family,
                the bench classifier), classes_covered / classes_asked (requested classes whose samples
                land in them for at least 20% of their samples; bench/metrics/conditional.py)
-Likelihood     bpd (bits/dim of the test split under the method's likelihood bound; image data only,
-               the number of images is in `notes`; empty with a note for methods without one)
+Likelihood     bpd (bits/dim of the test split under the model's likelihood bound; image data only,
+               the number of images is in `notes`; empty with a note for models without one)
 Image quality  fid (Frechet Inception distance, pool3, to the reference set of training images),
                kid, kid_std (kernel Inception distance, cubic kernel, mean/std over 100 subsets),
                is, is_std (Inception Score, 10 splits; empty when the Inception weights have no
@@ -107,7 +107,7 @@ METRIC = {m.column: m for m in METRICS}
 assert len(set(COLUMNS)) == len(COLUMNS), "a registered metric column repeats a results column"
 assert {c for m in METRICS for c in m.columns} <= set(COLUMNS), "a metric kind has no block in COLUMNS"
 
-FLOOR = "data"  # the floor row: fresh real data scored like a method
+FLOOR = "data"  # the floor row: fresh real data scored like a model's samples
 
 
 def key_text(v) -> str:

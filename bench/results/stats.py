@@ -158,7 +158,7 @@ def significance_lines(summary: pd.DataFrame, columns: list[str]) -> list[str]:
     for col in columns:
         if col not in models or models[col].isna().all():
             continue
-        for method, g in models.groupby("sampler", sort=True):
+        for sampler, g in models.groupby("sampler", sort=True):
             g = g[g[col].notna()]
             if len(g) < 2:
                 continue
@@ -172,7 +172,7 @@ def significance_lines(summary: pd.DataFrame, columns: list[str]) -> list[str]:
                         continue
                     hi, lo = (a, b) if c > 0 else (b, a)
                     better.append(f"{hi['label']} ({mean_pm(hi, col)}) better than {lo['label']} ({mean_pm(lo, col)})")
-            header = f"**{METRIC[col].header}**, {method} rows ({seeds}, 95% intervals):"
+            header = f"**{METRIC[col].header}**, {sampler} rows ({seeds}, 95% intervals):"
             if better:
                 out.append(f"{header} significantly different (intervals do not overlap): " + "; ".join(better)
                            + f". Not distinguishable at {seeds}: the other {same} pair{'s' * (same != 1)}.")

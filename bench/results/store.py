@@ -111,10 +111,10 @@ def cell_key(cell: Cell, spec: CompareSpec, run_cfgs: dict) -> tuple[str, ...]:
                 cell.guidance, cell.grid)
 
 
-def row_key(method, model, variant, steps, seed, guidance="", grid="") -> tuple[str, ...]:
+def row_key(sampler, model, variant, steps, seed, guidance="", grid="") -> tuple[str, ...]:
     """Identity of a row within one grid (bench/results/schema.py key_text); `grid` is the cell's grid axis value
     (empty for the sampler's default grid)."""
-    return tuple(key_text(v) for v in (method, model, variant, steps, seed, guidance, grid))
+    return tuple(key_text(v) for v in (sampler, model, variant, steps, seed, guidance, grid))
 
 
 def key_of_row(row: dict) -> tuple[str, ...]:

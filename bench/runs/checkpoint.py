@@ -1,8 +1,8 @@
 """Checkpoints that survive kills and never execute code when loaded.
 
 A checkpoint is a folder `checkpoints/step-XXXXXXXX/` holding
-  model.safetensors   the method's weights
-  ema.safetensors     EMA copies of the method's `ema_modules` (keys `<module>.<param>`)
+  model.safetensors   the model's weights
+  ema.safetensors     EMA copies of the model's `ema_modules` (keys `<module>.<param>`)
   state.pt            optimizers, LR schedules, RNG and data-order state (tensors and plain
                       containers only; loaded with torch.load(weights_only=True))
   meta.json           step, method, dataset, data shape, and the sha256 of every file above

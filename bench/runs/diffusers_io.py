@@ -146,13 +146,13 @@ def import_pipeline(source: str, *, dataset: str, runs_dir: Path, data_root: str
                                cls.Config)
     try:
         cls.check_config(cfg.model)
-        method = cls(cfg.model, data.shape)
+        ddpm = cls(cfg.model, data.shape)
     except ValueError as e:
         raise BenchError(f"{folder} cannot be imported: {e}") from None
 
     state = load_file(weights)
     try:
-        method.net.net.load_state_dict(state)
+        ddpm.net.net.load_state_dict(state)
     except RuntimeError as e:
         raise BenchError(f"{weights} does not fit the UNet's config ({str(e).splitlines()[0]})") from None
     run_dir = Path(out) if out is not None else run_dir_for(cfg, runs_dir)
@@ -169,8 +169,8 @@ def import_pipeline(source: str, *, dataset: str, runs_dir: Path, data_root: str
         atomic_write_text(tmp / "config.json", json.dumps(cfg.to_dict(), indent=2))
         env = {**environment("cpu"), "imported_from": str(source), "imported_weights_sha256": sha}
         atomic_write_text(tmp / "env.json", json.dumps(env, indent=2))
-        ema = EMA(method, 0.0)  # a pipeline's one set of weights is the EMA too
-        save_state(tmp, 0, method, {}, {}, ema, _NoStream(), cfg, data.shape, 0.0)
+        ema = EMA(ddpm, 0.0)  # a pipeline's one set of weights is the EMA too
+        save_state(tmp, 0, ddpm, {}, {}, ema, _NoStream(), cfg, data.shape, 0.0)
     log(f"imported {folder} as {run_dir} (ddpm, T={schedule['T']}, betas {schedule['beta_start']}..{schedule['beta_end']})")
     return run_dir
 
@@ -202,11 +202,11 @@ def export_run(run_dir: Path, dst: Path, *, log: Callable[[str], None] = print) 
     """Write a trained image `ddpm` run (EMA weights) as a DDPMPipeline folder at `dst`."""
 
 
-    method, cfg, meta = load_model(run_dir)
+    model, cfg, meta = load_model(run_dir)
     if cfg.model_name != "ddpm":
         raise BenchError(f"{run_dir} is a {cfg.model_name} run: only ddpm runs export to a DDPMPipeline")
-    if not isinstance(method.net, UNet):
-        raise BenchError(f"{run_dir} has a {type(method.net).__name__} network: DDPMPipeline needs a UNet2DModel"
+    if not isinstance(model.net, UNet):
+        raise BenchError(f"{run_dir} has a {type(model.net).__name__} network: DDPMPipeline needs a UNet2DModel"
                          " (an image ddpm run)")
     if cfg.model.num_classes:
         raise BenchError(f"{run_dir} is class-conditional: DDPMPipeline samples unconditionally and passes no labels")
@@ -214,10 +214,10 @@ def export_run(run_dir: Path, dst: Path, *, log: Callable[[str], None] = print) 
     if dst.exists() and any(dst.iterdir()):
         raise BenchError(f"{dst} exists and is not empty; choose another folder")
     check_writable(dst)
-    scheduler = DDPMScheduler(**method.schedule.diffusers, variance_type="fixed_small", clip_sample=False,
+    scheduler = DDPMScheduler(**model.schedule.diffusers, variance_type="fixed_small", clip_sample=False,
                               prediction_type="epsilon", timestep_spacing="leading", steps_offset=0)
     with staged(dst) as tmp:
-        DDPMPipeline(unet=method.net.net, scheduler=scheduler).save_pretrained(tmp, safe_serialization=True)
+        DDPMPipeline(unet=model.net.net, scheduler=scheduler).save_pretrained(tmp, safe_serialization=True)
         atomic_write_text(tmp / "bench.json", json.dumps({"run": str(run_dir), "run_id": cfg.run_id(),
                                                          "checkpoint_step": meta["step"], "weights": "ema"}, indent=2))
     log(f"exported {run_dir} (step {meta['step']}, EMA weights) to {dst}: DDPMPipeline.from_pretrained({str(dst)!r})")

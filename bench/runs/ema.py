@@ -33,13 +33,13 @@ def lr_factor(cfg: TrainConfig, base_lr: float) -> Callable[[int], float]:
 class EMA:
     """Exponential moving averages of named submodules (torch's AveragedModel)."""
 
-    def __init__(self, method: methods.Model, decay: float):
-        self.models = {name: AveragedModel(getattr(method, name), multi_avg_fn=get_ema_multi_avg_fn(decay),
-                                           use_buffers=True) for name in method.ema_modules}
+    def __init__(self, model: methods.Model, decay: float):
+        self.models = {name: AveragedModel(getattr(model, name), multi_avg_fn=get_ema_multi_avg_fn(decay),
+                                           use_buffers=True) for name in model.ema_modules}
 
-    def update(self, method: methods.Model) -> None:
+    def update(self, model: methods.Model) -> None:
         for name, avg in self.models.items():
-            avg.update_parameters(getattr(method, name))
+            avg.update_parameters(getattr(model, name))
 
     def weights(self) -> dict[str, torch.Tensor]:
         return {f"{name}.{k}": v for name, avg in self.models.items() for k, v in avg.module.state_dict().items()}
@@ -52,20 +52,20 @@ class EMA:
             avg.module.load_state_dict({k[len(name) + 1:]: v for k, v in weights.items() if k.startswith(name + ".")})
             avg.n_averaged.copy_(counts[name])
 
-    def apply_to(self, method: methods.Model) -> None:
+    def apply_to(self, model: methods.Model) -> None:
         for name, avg in self.models.items():
-            getattr(method, name).load_state_dict(avg.module.state_dict())
+            getattr(model, name).load_state_dict(avg.module.state_dict())
 
 
 @torch.no_grad()
-def update_targets(method: methods.Model, step: int) -> float | None:
+def update_targets(model: methods.Model, step: int) -> float | None:
     """theta- <- mu theta- + (1 - mu) theta for each of the method's target modules, with
     mu = method.target_decay(step); buffers are copied. Returns mu (None without targets)."""
-    if not method.target_modules:
+    if not model.target_modules:
         return None
-    mu = float(method.target_decay(step))
-    for target_name, online_name in method.target_modules.items():
-        target, online = getattr(method, target_name), getattr(method, online_name)
+    mu = float(model.target_decay(step))
+    for target_name, online_name in model.target_modules.items():
+        target, online = getattr(model, target_name), getattr(model, online_name)
         t_params, o_params = list(target.parameters()), list(online.parameters())
         torch._foreach_lerp_(t_params, o_params, 1.0 - mu)
         for tb, ob in zip(target.buffers(), online.buffers()):
@@ -73,8 +73,8 @@ def update_targets(method: methods.Model, step: int) -> float | None:
     return mu
 
 
-def after_optimizer_step(method: methods.Model, step: int) -> dict[str, float]:
+def after_optimizer_step(model: methods.Model, step: int) -> dict[str, float]:
     """The per-iteration hooks after the optimizer steps: target networks, then `after_step`."""
-    mu = update_targets(method, step)
+    mu = update_targets(model, step)
     logs = {} if mu is None else {"target/decay": mu}
-    return {**logs, **method.after_step(step)}
+    return {**logs, **model.after_step(step)}

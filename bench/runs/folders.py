@@ -41,18 +41,18 @@ def load_model(run_dir: Path, *, device: torch.device | str = "cpu",
     if ckpt is None:
         raise BenchError(f"{run_dir} has no checkpoint yet; train it with `bench train ... --resume`")
     model_state, ema_state, meta = load_weights(ckpt)
-    method = cls(cfg.model, tuple(meta["data_shape"]))
+    model = cls(cfg.model, tuple(meta["data_shape"]))
     try:
-        method.load_state_dict(model_state)
+        model.load_state_dict(model_state)
         if use_ema:
             for name in cls.ema_modules:
                 sub = {k[len(name) + 1:]: v for k, v in ema_state.items() if k.startswith(name + ".")}
-                getattr(method, name).load_state_dict(sub)
+                getattr(model, name).load_state_dict(sub)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise BenchError(f"checkpoint {ckpt} does not match the {cfg.model_name} architecture in its config.json"
                          f" ({first}); the run folder was modified: train again") from None
-    return method.to(device).eval(), cfg, meta
+    return model.to(device).eval(), cfg, meta
 
 
 def build_sampler(sampler: str, model: methods.Model, steps: int, options: Any, guidance=None, grid=None):

@@ -84,24 +84,24 @@ def check_finite_loss(out: dict[str, torch.Tensor], phase: str, step: int, run_d
                           f" lower the learning rate or raise train.grad_clip, then --resume")
 
 
-def check_ranks_agree(accelerator: Accelerator, method: methods.Model, step: int) -> None:
+def check_ranks_agree(accelerator: Accelerator, model: methods.Model, step: int) -> None:
     """Every rank must hold the same weights after a step (DDP averaged every gradient); a parameter
     whose gradient was not synchronised makes them drift apart, and that is an error, not a checkpoint."""
     if accelerator.num_processes == 1:
         return
-    sums = torch.stack([p.detach().double().sum() for p in method.parameters()]).to(accelerator.device)
+    sums = torch.stack([p.detach().double().sum() for p in model.parameters()]).to(accelerator.device)
     gathered = accelerator.gather(sums[None]).cpu()
     if not torch.allclose(gathered, gathered[:1].expand_as(gathered), rtol=1e-6, atol=1e-9):
-        names = [n for n, _ in method.named_parameters()]
+        names = [n for n, _ in model.named_parameters()]
         bad = names[int((gathered - gathered[:1]).abs().amax(0).argmax())]
         raise BenchError(f"the processes' weights differ at step {step} ({bad}): a gradient was not synchronised"
                          " across processes; this is a bug, please report it")
 
 
-def check_finite_weights(method: methods.Model, ema: EMA, step: int, run_dir: Path) -> None:
+def check_finite_weights(model: methods.Model, ema: EMA, step: int, run_dir: Path) -> None:
     """A step can leave the weights non-finite while its loss was finite (an update that overflows):
     such weights are never saved, so the latest checkpoint is always a good one."""
-    bad = next((name for name, t in [*method.state_dict().items(), *ema.weights().items()]
+    bad = next((name for name, t in [*model.state_dict().items(), *ema.weights().items()]
                 if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
     if bad is not None:
         ckpt = latest_checkpoint(run_dir)

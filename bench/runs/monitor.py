@@ -62,23 +62,23 @@ def mean_over_ranks(accelerator: Accelerator, logs: dict[str, torch.Tensor | flo
 
 
 class HeldOut:
-    """Every `train.eval_every` steps (and at the last step): the method's `eval_metrics` on a fixed
+    """Every `train.eval_every` steps (and at the last step): the model's `eval_metrics` on a fixed
     held-out batch (`data.eval_batch`), with the EMA weights, in eval mode, from a fixed generator,
     so it is deterministic and never moves the training RNG (resume stays exact). Results are
     logged as `eval/<name>`; `seconds` accumulates the time spent, kept out of steps/s."""
 
-    def __init__(self, method: methods.Model, data, cfg: RunConfig):
-        overrides = type(method).eval_metrics is not methods.Model.eval_metrics
+    def __init__(self, model: methods.Model, data, cfg: RunConfig):
+        overrides = type(model).eval_metrics is not methods.Model.eval_metrics
         self.every = cfg.train.eval_every if overrides else 0
         self.last, self.seed, self.batch = cfg.train.steps, cfg.train.seed, cfg.train.batch_size
         self.x = data.eval_batch(cfg.train.eval_samples) if self.every else None
         self.seconds = 0.0
 
-    def __call__(self, step: int, method: methods.Model, ema: EMA) -> dict[str, float]:
+    def __call__(self, step: int, model: methods.Model, ema: EMA) -> dict[str, float]:
         if not self.every or (step % self.every and step != self.last):
             return {}
         t0 = time.perf_counter()
-        scoring = copy.deepcopy(method).eval()
+        scoring = copy.deepcopy(model).eval()
         ema.apply_to(scoring)
         device = next(scoring.parameters()).device
         gen = torch.Generator().manual_seed(self.seed)

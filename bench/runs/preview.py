@@ -23,15 +23,15 @@ from methods.guidance import condition  # noqa: E402
 TOY_LIMIT = 5.5  # axis half-width for 2-D scatters (gaussians25 spans +-4)
 
 
-def preview(method, ema, data, cfg, run_dir, device, log) -> None:
+def preview(model, ema, data, cfg, run_dir, device, log) -> None:
     """preview.png: samples from the EMA weights. `train.preview_steps` picks the step count; the
     model's native sampler is used when it takes that many steps, else the first registered sampler
     of this model that does (e.g. ddim-50 for a ddpm run), so previews of slow samplers stay cheap. A
     class-conditional model previews conditional samples (w = 0) of classes 0, 1, 2, ... in turn."""
 
-    cls = type(method)
+    cls = type(model)
     if not cls.samplable:
-        return preview_reconstructions(method, ema, data, cfg, run_dir, device)
+        return preview_reconstructions(model, ema, data, cfg, run_dir, device)
     names = methods.samplers_for(cls.name)
     native = methods.get_sampler(names[0])
     steps = cfg.train.preview_steps or native.default_steps(cls, cfg.model)
@@ -40,8 +40,8 @@ def preview(method, ema, data, cfg, run_dir, device, log) -> None:
     if not usable:
         log(f"preview skipped: no sampler of {cls.name} takes {steps} steps")
         return
-    sampling = cls(cfg.model, method.data_shape).to(device)
-    sampling.load_state_dict(method.state_dict())
+    sampling = cls(cfg.model, model.data_shape).to(device)
+    sampling.load_state_dict(model.state_dict())
     ema.apply_to(sampling)
     sampler = condition(methods.get_sampler(usable[0]).build(sampling.eval(), steps, None), sampling, None)
     gen = torch.Generator().manual_seed(cfg.train.seed)
@@ -52,10 +52,10 @@ def preview(method, ema, data, cfg, run_dir, device, log) -> None:
     save_preview(x, run_dir / "preview.png", title=f"{run_dir.name}: {sampler.label}, {cfg.train.steps} steps")
 
 
-def preview_reconstructions(method, ema, data, cfg, run_dir, device) -> None:
+def preview_reconstructions(model, ema, data, cfg, run_dir, device) -> None:
     """A stage's preview.png (the autoencoder): test images above their reconstructions (EMA weights)."""
 
-    scoring = copy.deepcopy(method).to(device).eval()
+    scoring = copy.deepcopy(model).to(device).eval()
     ema.apply_to(scoring)
     x = data.eval_batch(max(1, cfg.train.preview_samples // 2)).to(device)
     with torch.no_grad():

@@ -23,7 +23,7 @@ def rank_state(stream: IndexStream) -> dict:
             "data_stream": stream.state_dict()}
 
 
-def save_state(run_dir, step, method, optimizers, schedules, ema, stream, cfg, data_shape, elapsed,
+def save_state(run_dir, step, model, optimizers, schedules, ema, stream, cfg, data_shape, elapsed,
                ranks: list[dict] | None = None) -> None:
     """`ranks`: each process's RNG and data order (rank_state), in process order; `rng` / `data_stream`
     stay rank 0's, as single-process checkpoints hold them."""
@@ -39,11 +39,11 @@ def save_state(run_dir, step, method, optimizers, schedules, ema, stream, cfg, d
     if ranks is not None and len(ranks) > 1:
         state["ranks"] = ranks
     meta = {"method": cfg.model_name, "dataset": cfg.data.name, "data_shape": list(data_shape), "run_id": cfg.run_id()}
-    save_checkpoint(run_dir, step, model=method.state_dict(), ema=ema.weights(), state=state, meta=meta,
+    save_checkpoint(run_dir, step, model=model.state_dict(), ema=ema.weights(), state=state, meta=meta,
                     keep=cfg.train.keep_checkpoints)
 
 
-def load_state(ckpt, method, optimizers, schedules, ema, stream, cfg, *, rank: int = 0, ranks: int = 1,
+def load_state(ckpt, model, optimizers, schedules, ema, stream, cfg, *, rank: int = 0, ranks: int = 1,
                log: Callable[[str], None] = print) -> tuple[int, float]:
     """Weights, optimizers, schedules and EMA for every process; process `rank` gets its own RNG and data
     order back. Resuming with another process count than the checkpoint's cannot continue each rank's
@@ -52,12 +52,12 @@ def load_state(ckpt, method, optimizers, schedules, ema, stream, cfg, *, rank: i
     if meta.get("method") != cfg.model_name or meta.get("dataset") != cfg.data.name:
         raise BenchError(f"checkpoint {ckpt} is a {meta.get('method')} run on {meta.get('dataset')}, not"
                          f" {cfg.model_name} on {cfg.data.name}")
-    if tuple(meta.get("data_shape", ())) != tuple(method.data_shape):
+    if tuple(meta.get("data_shape", ())) != tuple(model.data_shape):
         raise BenchError(f"checkpoint {ckpt} was trained on data of shape {meta.get('data_shape')}, not"
-                         f" {list(method.data_shape)}")
+                         f" {list(model.data_shape)}")
     state = load_training_state(ckpt)
     try:
-        method.load_state_dict(model_state)
+        model.load_state_dict(model_state)
         for n, o in optimizers.items():
             o.load_state_dict(state["optimizers"][n])
         for n, s in schedules.items():

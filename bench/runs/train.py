@@ -122,11 +122,11 @@ def train_parents(cfg: RunConfig, runs_dir: Path, *, progress: bool = True,
                                  f" ({'; '.join(diffs[:2])}); delete it to train the {role} again")
         ensure_trained(parent, parent_dir, runs_dir=runs_dir, progress=progress, log=log,
                        what=f"[parent] {cfg.model_name} needs its {role}: training {parent.model_name} -> {parent_dir}")
-        method, got, _ = load_model(parent_dir)
+        model, got, _ = load_model(parent_dir)
         if got.run_id() != parent.run_id():
             raise BenchError(f"{parent_dir} does not hold the {role} this run needs"
                              f" ({'; '.join(diff_configs(got, parent)[:2])}); delete it to retrain")
-        out[role] = method
+        out[role] = model
     return out
 
 
@@ -295,9 +295,9 @@ def _training_data(cfg: RunConfig, accelerator: Accelerator, runs_root: Path, *,
     return data, stage
 
 
-def _optimizers(method: methods.Model, cfg: RunConfig) -> tuple[dict, dict, dict]:
+def _optimizers(model: methods.Model, cfg: RunConfig) -> tuple[dict, dict, dict]:
     """The method's parameter groups, an AdamW for each (a phase's own lr and betas) and its LR schedule."""
-    groups = method.param_groups()
+    groups = model.param_groups()
     optimizers = {name: torch.optim.AdamW(g.params, lr=g.lr, betas=g.betas, weight_decay=g.weight_decay)
                   for name, g in groups.items()}
     schedules = {name: torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg.train, groups[name].lr))

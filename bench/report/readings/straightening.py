@@ -17,7 +17,7 @@ from bench.report.readings.registry import Results, as_bullets, register
 def _pairs(spec: dict) -> list[tuple[tuple[str, str, int], tuple[str, str, int], int]]:
     """(student row, teacher row, the teacher's reflow count k) for every cell on a model with a `reflow`
     key whose teacher (its recorded parent run) is sampled by the same sampler, options and step count.
-    Rows are (method, variant, steps). Pairing by the parent's run id, not by reflow count alone, keeps
+    Rows are (sampler, variant, steps). Pairing by the parent's run id, not by reflow count alone, keeps
     a k-rectified flow that is not the teacher (another network, another seed) out of the claim."""
     cells = [c for c in spec.get("cells", []) if (c.get("key_params") or {}).get("reflow") is not None]
     by_run = {}
@@ -34,9 +34,9 @@ def _pairs(spec: dict) -> list[tuple[tuple[str, str, int], tuple[str, str, int],
 
 
 def _row(df: pd.DataFrame, key: tuple[str, str, int]) -> pd.Series | None:
-    method, variant, steps = key
+    sampler, variant, steps = key
     v = df["variant"].fillna("").astype(str) if "variant" in df else pd.Series("", index=df.index)
-    hit = df[(df["sampler"] == method) & (v == variant) & (df["steps"] == steps)]
+    hit = df[(df["sampler"] == sampler) & (v == variant) & (df["steps"] == steps)]
     return hit.iloc[0] if len(hit) else None
 
 
@@ -58,8 +58,8 @@ def straightening_reading(df: pd.DataFrame, spec: dict) -> list[str]:
             extra = f"; modes {b['modes']:.0f} vs {a['modes']:.0f}"
         if "hq_fraction" in df and pd.notna(a.get("hq_fraction")):
             extra += f", high-quality fraction {b['hq_fraction']:.3f} vs {a['hq_fraction']:.3f}"
-        method, steps = student[0], student[2]
-        out.append(f"Straightening at {b['nfe_measured']:.0f} NFE ({method}, {steps} steps): the"
+        sampler, steps = student[0], student[2]
+        out.append(f"Straightening at {b['nfe_measured']:.0f} NFE ({sampler}, {steps} steps): the"
                    f" {k + 2}-rectified flow ({b['label']}) **{verdict}** the {k + 1}-rectified flow it was"
                    f" drawn from ({a['label']}) on {name} ({b[col]:.3f} vs {a[col]:.3f},"
                    f" {'lower' if lower else 'higher'} is better{extra}, the {k + 2}-rectified flow first);"
