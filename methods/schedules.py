@@ -17,11 +17,6 @@ import torch
 from torch import nn
 
 
-def linear_betas(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
-    """DDPM's linear schedule (float64)."""
-    return torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
-
-
 def vp_discretised_betas(T: int, beta_min: float = 0.1, beta_max: float = 20.0, eps: float = 1e-3) -> torch.Tensor:
     """DDGAN's T-step discretisation of the VP-SDE (Xiao et al. 2022), with beta_0 = 1e-8 prepended.
 

@@ -1,4 +1,5 @@
-"""Schedule maths: our posterior q(x_{t-1} | x_t, x_0) agrees with diffusers' DDPMScheduler."""
+"""Schedule maths: the linear schedule the models use (methods/prediction.py) and the posterior
+q(x_{t-1} | x_t, x_0) (methods/schedules.py, DDGAN's) agree with diffusers' DDPMScheduler."""
 
 from __future__ import annotations
 
@@ -6,14 +7,22 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from methods.schedules import alpha_bars, linear_betas, posterior
+from methods.prediction import linear_schedule
+from methods.schedules import alpha_bars, posterior
 
 
-def test_linear_betas_match_ddpm():
+def linear_betas(T: int) -> torch.Tensor:
+    """The betas of DDPM's linear schedule as the models build it (linear_schedule's alpha_bar), float64."""
+    abar = linear_schedule(T, 1e-4, 0.02).alphas_cumprod
+    return 1 - abar / torch.cat([torch.ones(1, dtype=abar.dtype), abar[:-1]])
+
+
+def test_the_models_linear_schedule_matches_ddpm():
     betas = linear_betas(1000)
     assert betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
     sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear")
     assert torch.allclose(alpha_bars(betas).float(), sched.alphas_cumprod, rtol=1e-5)
+    assert torch.allclose(linear_schedule(1000, 1e-4, 0.02).alphas_cumprod.float(), sched.alphas_cumprod)
 
 
 @pytest.mark.parametrize("t", [999, 500, 10, 1])

@@ -28,7 +28,6 @@ from bench.results.store import read_results
 LEVEL = 0.95
 GROUP = ["sampler", "label", "variant", "model", "steps", "guidance", "nfe_target"]
 SPEED = ["nfe_measured", "sample_ms_per_100", "forward_ms_per_100", "sampler_efficiency", "sample_ref_per_100"]
-SUFFIXES = ("_std", "_n", "_lo", "_hi")
 FLAG = "measurement error"  # timing_flag of a run whose efficiency came out above 1 twice (bench/measure/timing.py)
 
 
