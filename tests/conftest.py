@@ -291,3 +291,24 @@ def tiny_image_suite(tmp_path: Path) -> Path:
         max_seconds = 1
     """))
     return path
+
+
+COMMAND_FLAGS = {"--suite": "suite", "--samplers": "samplers", "--model": "models", "--dataset": "dataset",
+                 "--steps": "steps", "--nfe": "nfe", "--num-samples": "num_samples", "--seed": "seed",
+                 "--seeds": "seeds", "--bootstrap": "bootstrap", "--guidance": "guidance", "--classes": "classes",
+                 "--precision": "precision", "--latent": "latent", "--grid": "grids"}
+
+
+def request_of(recorded: dict):
+    """The CompareRequest a committed results folder was written for: the command its spec.json records (a grid
+    made with flags), else its suite's own grid."""
+    import shlex
+
+    from bench.config.requests import CompareRequest
+
+    words = shlex.split(recorded.get("command", ""))[2:]
+    kwargs = {COMMAND_FLAGS[flag]: value for flag, value in zip(words[::2], words[1::2])}
+    for key in ("num_samples", "seed", "bootstrap"):
+        if key in kwargs:
+            kwargs[key] = int(kwargs[key])
+    return CompareRequest.from_text(**kwargs) if kwargs else CompareRequest(suite=recorded["suite"])

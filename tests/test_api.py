@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from bench.config.identity import LATER, NOT_MEASURED, identity, short_hash
 from bench.config.requests import CompareRequest
 from bench.config.resolve import resolve_compare_spec
 from bench.errors import BenchError
-from tests.conftest import invoke
+from tests.conftest import invoke, request_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,28 +64,12 @@ def test_the_identity_rule_reads_field_metadata():
     assert short_hash(identity(Example(a=2))) != short_hash(identity(Example()))
 
 
-FLAGS = {"--suite": "suite", "--samplers": "samplers", "--model": "models", "--dataset": "dataset", "--steps": "steps",
-         "--nfe": "nfe", "--num-samples": "num_samples", "--seed": "seed", "--seeds": "seeds", "--bootstrap": "bootstrap",
-         "--guidance": "guidance", "--classes": "classes", "--precision": "precision", "--latent": "latent",
-         "--grid": "grids"}
-
-
-def _request(recorded: dict) -> CompareRequest:
-    """The request a committed folder was written for: its recorded command, else its suite's own grid."""
-    words = shlex.split(recorded.get("command", ""))[2:]
-    kwargs = {FLAGS[flag]: value for flag, value in zip(words[::2], words[1::2])}
-    for key in ("num_samples", "seed", "bootstrap"):
-        if key in kwargs:
-            kwargs[key] = int(kwargs[key])
-    return CompareRequest.from_text(**kwargs) if kwargs else CompareRequest(suite=recorded["suite"])
-
-
 @pytest.mark.parametrize("folder", sorted(p.name for p in (ROOT / "results").iterdir() if (p / "spec.json").exists()))
 def test_every_committed_grid_hash_and_run_id_stays(folder):
     """Resolved again from its suite today, each committed grid has the hash its spec.json recorded, and each
     cell the run id its checkpoint was trained under."""
     recorded = json.loads((ROOT / "results" / folder / "spec.json").read_text())
-    spec = resolve_compare_spec(_request(recorded))
+    spec = resolve_compare_spec(request_of(recorded))
     assert spec.grid_hash() == recorded["grid_hash"]
     ids = [(spec.run_config(c).run_id(), r["run_id"]) for c, r in zip(spec.cells, recorded["cells"]) if r.get("run_id")]
     assert ids and all(a == b for a, b in ids)
