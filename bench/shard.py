@@ -27,7 +27,6 @@ def no_accelerator() -> bool:
 
 
 def _state():
-
     return PartialState(cpu=no_accelerator())
 
 

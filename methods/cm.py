@@ -138,7 +138,6 @@ class ConsistencyModel(Model):
 
     @classmethod
     def check_config(cls, cfg: CMConfig) -> None:
-
         for field, allowed in (("mode", MODES), ("curriculum", CURRICULA), ("noise", NOISES),
                                ("distance", DISTANCES), ("weighting", WEIGHTINGS), ("target", TARGETS),
                                ("teacher_solver", TEACHER_SOLVERS)):

@@ -55,7 +55,6 @@ class ECT(ConsistencyModel):
 
     @classmethod
     def check_config(cls, cfg: ECTConfig) -> None:
-
         if cfg.mode != "tune":
             raise ValueError(f"ect: model.mode is tune (ECT's own), got {cfg.mode!r}; use the cm model for distill or"
                              " train")

@@ -77,7 +77,6 @@ class Flow(Model):
 
     @classmethod
     def check_config(cls, cfg: FlowConfig) -> None:
-
         if cfg.t_dist not in T_DISTS:
             raise ValueError(f"unknown t_dist {cfg.t_dist!r}; choose from: {', '.join(T_DISTS)}")
         if not cfg.logit_std > 0:

@@ -53,7 +53,7 @@ def check_results(out: Path, settings: Settings) -> dict:
                                    and spec["registered"][m] == "registered"}
     stored = {s["key"]: s for s in spec["samples"]}
     assert {"ddim-5", "dpmpp-2m-5", "unipc-5", "flow-5", "ddgan-T4"} <= set(stored)
-    assert [s["steps"] for s in spec["samples"] if s["method"] == "ddpm"] == [dict(dict(settings.model_sets)["ddpm"])
+    assert [s["steps"] for s in spec["samples"] if s["sampler"] == "ddpm"] == [dict(dict(settings.model_sets)["ddpm"])
                                                                                ["model.T"]]  # ancestral, all T steps
     with np.load(out / "samples-1.npz") as f:
         x = f["ddim-5"]
@@ -74,7 +74,7 @@ def test_rehearsal_runs_the_campaign_end_to_end_and_unpacks_for_bench_evaluate(t
     x = read_samples(tmp_path / "results" / "samples" / "ddgan-T4.npz", image=True)
     assert tuple(x.shape) == (100, 1, 28, 28)
     meta = read_meta(tmp_path / "results" / "samples" / "ddgan-T4.npz")
-    assert meta["method"] == "ddgan" and meta["nfe_measured"] == 4 and meta["run_id"]
+    assert meta["sampler"] == "ddgan" and meta["nfe_measured"] == 4 and meta["run_id"]
     text = campaign_score.report(out, None)
     assert "383x" in text and "ddgan-T4" in text and "## Training" in text
 

@@ -150,7 +150,7 @@ def test_a_two_process_compare_gives_the_one_process_samples_and_metrics(tiny_su
     assert two.returncode == 0, two.stderr[-3000:]
     assert two.stdout.count("results: ") == 1  # one process speaks for the launch
     b = same_results(tmp_path / "one", tmp_path / "two", ["nfe_measured", "modes", "hq_fraction", "mode_kl", "swd"])
-    rows = b[b["method"] != "data"]
+    rows = b[b["sampler"] != "data"]
     assert rows["notes"].str.contains("sampled by 2 processes; timed on process 0 alone").all()
     assert rows["sample_ms_per_100"].notna().all()
 

@@ -61,7 +61,6 @@ def run_config(model: str, *, preset: str, data_dir: str, sets: dict) -> RunConf
 
 
 def _preset_sections(preset: str) -> set[str]:
-
     path = Path(preset) if preset.endswith(".toml") else PRESETS_DIR / f"{preset}.toml"
     return set(load_toml(path, "preset"))
 
@@ -164,7 +163,7 @@ def sample_row(row: Row, run_dir: Path, *, n: int, batch: int, seed: int, precis
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
     label = sampler.label if row.model != "ddgan" else f"ddgan-T{steps}"
-    return {"label": label, "samples": x.numpy(), "model": row.model, "method": row.sampler, "steps": steps,
+    return {"label": label, "samples": x.numpy(), "model": row.model, "sampler": row.sampler, "steps": steps,
             "nfe_target": row.nfe if row.sampler not in ("ddgan", "ddpm") else None,
             "nfe_declared": sampler.nfe, "nfe_measured": nfe, "num_samples": n, "seed": seed,
             "batch": min(batch, n), "sample_s": round(seconds, 2), "run_dir": run_dir.name, "run_id": cfg.run_id(),

@@ -131,7 +131,6 @@ def main(returned: Path = typer.Argument(..., help="The folder the GPU campaign 
          device: str = typer.Option("cpu", help="Where to score.")) -> None:
     """Unpack and score a GPU campaign's samples; write OUT and REPORTS/report.md."""
 
-
     with user_errors():
         data_dir = data_dir or os.environ.get("BENCH_DATA_DIR", "")
         files = unpack(returned, out)

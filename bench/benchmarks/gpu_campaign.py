@@ -325,7 +325,6 @@ def main(out: Path = typer.Argument(..., help="Empty folder for the results (at 
 
 
 def check(s: Settings) -> None:
-
     if not set(s.parts) <= {"speed", "quality"} or not s.parts:
         raise BenchError(f"--parts takes speed and/or quality, got {','.join(s.parts)!r}")
     if not set(s.modes) <= {"eager", "graph", "compile"} or not s.modes:

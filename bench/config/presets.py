@@ -32,7 +32,6 @@ def load_preset(name: str, model: str) -> dict[str, Any]:
 
 
 def _model_names() -> list[str]:
-
     return methods.list_models()
 
 

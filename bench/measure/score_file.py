@@ -41,7 +41,6 @@ def score_file(file: Path, *, dataset: str, out: Path | None, data_dir: str, sui
                      device: str, resources: MetricResources, log: Callable[[str], None]) -> tuple[Path, dict]:
     """Score a sample file with every applicable metric; one-row results.csv (compare's columns) + spec.json."""
 
-
     info = get_dataset_info(dataset)
     x = read_samples(file, image=info.kind == "image")
     cfg = eval_data_config(dataset, tuple(x.shape[1:]), data_dir) if info.kind == "image" else \
@@ -70,8 +69,6 @@ def score_file(file: Path, *, dataset: str, out: Path | None, data_dir: str, sui
 
 def file_row(file: Path, meta: dict, metrics: dict, notes: list[str], *, n: int, seed: int, device) -> dict:
     """A results row for a sample file: identity from `bench sample`'s FILE.json when there is one."""
-
-
 
     meta = {RENAMED.get(k, k): v for k, v in meta.items()}  # sample files written before a rename
     keys = ("sampler", "label", "model", "steps", "nfe_declared", "nfe_measured", "run_id", "checkpoint_step")

@@ -201,7 +201,6 @@ class _NoStream:
 def export_run(run_dir: Path, dst: Path, *, log: Callable[[str], None] = print) -> Path:
     """Write a trained image `ddpm` run (EMA weights) as a DDPMPipeline folder at `dst`."""
 
-
     model, cfg, meta = load_model(run_dir)
     if cfg.model_name != "ddpm":
         raise BenchError(f"{run_dir} is a {cfg.model_name} run: only ddpm runs export to a DDPMPipeline")
