@@ -13,7 +13,7 @@ from methods.base import Model
 from methods.prediction import KINDS
 from methods.samplers.base import SamplerDef
 
-_METHODS: dict[str, type[Model]] = {}
+_MODELS: dict[str, type[Model]] = {}
 _SAMPLERS: dict[str, type] = {}
 TIMES = ("discrete", "continuous", "trained")
 
@@ -28,7 +28,7 @@ def register_model(name: str):
     def wrap(cls: type[Model]) -> type[Model]:
         if not (isinstance(cls, type) and issubclass(cls, Model)):
             raise TypeError(f"{name}: registered object must subclass methods.base.Model")
-        if name in _METHODS:
+        if name in _MODELS:
             raise ValueError(f"method {name!r} is registered twice")
         if not _frozen(getattr(cls, "Config", None)):
             raise TypeError(f"{name}: Config must be a frozen dataclass")
@@ -41,7 +41,7 @@ def register_model(name: str):
                             " guidance, which combines two eps predictions (methods/guidance.py); a model"
                             " conditional without guidance sets guided = False")
         cls.name = name
-        _METHODS[name] = cls
+        _MODELS[name] = cls
         return cls
 
     return wrap
@@ -70,13 +70,13 @@ def register_sampler(name: str):
 
 def get_model(name: str) -> type[Model]:
     try:
-        return _METHODS[name]
+        return _MODELS[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose from: {', '.join(list_models())}") from None
 
 
 def list_models() -> list[str]:
-    return sorted(_METHODS)
+    return sorted(_MODELS)
 
 
 def get_sampler(name: str):

@@ -21,7 +21,7 @@ LAYERS = [
     {"metrics"},
     {"data"},
     {"config"},
-    {"errors", "files", "shard"},
+    {"errors", "files", "shard", "plots"},
 ]
 # Third-party packages that may be imported inside a function: heavy, and needed on a few paths only.
 LAZY = {"torch_fidelity", "torchvision", "matplotlib", "scipy", "torchdiffeq", "huggingface_hub", "tensorboard"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 import bench
-from bench.report.plots import image_grid
+from bench.plots import image_grid
 from tests.conftest import invoke
 
 PYPROJECT = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()

@@ -152,13 +152,3 @@ def _grid(text: str):
 
 def write_orders(df: pd.DataFrame, results_dir: Path) -> None:
     atomic_write_text(Path(results_dir) / "orders.csv", df.to_csv(index=False))
-
-
-def read_orders(results_dir: Path) -> pd.DataFrame | None:
-    path = Path(results_dir) / "orders.csv"
-    if not path.is_file():
-        return None
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-        return None

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.report.plots import plt, scatter, show_grid
+from bench.plots import plt, scatter, show_grid
 from bench.report.readings.registry import Figure, Results
 from bench.report.tables import family, present
 from bench.results.schema import FLOOR

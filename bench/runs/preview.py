@@ -1,27 +1,17 @@
-"""preview.png, written when training ends: a look at what the run learned, from its EMA weights.
-
-It draws its own figure (as bench/report/plots.py draws a report's: same scatter limits, same grid),
-because the runs layer does not depend on the report layer.
-"""
+"""preview.png, written when training ends: a look at what the run learned, from its EMA weights, drawn with
+the report's own scatter and image grid (bench/plots.py)."""
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import methods  # noqa: E402
-from bench.runs.folders import call_sampler  # noqa: E402
-from methods.guidance import condition  # noqa: E402
-
-TOY_LIMIT = 5.5  # axis half-width for 2-D scatters (gaussians25 spans +-4)
-
+import methods
+from bench.plots import plt, scatter, show_grid
+from bench.runs.folders import call_sampler
+from methods.guidance import condition
 
 def preview(model, ema, data, cfg, run_dir, device, log) -> None:
     """preview.png: samples from the EMA weights. `train.preview_steps` picks the step count; the
@@ -69,32 +59,9 @@ def save_preview(x: torch.Tensor, path: Path, *, title: str) -> None:
     arr = x.detach().cpu().numpy()
     fig, ax = plt.subplots(figsize=(5, 5))
     if arr.ndim == 2:
-        _scatter(ax, arr, title)
+        scatter(ax, arr, title)
     else:
-        _show_grid(ax, arr[:64], title)
+        show_grid(ax, arr[:64], title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def _scatter(ax, x: np.ndarray, title: str, *, limit: float = TOY_LIMIT) -> None:
-    ax.scatter(x[:, 0], x[:, 1], s=1.0, alpha=0.5, linewidths=0)
-    ax.set_xlim(-limit, limit)
-    ax.set_ylim(-limit, limit)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=8)
-
-
-def _show_grid(ax, images: np.ndarray, title: str, ncol: int = 8) -> None:
-    """uint8 (N, C, H, W) as one image with 1-px white gaps (torchvision's make_grid)."""
-    from torchvision.utils import make_grid
-
-    c = images.shape[1]
-    grid = make_grid(torch.from_numpy(np.ascontiguousarray(images)), nrow=min(ncol, len(images)), padding=1,
-                     pad_value=255).numpy().transpose(1, 2, 0)
-    grid = grid[..., :1] if c == 1 else grid  # make_grid repeats one channel into three
-    ax.imshow(grid[..., 0] if grid.shape[2] == 1 else grid, cmap="gray" if grid.shape[2] == 1 else None)
-    ax.set_axis_off()
-    ax.set_title(title, fontsize=8)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from bench.report.plots import plt
+from bench.plots import plt
 from bench.report.readings.registry import Figure, Results, as_bullets, register
 from bench.report.tables import markdown_table
 from bench.results.schema import FLOOR, METRIC

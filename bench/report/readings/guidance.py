@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.report.plots import plt
+from bench.plots import plt
 from bench.report.readings.registry import Figure, Results, as_bullets, register
 from bench.results.schema import FLOOR, METRIC
 

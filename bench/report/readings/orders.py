@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-from bench.report.plots import plt
+from bench.plots import plt
 from bench.report.readings.registry import Figure, Results, register
 from bench.report.tables import markdown_table
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report.plots import plt
+from bench.plots import plt
 from bench.report.readings.registry import Figure, Results, as_bullets, register
 
 

@@ -1,4 +1,5 @@
-"""Figures shared by the report and its readings (matplotlib, Agg backend)."""
+"""Figures shared by the report and the training previews (matplotlib, Agg backend): a leaf, so that runs/ and
+report/ draw with the same code."""
 
 from __future__ import annotations
 
