@@ -74,6 +74,7 @@ class Autoencoder(Model):
     ema_modules = ("vae",)
     kind = "sample"
     time = "continuous"
+    family = "stage"
     samplable = False
     summary = "autoencoder: KL-regularised AutoencoderKL, the latent space of `--latent` runs (a stage, no sampler)"
 

@@ -108,6 +108,11 @@ class Model(nn.Module):
     target_modules: dict[str, str] = {}  # {target attribute: online attribute}, moved after each optimizer step
     guided: ClassVar[bool] = True  # a class-conditional model samples with classifier-free guidance (eps models);
     # False: conditional sampling only, w = 0 (DDGAN: no null class is trained, so there is no eps(x, null))
+    # how it draws samples, which the few-step reading groups rows by: "solver" (a solver integrates its
+    # prediction over many steps), "few-step" (trained to sample in one to a few steps: consistency models,
+    # MeanFlow), "gan" (a generator per trained step count: DDGAN), "exact" (a score known in closed form,
+    # no network), "stage" (never sampled)
+    family: ClassVar[str] = "solver"
 
     def __init__(self, cfg: Any, data_shape: tuple[int, ...]):
         super().__init__()
@@ -135,6 +140,12 @@ class Model(nn.Module):
         student's {"teacher": ("flow", {"model.reflow": 0})}. The harness trains them first and
         passes them to `attach_parents`; their run ids are part of this run's id. {} for most."""
         return {}
+
+    @classmethod
+    def family_of(cls, key_params: dict[str, Any]) -> str:
+        """The family of one run (`family`), for models whose key params change it (a rectified flow after
+        reflow is a few-step generator)."""
+        return cls.family
 
     def attach_parents(self, parents: dict[str, "Model"], *, run_dir: Any, seed: int,
                        log: Callable[[str], None] = print) -> None:

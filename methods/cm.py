@@ -121,6 +121,7 @@ class ConsistencyModel(Model):
     Config = CMConfig
     ema_modules = ("net",)
     kind = "consistency"
+    family = "few-step"
     time = "continuous"
     native_sampler = "cm"
     key_params = ("mode",)

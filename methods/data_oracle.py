@@ -86,6 +86,7 @@ class DataOracle(Model):
     Config = DataOracleConfig
     trainable = False
     needs_images = True
+    family = "exact"
     native_sampler = "ddim"
     summary = "ideal denoiser of n training images: an exact score at image scale (no weights, no training)"
 

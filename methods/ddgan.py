@@ -120,6 +120,7 @@ class DDGAN(Model):
     ema_modules = ("gen",)
     kind = "sample"
     time = "trained"
+    family = "gan"
     native_sampler = "ddgan"
     steps_are_trained = True
     key_params = ("T",)

@@ -76,6 +76,11 @@ class Flow(Model):
         self.pairs: tuple[torch.Tensor, torch.Tensor] | None = None  # (eps, x_0) couplings, reflow only
 
     @classmethod
+    def family_of(cls, key_params: dict) -> str:
+        """A rectified flow after reflow (reflow >= 1) is trained to sample in a few straight steps."""
+        return "few-step" if int(key_params.get("reflow") or 0) >= 1 else cls.family
+
+    @classmethod
     def check_config(cls, cfg: FlowConfig) -> None:
         if cfg.t_dist not in T_DISTS:
             raise ValueError(f"unknown t_dist {cfg.t_dist!r}; choose from: {', '.join(T_DISTS)}")

@@ -122,6 +122,7 @@ class MixtureModel(Model):
 
     trainable = False
     needs_mixture = True
+    family = "exact"
 
     @classmethod
     def from_data(cls, cfg, data):

@@ -40,7 +40,8 @@ def test_every_reading_registers_once_with_a_name_and_a_place():
     assert {"guidance", "overview", "straightening", "fewstep", "budgets", "schedules", "significance",
             "latent", "best-per-budget", "orders"} <= set(names)
     assert [r.title for r in registry.sections()] == [
-        "Latent space", "Best sampler within each NFE budget", "Measured orders on the exact score", "Mode spread"]
+        "Latent space", "Best sampler within each NFE budget", "Measured orders on the exact score", "Few-step generators",
+        "Mode spread"]
     files = [f.file for f in registry.figures()]
     assert len(files) == len(set(files))
 

@@ -235,9 +235,9 @@ def test_ect_starts_from_its_edm_base_and_halves_dt_by_stages():
     with torch.no_grad():  # f = D but for c_skip / c_out's sigma_min offset
         assert torch.allclose(ect.consistency(ect.net, x, sigma), base.D(x, sigma.float()), atol=1e-2)
     t = torch.tensor([1.0], dtype=torch.float64)
-    n = 1 + 8 * torch.sigmoid(-t).item()  # n(1) = 3.15: dt = t (r = 0, clamped to sigma_min) until n / q^s < 1
+    n = 1 + 8 * torch.sigmoid(-t).item()  # n(1) = 3.15: dt = t (r = 0, clamped to sigma_min) while n / q^(s+1) > 1
     assert [float(ect.dt_ratio(t, k)) for k in (0, 100, 200, 399, 5000)] == pytest.approx(
-        [1.0, 1.0, n / 4, n / 8, n / 16])
+        [1.0, n / 4, n / 8, n / 16, n / 16])
     with pytest.raises(ValueError, match="must be edm"):
         ECT.check_config(ECTConfig(base="ddpm"))
 
