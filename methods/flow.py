@@ -43,6 +43,14 @@ MAX_REFLOW = 3
 COUPLINGS_FILE = "couplings.pt"
 
 
+def draw_times(cfg, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """Times in (0, 1) from cfg.t_dist: uniform, or sigmoid of N(cfg.logit_mean, cfg.logit_std^2)
+    (flow matching's t; MeanFlow's two draws of (r, t))."""
+    if cfg.t_dist == "uniform":
+        return torch.rand(shape, device=device)
+    return torch.sigmoid(cfg.logit_mean + cfg.logit_std * torch.randn(shape, device=device))
+
+
 @dataclasses.dataclass(frozen=True)
 class FlowConfig:
     lr: float = 2e-4
@@ -122,9 +130,7 @@ class Flow(Model):
         return {"model": ParamGroup(list(self.net.parameters()), lr=self.cfg.lr)}
 
     def draw_t(self, n: int, device: torch.device) -> torch.Tensor:
-        if self.cfg.t_dist == "uniform":
-            return torch.rand(n, device=device)
-        return torch.sigmoid(self.cfg.logit_mean + self.cfg.logit_std * torch.randn(n, device=device))
+        return draw_times(self.cfg, (n,), device)
 
     def forward(self, x0: torch.Tensor, *, phase: str, step: int, y: torch.Tensor | None = None
                 ) -> dict[str, torch.Tensor]:

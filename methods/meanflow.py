@@ -10,8 +10,8 @@ d/dt u          v . grad_z u + partial_t u: the JVP of u_theta along the tangent
                 (torch.func.jvp), one forward pass with its tangent
 target          u_tgt = sg(v - (t - r) d/dt u_theta)
 loss            w ||u_theta - u_tgt||^2 with the adaptive weight w = sg(1 / (||delta||^2 + c)^p)
-(r, t)          two logit-normal draws (mean -0.4, std 1.0; t_dist = "uniform": U(0, 1)), t the larger; r = t for a 1 - `ratio` share of the
-                batch (the paper's best: 25% r != t)
+(r, t)          two logit-normal draws (mean -0.4, std 1.0; t_dist = "uniform": U(0, 1)), t the larger;
+                r = t for a 1 - `ratio` share of the batch (the paper's best: 25% r != t)
 sampling        one step: x = eps - u(eps, 0, 1); k steps: z_r = z_t - (t - r) u(z_t, r, t) on t_i = 1 - i / k
 
 The times enter the sinusoidal embeddings unscaled (t in [0, 1], `t_scale` = 1), as the paper's networks
@@ -36,7 +36,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from methods.base import Model, ParamGroup
-from methods.flow import T_DISTS
+from methods.flow import T_DISTS, draw_times
 from methods.nets import NetConfig, build_net
 from methods.prediction import Prediction
 from methods.registry import register_model
@@ -107,10 +107,7 @@ class MeanFlow(Model):
 
     def draw_rt(self, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
-        if cfg.t_dist == "uniform":
-            a, b = torch.rand(2, n, device=device)
-        else:
-            a, b = torch.sigmoid(cfg.logit_mean + cfg.logit_std * torch.randn(2, n, device=device))
+        a, b = draw_times(cfg, (2, n), device)
         t, r = torch.maximum(a, b), torch.minimum(a, b)
         same = torch.rand(n, device=device) >= cfg.ratio
         return torch.where(same, t, r), t

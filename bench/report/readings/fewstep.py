@@ -99,9 +99,7 @@ def _name(row: pd.Series) -> str:
 def _headline(row: pd.Series, other: pd.Series, metric: tuple[str, str, bool] | None, seeded: bool) -> str:
     """'A (n NFE) beats / is beaten by / ties with B (m NFE) on <primary metric>' in a few words."""
     a, b = f"{_name(row)} ({_nfe(row):.0f} NFE)", f"{_name(other)} ({_nfe(other):.0f} NFE)"
-    if metric is None or pd.isna(row.get(metric[0])) or pd.isna(other.get(metric[0])):
-        return f"{a} against {b}"
-    if not seeded:
+    if not seeded or metric is None or pd.isna(row.get(metric[0])) or pd.isna(other.get(metric[0])):
         return f"{a} against {b}"
     verb = {1: "beats", -1: "is beaten by", 0: "ties (the intervals overlap) with"}[compare_rows(row, other, metric[0])]
     return f"{a} {verb} {b} on {metric[1]}"
